@@ -1,0 +1,128 @@
+"""Generator-based attack: an inverse network G trained on auxiliary data, x* = G(z).
+
+One definition serves every feature shape: G upsamples z by transposed convolutions
+(kernel 4, stride 2) until it reaches the image size, mirroring an edge that halves the
+spatial size per block, and ends in a Sigmoid so outputs are pixels in [0, 1]. For the
+CNN's two-block edge (z = 256 x 16 x 16) the black-box capacity gives exactly the authors'
+ConvT(256->128) + BN + Tanh -> ConvT(128->3) + Sigmoid.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ciprivacy.data.batches import iterate_batches
+from ciprivacy.precision import autocast
+
+log = logging.getLogger(__name__)
+
+
+def _refine(c: int) -> list[nn.Module]:
+    return [nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.Tanh()]
+
+
+class InverseNet(nn.Module):
+    """``width`` scales the hidden channels, ``extra_convs`` adds 3x3 conv blocks per stage:
+    the capacity a gray-box attacker may add when it knows the edge is deeper."""
+
+    def __init__(self, z_shape: tuple[int, int, int], image_shape: tuple[int, int, int], width: float = 1.0, extra_convs: int = 0):
+        super().__init__()
+        zc, zh, zw = z_shape
+        ic, ih, iw = image_shape
+        ratio = ih / zh
+        if ih * zw != iw * zh or ratio < 1 or not math.log2(ratio).is_integer():
+            raise ValueError(f"inverse network needs z {tuple(z_shape)} to be the image {tuple(image_shape)} shrunk by a power of two")
+        stages = int(math.log2(ratio))
+        layers: list[nn.Module] = []
+        c = zc
+        if stages == 0:  # same spatial size: a 3x3 conv stack
+            hidden = max(8, round(zc * width / 2))
+            layers += [nn.Conv2d(c, hidden, 3, padding=1), nn.BatchNorm2d(hidden), nn.Tanh()]
+            for _ in range(extra_convs):
+                layers += _refine(hidden)
+            layers += [nn.Conv2d(hidden, ic, 3, padding=1)]
+        else:
+            for i in range(stages - 1):
+                hidden = max(8, round(zc * width / 2 ** (i + 1)))
+                layers += [nn.ConvTranspose2d(c, hidden, 4, 2, 1), nn.BatchNorm2d(hidden), nn.Tanh()]
+                for _ in range(extra_convs):
+                    layers += _refine(hidden)
+                c = hidden
+            if stages == 1:
+                for _ in range(extra_convs):
+                    layers += _refine(c)
+            layers += [nn.ConvTranspose2d(c, ic, 4, 2, 1)]
+        layers.append(nn.Sigmoid())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+@torch.no_grad()
+def reconstruct(generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool) -> torch.Tensor:
+    """x* = G(observe(x)) for uint8 images, returned as float32 in [0, 1]."""
+    generator.eval()
+    out = []
+    for x, _ in iterate_batches(images, None, batch_size):
+        with autocast(images.device, amp):
+            out.append(generator(observe(x)).float())
+    return torch.cat(out)
+
+
+def _mse(generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool) -> float:
+    rec = reconstruct(generator, observe, images, batch_size, amp)
+    return F.mse_loss(rec, images.float().div(255)).item()
+
+
+def train_inverse_network(
+    generator: nn.Module,
+    observe: Callable[[torch.Tensor], torch.Tensor],
+    aux_images: torch.Tensor,
+    test_images: torch.Tensor,
+    settings: dict[str, Any],
+    gen: torch.Generator,
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """Train G on (observe(x'), x') pairs of the auxiliary split; keep the state with the
+    lowest test MSE (the paper keeps the strongest attacker)."""
+    device = aux_images.device
+    opt = torch.optim.Adam(generator.parameters(), lr=settings["lr"], betas=tuple(settings["betas"]))
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=settings["scheduler_factor"], patience=settings["scheduler_patience"]
+    )
+    amp = bool(settings["amp"])
+    best_mse, best_state, history = math.inf, copy.deepcopy(generator.state_dict()), []
+    bar = tqdm(range(settings["epochs"]), desc="inverse network", mininterval=5)
+    for epoch in bar:
+        generator.train()
+        total = torch.zeros((), device=device)
+        steps = 0
+        for x, _ in iterate_batches(aux_images, None, settings["batch_size"], shuffle=True, gen=gen):
+            z = observe(x)
+            with autocast(device, amp):
+                loss = F.mse_loss(generator(z).float(), x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+            steps += 1
+        record = {"epoch": epoch + 1, "train_mse": total.item() / max(1, steps)}
+        if (epoch + 1) % settings["eval_every"] == 0 or epoch + 1 == settings["epochs"]:
+            test_mse = _mse(generator, observe, test_images, settings["batch_size"], amp)
+            sched.step(test_mse)
+            record["test_mse"] = test_mse
+            if test_mse < best_mse:
+                best_mse, best_state = test_mse, copy.deepcopy(generator.state_dict())
+            bar.set_postfix(test_mse=f"{test_mse:.5f}", best=f"{best_mse:.5f}")
+        history.append(record)
+        log.info("epoch %s", record)
+    generator.load_state_dict(best_state)
+    return generator, history

@@ -1,0 +1,44 @@
+"""What every defense provides to training, attacks and measurements.
+
+A defense may change the split model (build), the training loss (loss) and the features the
+edge transmits (observe). Attacks and measurements only ever see ``observe(model.edge(x))``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ciprivacy.models import SplitModel, create_model
+from ciprivacy.registry import Registry
+
+DEFENSES: Registry = Registry("defense")
+
+
+class Defense:
+    """The unprotected baseline; other defenses override what they change."""
+
+    name = "base"
+
+    def __init__(self, **settings: Any):
+        self.settings = settings
+
+    def build(self, arch: str, num_classes: int, image_shape: tuple[int, int, int], arch_settings: dict) -> SplitModel:
+        return create_model(arch, num_classes, image_shape, **arch_settings)
+
+    def loss(self, model: SplitModel, x: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
+        return F.cross_entropy(model(x), y)
+
+    def observe(self, z: torch.Tensor) -> torch.Tensor:
+        """The features as they leave the device (after any perturbation the defense adds)."""
+        return z
+
+    def forward(self, model: SplitModel, x: torch.Tensor) -> torch.Tensor:
+        """Inference as deployed: the cloud receives the observed features."""
+        return model.cloud(self.observe(model.edge(x)))
+
+
+def create_defense(name: str, **settings: Any) -> Defense:
+    return DEFENSES.get(name)(**settings)

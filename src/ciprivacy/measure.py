@@ -1,0 +1,76 @@
+"""Measurements of a trained target that need no attacker: accuracy, delta(z), |theta_edge|, MI."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from ciprivacy.data import load_prepared
+from ciprivacy.data.batches import iterate_batches
+from ciprivacy.io import save_json
+from ciprivacy.metrics.features import effective_information, feature_shape
+from ciprivacy.metrics.mine import CRITICS, estimate_mi
+from ciprivacy.models import count_params
+from ciprivacy.runtime import configure_threads, pick_device, seed_everything
+from ciprivacy.target import accuracy, load_target
+
+log = logging.getLogger(__name__)
+
+
+def _ident(target_meta: dict) -> dict[str, Any]:
+    return {k: target_meta[k] for k in ("dataset", "arch", "defense", "seed")}
+
+
+def evaluate_target(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Test accuracy of the deployed pipeline and the feature measures on the test split."""
+    configure_threads()
+    device = pick_device(settings.get("device", "auto"))
+    seed_everything(int(settings["seed"]))
+    target = load_target(model_path, device)
+    data = load_prepared(data_path)
+    x_test, y_test = (t.to(device) for t in data.split("test"))
+    result = {
+        **_ident(target.meta),
+        "test_acc": accuracy(target, x_test, y_test, settings["batch_size"], bool(settings["amp"])),
+        "delta_z": effective_information(target.observe, x_test, settings["batch_size"]),
+        "z_shape": feature_shape(target.observe, x_test),
+        "edge_params": count_params(target.model.edge),
+    }
+    save_json(result, output)
+    log.info("evaluation: %s", result)
+    return result
+
+
+def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """MINE between inputs and observed features: trained on the classifier's training split,
+    evaluated on the auxiliary split (the authors' protocol)."""
+    configure_threads()
+    device = pick_device(settings.get("device", "auto"))
+    gen = seed_everything(int(settings["seed"]))
+    target = load_target(model_path, device)
+    data = load_prepared(data_path)
+    x_train = data.split("train")[0]
+    if settings["max_train"] is not None:
+        x_train = x_train[: settings["max_train"]]
+    x_train = x_train.to(device)
+    x_eval = data.split("aux")[0].to(device)
+    z_shape = tuple(feature_shape(target.observe, x_eval))
+    critic = CRITICS.get(settings["critic"])(tuple(x_eval.shape[1:]), z_shape).to(device)
+    batch = settings["batch_size"]
+
+    def pairs(images: torch.Tensor, shuffle: bool):
+        def batches():
+            for x, _ in iterate_batches(images, None, batch, shuffle=shuffle, gen=gen):
+                yield x, target.observe(x)
+
+        return batches
+
+    estimate = estimate_mi(
+        critic, pairs(x_train, True), pairs(x_eval, False), settings["epochs"], settings["lr"], settings["report"], gen
+    )
+    result = {**_ident(target.meta), **estimate, "critic": settings["critic"]}
+    save_json(result, output)
+    log.info("MI estimate %.5f (best %.5f, last %.5f)", estimate["mi"], estimate["mi_best"], estimate["mi_last"])
+    return result

@@ -1,0 +1,129 @@
+"""Training the target classifier (edge + cloud) under a defense, and loading it back."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ciprivacy.data import load_prepared
+from ciprivacy.data.batches import augment, iterate_batches
+from ciprivacy.defenses import Defense, create_defense
+from ciprivacy.io import load_torch, save_torch
+from ciprivacy.models import SplitModel, count_params
+from ciprivacy.precision import autocast
+from ciprivacy.runtime import configure_threads, pick_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Target:
+    """A trained split model with the defense it was trained under."""
+
+    model: SplitModel
+    defense: Defense
+    meta: dict[str, Any]
+
+    @torch.no_grad()
+    def observe(self, x: torch.Tensor) -> torch.Tensor:
+        """What an eavesdropper on the device-cloud link sees for inputs x in [0, 1]."""
+        return self.defense.observe(self.model.edge(x))
+
+
+def build_target(settings: dict[str, Any], num_classes: int, image_shape: tuple[int, int, int]) -> tuple[SplitModel, Defense]:
+    defense = create_defense(settings["defense"], **settings.get("defense_settings", {}))
+    model = defense.build(settings["arch"], num_classes, image_shape, settings.get("arch_settings", {}))
+    return model, defense
+
+
+@torch.no_grad()
+def accuracy(target: Target, images: torch.Tensor, labels: torch.Tensor, batch_size: int, amp: bool) -> float:
+    """Top-1 accuracy of the deployed pipeline (the cloud sees observed features)."""
+    target.model.eval()
+    device = images.device
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for x, y in iterate_batches(images, labels, batch_size):
+        with autocast(device, amp):
+            logits = target.defense.forward(target.model, x)
+        correct += (logits.argmax(1) == y).sum()
+    return correct.item() / max(1, labels.numel())
+
+
+def train_target(data_path: str, model_path: str, settings: dict[str, Any]) -> Target:
+    """Train on the 'train' split, report accuracy on 'test', write state dict + metadata."""
+    configure_threads()
+    train = settings["train"]
+    device = pick_device(settings.get("device", "auto"))
+    gen = seed_everything(int(settings["seed"]))
+    data = load_prepared(data_path)
+    model, defense = build_target(settings, data.num_classes, data.image_shape)
+    model.to(device)
+    x_train, y_train = (t.to(device) for t in data.split("train"))
+    x_test, y_test = (t.to(device) for t in data.split("test"))
+
+    opt = torch.optim.Adam(
+        model.parameters(), lr=train["lr"], betas=tuple(train["betas"]), weight_decay=train["weight_decay"]
+    )
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=train["scheduler_factor"], patience=train["scheduler_patience"]
+    )
+    amp = bool(train["amp"])
+    target = Target(model, defense, {})
+    history = []
+    bar = tqdm(range(train["epochs"]), desc="train target", mininterval=5)
+    for epoch in bar:
+        model.train()
+        total = torch.zeros((), device=device)
+        steps = 0
+        for x, y in iterate_batches(x_train, y_train, train["batch_size"], shuffle=True, gen=gen):
+            x = augment(x, train["hflip"], train["color_jitter"], gen)
+            with autocast(device, amp):
+                loss = defense.loss(model, x, y, epoch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach().float()
+            steps += 1
+        epoch_loss = total.item() / max(1, steps)  # one host sync per epoch
+        sched.step(epoch_loss)
+        record = {"epoch": epoch + 1, "train_loss": epoch_loss, "lr": opt.param_groups[0]["lr"]}
+        if (epoch + 1) % train["eval_every"] == 0 or epoch + 1 == train["epochs"]:
+            record["test_acc"] = accuracy(target, x_test, y_test, train["batch_size"], amp)
+            bar.set_postfix(loss=f"{epoch_loss:.4f}", acc=f"{record['test_acc']:.4f}")
+        history.append(record)
+        log.info("epoch %s", record)
+
+    test_acc = history[-1]["test_acc"]
+    meta = {
+        "dataset": settings["dataset"],
+        "arch": settings["arch"],
+        "defense": settings["defense"],
+        "seed": int(settings["seed"]),
+        "arch_settings": settings.get("arch_settings", {}),
+        "defense_settings": settings.get("defense_settings", {}),
+        "num_classes": data.num_classes,
+        "image_shape": list(data.image_shape),
+        "edge_params": count_params(model.edge),
+        "test_acc": test_acc,
+        "history": history,
+    }
+    target.meta = meta
+    save_torch({"state_dict": model.state_dict(), "meta": meta}, model_path)
+    log.info("test accuracy %.4f, edge parameters %d", test_acc, meta["edge_params"])
+    return target
+
+
+def load_target(model_path: str, device: torch.device | str = "cpu") -> Target:
+    """Rebuild the split model from its metadata and load the weights (weights_only)."""
+    blob = load_torch(model_path)
+    meta = blob["meta"]
+    model, defense = build_target(meta, meta["num_classes"], tuple(meta["image_shape"]))
+    model.load_state_dict(blob["state_dict"])
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Target(model, defense, meta)

@@ -1,0 +1,62 @@
+# One rule per threat scenario; black-box and gray-box share the inverse-network attack.
+
+
+rule attack_whitebox:
+    input:
+        model=f"{OUT}/targets/{TARGET}/model.pt",
+        data=f"{OUT}/data/{{dataset}}.pt",
+    output:
+        metrics=f"{OUT}/attacks/{TARGET}/whitebox/metrics.json",
+        samples=f"{OUT}/attacks/{TARGET}/whitebox/samples.pt",
+    params:
+        scenario="whitebox",
+        settings=attack_params("whitebox"),
+    log:
+        f"{OUT}/logs/attack_whitebox/{TARGET}.log",
+    benchmark:
+        f"{OUT}/benchmarks/attack_whitebox/{TARGET}.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/attack.py"
+
+
+rule attack_blackbox:
+    input:
+        model=f"{OUT}/targets/{TARGET}/model.pt",
+        data=f"{OUT}/data/{{dataset}}.pt",
+    output:
+        metrics=f"{OUT}/attacks/{TARGET}/blackbox/metrics.json",
+        samples=f"{OUT}/attacks/{TARGET}/blackbox/samples.pt",
+        attacker=f"{OUT}/attacks/{TARGET}/blackbox/attacker.pt",
+    params:
+        scenario="blackbox",
+        settings=attack_params("blackbox"),
+    log:
+        f"{OUT}/logs/attack_blackbox/{TARGET}.log",
+    benchmark:
+        f"{OUT}/benchmarks/attack_blackbox/{TARGET}.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/pipeline.yaml"
+    script:
+        "../scripts/attack.py"
+
+
+use rule attack_blackbox as attack_graybox with:
+    output:
+        metrics=f"{OUT}/attacks/{TARGET}/graybox/metrics.json",
+        samples=f"{OUT}/attacks/{TARGET}/graybox/samples.pt",
+        attacker=f"{OUT}/attacks/{TARGET}/graybox/attacker.pt",
+    params:
+        scenario="graybox",
+        settings=attack_params("graybox"),
+    log:
+        f"{OUT}/logs/attack_graybox/{TARGET}.log",
+    benchmark:
+        f"{OUT}/benchmarks/attack_graybox/{TARGET}.tsv"

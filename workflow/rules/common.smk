@@ -1,0 +1,66 @@
+# Config validation and the helpers that turn config into targets and per-job params.
+import itertools
+
+from snakemake.utils import validate
+
+from ciprivacy import settings as S
+
+validate(config, schema="../schemas/config.schema.yaml")
+S.check_config(config)
+
+OUT = f"results/{config['preset']}"
+RUN = config["run"]
+TARGET = "{dataset}/{arch}/{defense}/seed{seed}"
+SCENARIO_NAMES = RUN["scenarios"]
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_]+",
+    arch="[A-Za-z0-9_]+",
+    defense="[A-Za-z0-9_]+",
+    seed="[0-9]+",
+    scenario="|".join(["whitebox", "blackbox", "graybox"]),
+
+
+def targets():
+    """Every (dataset, arch, defense, seed) that `run` asks for."""
+    for dataset, arch, defense, seed in itertools.product(
+        RUN["datasets"], RUN["archs"], RUN["defenses"], config["seeds"]
+    ):
+        yield dict(dataset=dataset, arch=arch, defense=defense, seed=seed)
+
+
+def attack_metrics(wc=None):
+    return [
+        f"{OUT}/attacks/{TARGET}/{{scenario}}/metrics.json".format(**t, scenario=s)
+        for t in targets()
+        for s in SCENARIO_NAMES
+    ]
+
+
+def per_target(path):
+    return [path.format(**t) for t in targets()]
+
+
+def final_outputs():
+    return [
+        f"{OUT}/tables/summary.csv",
+        f"{OUT}/tables/summary.md",
+        *per_target(f"{OUT}/figures/reconstructions/{TARGET.replace('/', '-')}.png"),
+    ]
+
+
+def train_params(wc):
+    return S.target_settings(config, wc.dataset, wc.arch, wc.defense, int(wc.seed))
+
+
+def attack_params(scenario):
+    return lambda wc: S.attack_settings(config, scenario, int(wc.seed))
+
+
+def mine_params(wc):
+    return S.mine_settings(config, int(wc.seed))
+
+
+def evaluation_params(wc):
+    return S.evaluation_settings(config, int(wc.seed))

@@ -1,0 +1,12 @@
+from ciprivacy.reporting import plot_reconstructions
+from ciprivacy.runtime import job_log
+
+w = snakemake.wildcards
+with job_log(snakemake.log[0]):
+    plot_reconstructions(
+        snakemake.input.samples,
+        snakemake.params.scenarios,
+        snakemake.output.figure,
+        title=f"{w.dataset} / {w.arch} / {w.defense} / seed {w.seed}",
+        n=snakemake.params.n,
+    )
