@@ -37,6 +37,19 @@ class PreparedData:
         return self.images[idx], self.labels[idx]
 
 
+def class_quota(counts: torch.Tensor, max_images: int | None) -> torch.Tensor:
+    """Images to keep per class: all, or exactly ``max_images`` shared in proportion to the
+    class sizes (largest remainders get the leftover images)."""
+    total = int(counts.sum())
+    if max_images is None or max_images >= total:
+        return counts.clone()
+    exact = counts.double() * max_images / total
+    quota = exact.floor().long()
+    leftover = max_images - int(quota.sum())
+    quota[torch.argsort(exact - quota, descending=True)[:leftover]] += 1
+    return quota
+
+
 def stratified_split(
     labels: torch.Tensor, fractions: dict[str, float], seed: int, max_images: int | None = None
 ) -> dict[str, torch.Tensor]:
@@ -48,13 +61,13 @@ def stratified_split(
     if abs(total - 1.0) > 1e-6:
         raise DataError(f"split fractions {fractions} sum to {total}, expected 1.0")
     gen = torch.Generator().manual_seed(seed)
-    n = labels.numel()
-    keep_fraction = 1.0 if max_images is None or max_images >= n else max_images / n
+    classes = torch.unique(labels).tolist()
+    counts = torch.tensor([int((labels == c).sum()) for c in classes])
+    quota = class_quota(counts, max_images)
     out: dict[str, list[torch.Tensor]] = {name: [] for name in fractions}
-    for cls in torch.unique(labels).tolist():
+    for cls, keep in zip(classes, quota.tolist()):
         idx = torch.nonzero(labels == cls).flatten()
-        idx = idx[torch.randperm(idx.numel(), generator=gen)]
-        idx = idx[: max(len(fractions), round(idx.numel() * keep_fraction))]
+        idx = idx[torch.randperm(idx.numel(), generator=gen)][:keep]
         start = 0
         names = list(fractions)
         for i, name in enumerate(names):
@@ -74,6 +87,12 @@ def prepare_dataset(name: str, settings: dict[str, Any], output: str) -> Prepare
     for split, idx in splits.items():
         if idx.numel() == 0:
             raise DataError(f"dataset {name!r}: split {split!r} is empty; give more images or larger fractions")
+    # Keep only the images some split uses (max_images may have left most of them out).
+    used = torch.sort(torch.cat(list(splits.values()))).values
+    remap = torch.full((raw.labels.numel(),), -1, dtype=torch.int64)
+    remap[used] = torch.arange(used.numel())
+    images, labels = raw.images[used].contiguous(), raw.labels[used]
+    splits = {split: remap[idx] for split, idx in splits.items()}
     meta = {
         "dataset": name,
         "source": settings["source"],
@@ -82,11 +101,9 @@ def prepare_dataset(name: str, settings: dict[str, Any], output: str) -> Prepare
         "split_seed": settings["split_seed"],
         "sizes": {k: int(v.numel()) for k, v in splits.items()},
     }
-    prepared = PreparedData(raw.images, raw.labels, splits, raw.classes, meta)
-    save_torch(
-        {"images": raw.images, "labels": raw.labels, "splits": splits, "classes": raw.classes, "meta": meta}, output
-    )
-    log.info("prepared %s: %s images %s, splits %s", name, tuple(raw.images.shape), raw.classes[:10], meta["sizes"])
+    prepared = PreparedData(images, labels, splits, raw.classes, meta)
+    save_torch({"images": images, "labels": labels, "splits": splits, "classes": raw.classes, "meta": meta}, output)
+    log.info("prepared %s: %s images of classes %s, splits %s", name, tuple(images.shape), raw.classes[:10], meta["sizes"])
     return prepared
 
 

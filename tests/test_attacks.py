@@ -1,0 +1,92 @@
+import pytest
+import torch
+from torch import nn
+
+from ciprivacy.attacks import InverseNet, rmle_reconstruct, total_variation, train_inverse_network
+from ciprivacy.metrics import reconstruction_quality
+
+RMLE = dict(iterations=200, optimizer="adam", lr=0.05, momentum=0.9, tv_weight=0.0, init="gray", clamp=True, amp=False)
+
+
+def tiny_edge():
+    torch.manual_seed(0)
+    # Tanh keeps the map injective (a ReLU edge this small discards half of its 1,024 outputs).
+    edge = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.Tanh(), nn.Conv2d(32, 16, 3, padding=1, stride=2), nn.Tanh())
+    for p in edge.parameters():
+        p.requires_grad_(False)
+    return edge.eval()
+
+
+def smooth_images(n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, 4, 4, generator=gen)
+    return nn.functional.interpolate(coarse, size=(16, 16), mode="bilinear", align_corners=False)
+
+
+def test_rmle_reconstructs_inputs_of_a_tiny_edge_in_one_batch():
+    edge = tiny_edge()
+    x = smooth_images(6, seed=1)
+    rec = rmle_reconstruct(edge, edge(x), (3, 16, 16), RMLE, torch.Generator().manual_seed(0), progress=False)
+    start = reconstruction_quality(x, torch.full_like(x, 0.5))
+    q = reconstruction_quality(x, rec)
+    assert rec.shape == x.shape and rec.min() >= 0 and rec.max() <= 1
+    assert q["mse"] < 0.1 * start["mse"]
+    assert q["ssim"] > 0.95
+
+
+def test_rmle_result_does_not_depend_on_how_targets_are_batched():
+    edge = tiny_edge()
+    x = smooth_images(4, seed=2)
+    settings = {**RMLE, "iterations": 30}
+    together = rmle_reconstruct(edge, edge(x), (3, 16, 16), settings, torch.Generator().manual_seed(0), progress=False)
+    first = rmle_reconstruct(edge, edge(x[:2]), (3, 16, 16), settings, torch.Generator().manual_seed(0), progress=False)
+    assert torch.allclose(together[:2], first, atol=1e-4)
+
+
+def test_total_variation_is_zero_for_constant_images_and_per_sample():
+    x = torch.zeros(2, 1, 4, 4)
+    x[1, :, :, 2:] = 1
+    tv = total_variation(x)
+    assert tv[0] == 0
+    assert tv[1] == pytest.approx(4 / 12)  # 4 jumps among 12 horizontal neighbour pairs
+
+
+def test_rmle_rejects_unknown_optimizer():
+    edge = tiny_edge()
+    with pytest.raises(ValueError, match="optimizer"):
+        rmle_reconstruct(edge, edge(smooth_images(1, 0)), (3, 16, 16), {**RMLE, "optimizer": "lbfgs"}, torch.Generator(), progress=False)
+
+
+@pytest.mark.parametrize("z_shape", [(256, 16, 16), (12, 16, 16), (64, 64, 64), (128, 32, 32), (6, 32, 32)])
+def test_inverse_network_maps_any_power_of_two_feature_shape_to_the_image(z_shape):
+    for width, extra in [(1.0, 0), (2.0, 1)]:
+        g = InverseNet(z_shape, (3, 64, 64), width, extra)
+        out = g(torch.randn(2, *z_shape))
+        assert out.shape == (2, 3, 64, 64)
+        assert ((out >= 0) & (out <= 1)).all()
+
+
+def test_inverse_network_black_box_matches_the_authors_mirror_of_the_cnn_edge():
+    g = InverseNet((256, 16, 16), (3, 64, 64))
+    convs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(256, 128), (128, 3)]
+
+
+def test_inverse_network_rejects_shapes_that_are_not_a_power_of_two_apart():
+    with pytest.raises(ValueError, match="power of two"):
+        InverseNet((8, 24, 24), (3, 64, 64))
+
+
+def test_inverse_network_training_keeps_the_best_test_state():
+    edge = tiny_edge()
+    aux = (smooth_images(64, seed=3) * 255).to(torch.uint8)
+    test = (smooth_images(16, seed=4) * 255).to(torch.uint8)
+    g = InverseNet((16, 8, 8), (3, 16, 16))
+    settings = dict(lr=1e-2, betas=(0.5, 0.999), scheduler_factor=0.5, scheduler_patience=20, epochs=15, batch_size=16, eval_every=1, amp=False)
+    g, history = train_inverse_network(g, edge, aux, test, settings, torch.Generator().manual_seed(0))
+    test_mse = [h["test_mse"] for h in history]
+    assert min(test_mse) < 0.5 * test_mse[0]
+    with torch.no_grad():
+        g.eval()
+        final = nn.functional.mse_loss(g(edge(test.float() / 255)), test.float() / 255).item()
+    assert final == pytest.approx(min(test_mse), rel=1e-4)
