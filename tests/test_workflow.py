@@ -62,3 +62,10 @@ def test_demo_runs_every_stage_and_fills_the_summary_table(tmp_path):
         assert "Traceback" not in log.read_text(), log
     # A second run has nothing left to do.
     assert "Nothing to be done" in run(["--cores", "2", "--configfile", "presets/demo.yaml"], wf)
+
+
+def test_workflow_passes_snakemakes_linter_and_formatter():
+    lint = subprocess.run([*SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True)
+    assert "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr

@@ -71,6 +71,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any]) -> T
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=train["scheduler_factor"], patience=train["scheduler_patience"]
     )
+    model, opt = defense.setup(model, opt, int(y_train.numel()), train)
     amp = bool(train["amp"])
     target = Target(model, defense, {})
     history = []
@@ -79,7 +80,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any]) -> T
         model.train()
         total = torch.zeros((), device=device)
         steps = 0
-        for x, y in iterate_batches(x_train, y_train, train["batch_size"], shuffle=True, gen=gen):
+        for x, y in defense.batches(x_train, y_train, train["batch_size"], gen):
             x = augment(x, train["hflip"], train["color_jitter"], gen)
             with autocast(device, amp):
                 loss = defense.loss(model, x, y, epoch)
@@ -110,6 +111,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any]) -> T
         "edge_params": count_params(model.edge),
         "test_acc": test_acc,
         "history": history,
+        "defense_report": defense.report(),
     }
     target.meta = meta
     save_torch({"state_dict": model.state_dict(), "meta": meta}, model_path)

@@ -8,18 +8,18 @@ rule attack_whitebox:
     output:
         metrics=f"{OUT}/attacks/{TARGET}/whitebox/metrics.json",
         samples=f"{OUT}/attacks/{TARGET}/whitebox/samples.pt",
-    params:
-        scenario="whitebox",
-        settings=attack_params("whitebox"),
     log:
         f"{OUT}/logs/attack_whitebox/{TARGET}.log",
     benchmark:
         f"{OUT}/benchmarks/attack_whitebox/{TARGET}.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
     threads: config["threads"]
     resources:
         gpu=1,
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        scenario="whitebox",
+        settings=attack_params("whitebox"),
     script:
         "../scripts/attack.py"
 
@@ -32,18 +32,18 @@ rule attack_blackbox:
         metrics=f"{OUT}/attacks/{TARGET}/blackbox/metrics.json",
         samples=f"{OUT}/attacks/{TARGET}/blackbox/samples.pt",
         attacker=f"{OUT}/attacks/{TARGET}/blackbox/attacker.pt",
-    params:
-        scenario="blackbox",
-        settings=attack_params("blackbox"),
     log:
         f"{OUT}/logs/attack_blackbox/{TARGET}.log",
     benchmark:
         f"{OUT}/benchmarks/attack_blackbox/{TARGET}.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
     threads: config["threads"]
     resources:
         gpu=1,
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        scenario="blackbox",
+        settings=attack_params("blackbox"),
     script:
         "../scripts/attack.py"
 
@@ -53,10 +53,10 @@ use rule attack_blackbox as attack_graybox with:
         metrics=f"{OUT}/attacks/{TARGET}/graybox/metrics.json",
         samples=f"{OUT}/attacks/{TARGET}/graybox/samples.pt",
         attacker=f"{OUT}/attacks/{TARGET}/graybox/attacker.pt",
-    params:
-        scenario="graybox",
-        settings=attack_params("graybox"),
     log:
         f"{OUT}/logs/attack_graybox/{TARGET}.log",
     benchmark:
         f"{OUT}/benchmarks/attack_graybox/{TARGET}.tsv"
+    params:
+        scenario="graybox",
+        settings=attack_params("graybox"),

@@ -11,6 +11,7 @@ S.check_config(config)
 OUT = f"results/{config['preset']}"
 RUN = config["run"]
 TARGET = "{dataset}/{arch}/{defense}/seed{seed}"
+TARGET_NAME = "{dataset}-{arch}-{defense}-seed{seed}"
 SCENARIO_NAMES = RUN["scenarios"]
 
 
@@ -46,7 +47,7 @@ def final_outputs():
     return [
         f"{OUT}/tables/summary.csv",
         f"{OUT}/tables/summary.md",
-        *per_target(f"{OUT}/figures/reconstructions/{TARGET.replace('/', '-')}.png"),
+        *per_target(f"{OUT}/figures/reconstructions/{TARGET_NAME}.png"),
     ]
 
 

@@ -4,17 +4,17 @@ rule evaluate_target:
         data=f"{OUT}/data/{{dataset}}.pt",
     output:
         evaluation=f"{OUT}/targets/{TARGET}/evaluation.json",
-    params:
-        settings=evaluation_params,
     log:
         f"{OUT}/logs/evaluate_target/{TARGET}.log",
     benchmark:
         f"{OUT}/benchmarks/evaluate_target/{TARGET}.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
     threads: config["threads"]
     resources:
         gpu=1,
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        settings=evaluation_params,
     script:
         "../scripts/evaluate_target.py"
 
@@ -25,16 +25,16 @@ rule estimate_mi:
         data=f"{OUT}/data/{{dataset}}.pt",
     output:
         mi=f"{OUT}/targets/{TARGET}/mi.json",
-    params:
-        settings=mine_params,
     log:
         f"{OUT}/logs/estimate_mi/{TARGET}.log",
     benchmark:
         f"{OUT}/benchmarks/estimate_mi/{TARGET}.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
     threads: config["threads"]
     resources:
         gpu=1,
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        settings=mine_params,
     script:
         "../scripts/estimate_mi.py"

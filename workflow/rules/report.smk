@@ -29,18 +29,18 @@ rule plot_reconstructions:
         ),
     output:
         figure=report(
-            f"{OUT}/figures/reconstructions/{{dataset}}-{{arch}}-{{defense}}-seed{{seed}}.png",
+            f"{OUT}/figures/reconstructions/{TARGET_NAME}.png",
             caption="../report/reconstructions.rst",
             category="Figures",
         ),
-    params:
-        scenarios=SCENARIO_NAMES,
-        n=config["figures"]["n_samples"],
     log:
         f"{OUT}/logs/plot_reconstructions/{TARGET}.log",
     benchmark:
         f"{OUT}/benchmarks/plot_reconstructions/{TARGET}.tsv"
     conda:
         "../../envs/pipeline.yaml"
+    params:
+        scenarios=SCENARIO_NAMES,
+        n=config["figures"]["n_samples"],
     script:
         "../scripts/plot_reconstructions.py"

@@ -3,16 +3,16 @@ rule train_target:
         data=f"{OUT}/data/{{dataset}}.pt",
     output:
         model=f"{OUT}/targets/{TARGET}/model.pt",
-    params:
-        settings=train_params,
     log:
         f"{OUT}/logs/train_target/{TARGET}.log",
     benchmark:
         f"{OUT}/benchmarks/train_target/{TARGET}.tsv"
+    conda:
+        "../../envs/pipeline.yaml"
     threads: config["threads"]
     resources:
         gpu=1,
-    conda:
-        "../../envs/pipeline.yaml"
+    params:
+        settings=train_params,
     script:
         "../scripts/train_target.py"

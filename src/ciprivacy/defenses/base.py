@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ciprivacy.data.batches import iterate_batches
 from ciprivacy.models import SplitModel, create_model
 from ciprivacy.registry import Registry
 
@@ -28,8 +29,29 @@ class Defense:
     def build(self, arch: str, num_classes: int, image_shape: tuple[int, int, int], arch_settings: dict) -> SplitModel:
         return create_model(arch, num_classes, image_shape, **arch_settings)
 
+    def setup(self, model: SplitModel, optimizer: torch.optim.Optimizer, train_size: int, train: dict[str, Any]):
+        """Called once before training; may add auxiliary modules or wrap model and optimizer
+        (DP-SGD). Returns the (model, optimizer) pair the training loop must use."""
+        return model, optimizer
+
+    def batches(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, gen: torch.Generator):
+        """Training batches of one epoch (DP-SGD replaces this with Poisson sampling)."""
+        return iterate_batches(images, labels, batch_size, shuffle=True, gen=gen)
+
     def loss(self, model: SplitModel, x: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
+
+    def report(self) -> dict[str, Any]:
+        """Defense-specific results to store with the model and show in tables (e.g. epsilon)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """State of auxiliary modules and optimizers, for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"defense {self.name!r} keeps no state but a checkpoint holds {sorted(state)}")
 
     def observe(self, z: torch.Tensor) -> torch.Tensor:
         """The features as they leave the device (after any perturbation the defense adds)."""
