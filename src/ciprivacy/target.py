@@ -108,13 +108,13 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any]) -> T
         "defense_settings": settings.get("defense_settings", {}),
         "num_classes": data.num_classes,
         "image_shape": list(data.image_shape),
-        "edge_params": count_params(model.edge),
+        "edge_params": count_params(defense.unwrap(model).edge),
         "test_acc": test_acc,
         "history": history,
         "defense_report": defense.report(),
     }
     target.meta = meta
-    save_torch({"state_dict": model.state_dict(), "meta": meta}, model_path)
+    save_torch({"state_dict": defense.unwrap(model).state_dict(), "meta": meta}, model_path)
     log.info("test accuracy %.4f, edge parameters %d", test_acc, meta["edge_params"])
     return target
 

@@ -34,6 +34,10 @@ class Defense:
         (DP-SGD). Returns the (model, optimizer) pair the training loop must use."""
         return model, optimizer
 
+    def unwrap(self, model: torch.nn.Module) -> SplitModel:
+        """The plain split model inside whatever setup() wrapped it in (for saving)."""
+        return model
+
     def batches(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, gen: torch.Generator):
         """Training batches of one epoch (DP-SGD replaces this with Poisson sampling)."""
         return iterate_batches(images, labels, batch_size, shuffle=True, gen=gen)
