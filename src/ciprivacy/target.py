@@ -73,7 +73,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any]) -> T
     )
     model, opt = defense.setup(model, opt, int(y_train.numel()), train)
     amp = bool(train["amp"])
-    target = Target(model, defense, {})
+    target = Target(defense.unwrap(model), defense, {})
     history = []
     bar = tqdm(range(train["epochs"]), desc="train target", mininterval=5)
     for epoch in bar:
