@@ -59,8 +59,8 @@ def test_rmle_rejects_unknown_optimizer():
 
 @pytest.mark.parametrize("z_shape", [(256, 16, 16), (12, 16, 16), (64, 64, 64), (128, 32, 32), (6, 32, 32)])
 def test_inverse_network_maps_any_power_of_two_feature_shape_to_the_image(z_shape):
-    for width, extra in [(1.0, 0), (2.0, 1)]:
-        g = InverseNet(z_shape, (3, 64, 64), width, extra)
+    for width, extra, pre in [(1.0, 0, 0), (2.0, 1, 0), (1.0, 0, 3)]:
+        g = InverseNet(z_shape, (3, 64, 64), base_channels=256, width=width, extra_convs=extra, pre_convs=pre)
         out = g(torch.randn(2, *z_shape))
         assert out.shape == (2, 3, 64, 64)
         assert ((out >= 0) & (out <= 1)).all()
@@ -70,6 +70,14 @@ def test_inverse_network_black_box_matches_the_authors_mirror_of_the_cnn_edge():
     g = InverseNet((256, 16, 16), (3, 64, 64))
     convs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert [(c.in_channels, c.out_channels) for c in convs] == [(256, 128), (128, 3)]
+
+
+def test_black_box_inverse_network_adapts_only_its_first_layer_to_a_narrow_z():
+    g = InverseNet((12, 16, 16), (3, 64, 64), base_channels=256)
+    convs = [m for m in g.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(12, 128), (128, 3)]
+    deeper = InverseNet((12, 16, 16), (3, 64, 64), base_channels=256, pre_convs=2)
+    assert sum(p.numel() for p in deeper.parameters()) > sum(p.numel() for p in g.parameters())
 
 
 def test_inverse_network_rejects_shapes_that_are_not_a_power_of_two_apart():

@@ -37,6 +37,7 @@ def evaluate_target(model_path: str, data_path: str, output: str, settings: dict
         "delta_z": effective_information(target.observe, x_test, settings["batch_size"]),
         "z_shape": feature_shape(target.observe, x_test),
         "edge_params": count_params(target.model.edge),
+        "epsilon": target.meta.get("defense_report", {}).get("epsilon"),
     }
     save_json(result, output)
     log.info("evaluation: %s", result)

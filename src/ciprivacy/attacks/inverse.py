@@ -30,10 +30,25 @@ def _refine(c: int) -> list[nn.Module]:
 
 
 class InverseNet(nn.Module):
-    """``width`` scales the hidden channels, ``extra_convs`` adds 3x3 conv blocks per stage:
-    the capacity a gray-box attacker may add when it knows the edge is deeper."""
+    """The attacker's decoder for features of shape ``z_shape``.
 
-    def __init__(self, z_shape: tuple[int, int, int], image_shape: tuple[int, int, int], width: float = 1.0, extra_convs: int = 0):
+    ``base_channels`` is the channel count of the edge output the attacker assumes (the
+    unprotected edge's); hidden widths halve from it stage by stage, and only the first layer
+    adapts to the observed channel count. ``width`` scales the hidden channels,
+    ``extra_convs`` adds 3x3 conv blocks per stage, and ``pre_convs`` adds 3x3 conv blocks at
+    the feature resolution before upsampling: the capacity a gray-box attacker adds when it
+    knows the edge is deeper than the assumed one.
+    """
+
+    def __init__(
+        self,
+        z_shape: tuple[int, int, int],
+        image_shape: tuple[int, int, int],
+        base_channels: int | None = None,
+        width: float = 1.0,
+        extra_convs: int = 0,
+        pre_convs: int = 0,
+    ):
         super().__init__()
         zc, zh, zw = z_shape
         ic, ih, iw = image_shape
@@ -41,17 +56,21 @@ class InverseNet(nn.Module):
         if ih * zw != iw * zh or ratio < 1 or not math.log2(ratio).is_integer():
             raise ValueError(f"inverse network needs z {tuple(z_shape)} to be the image {tuple(image_shape)} shrunk by a power of two")
         stages = int(math.log2(ratio))
+        base = max(8, round((base_channels or zc) * width))
         layers: list[nn.Module] = []
         c = zc
+        for i in range(pre_convs):
+            layers += [nn.Conv2d(c, base, 3, padding=1), nn.BatchNorm2d(base), nn.Tanh()]
+            c = base
         if stages == 0:  # same spatial size: a 3x3 conv stack
-            hidden = max(8, round(zc * width / 2))
+            hidden = max(8, base // 2)
             layers += [nn.Conv2d(c, hidden, 3, padding=1), nn.BatchNorm2d(hidden), nn.Tanh()]
             for _ in range(extra_convs):
                 layers += _refine(hidden)
             layers += [nn.Conv2d(hidden, ic, 3, padding=1)]
         else:
             for i in range(stages - 1):
-                hidden = max(8, round(zc * width / 2 ** (i + 1)))
+                hidden = max(8, round(base / 2 ** (i + 1)))
                 layers += [nn.ConvTranspose2d(c, hidden, 4, 2, 1), nn.BatchNorm2d(hidden), nn.Tanh()]
                 for _ in range(extra_convs):
                     layers += _refine(hidden)

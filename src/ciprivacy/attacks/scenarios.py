@@ -20,6 +20,7 @@ from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
 from ciprivacy.io import save_json, save_torch
 from ciprivacy.metrics.image import reconstruction_quality
+from ciprivacy.models import edge_output_shape
 from ciprivacy.registry import Registry
 from ciprivacy.runtime import configure_threads, pick_device, seed_everything
 from ciprivacy.target import Target, load_target
@@ -43,11 +44,21 @@ def whitebox_rmle(target: Target, aux: torch.Tensor, test: torch.Tensor, setting
 
 
 def _inverse_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator):
+    """The inverse network starts from the architecture the attacker assumes: the plain edge of
+    the target's architecture family, adapted only to the observed z. With ``match_depth``
+    (gray-box) it also mirrors the layers a defense added to the edge."""
+    meta = target.meta
     z_shape = tuple(target.observe(to_float(test[:1])).shape[1:])
-    generator = InverseNet(z_shape, tuple(test.shape[1:]), settings["width"], settings["extra_convs"]).to(test.device)
+    assumed = edge_output_shape(meta["arch"], meta["num_classes"], meta["image_shape"], **meta["arch_settings"])
+    pre_convs = target.defense.extra_edge_layers if settings["match_depth"] else 0
+    generator = InverseNet(
+        z_shape, tuple(test.shape[1:]), base_channels=assumed[0], width=settings["width"],
+        extra_convs=settings["extra_convs"], pre_convs=pre_convs,
+    ).to(test.device)
     generator, history = train_inverse_network(generator, target.observe, aux, test, settings, gen)
     rec = reconstruct(generator, target.observe, test, settings["batch_size"], bool(settings["amp"]))
-    state = {"state_dict": generator.state_dict(), "meta": {"z_shape": list(z_shape), "width": settings["width"], "extra_convs": settings["extra_convs"]}}
+    arch = {"z_shape": list(z_shape), "base_channels": assumed[0], "width": settings["width"], "extra_convs": settings["extra_convs"], "pre_convs": pre_convs}
+    state = {"state_dict": generator.state_dict(), "meta": arch}
     return rec, test.shape[0], state, {"history": history, "generator_params": sum(p.numel() for p in generator.parameters())}
 
 

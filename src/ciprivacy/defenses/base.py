@@ -22,6 +22,8 @@ class Defense:
     """The unprotected baseline; other defenses override what they change."""
 
     name = "base"
+    # Layers the defense adds to the plain edge; a gray-box attacker mirrors them.
+    extra_edge_layers = 0
 
     def __init__(self, **settings: Any):
         self.settings = settings

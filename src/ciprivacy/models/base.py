@@ -55,3 +55,11 @@ def normalization_for(channels: int) -> tuple[tuple[float, ...], tuple[float, ..
 def create_model(arch: str, num_classes: int, image_shape: Sequence[int], **settings: Any) -> SplitModel:
     """Build a registered architecture, split where ``settings`` say."""
     return ARCHS.get(arch)(num_classes=num_classes, image_shape=tuple(image_shape), **settings)
+
+
+@torch.no_grad()
+def edge_output_shape(arch: str, num_classes: int, image_shape: Sequence[int], **settings: Any) -> tuple[int, ...]:
+    """Shape of z for the plain (unprotected) split of an architecture: what an attacker who
+    knows only the architecture family assumes the edge sends."""
+    model = create_model(arch, num_classes, image_shape, **settings).eval()
+    return tuple(model.edge(torch.zeros(1, *image_shape)).shape[1:])

@@ -11,7 +11,8 @@ from ciprivacy.io import load_json
 
 KEYS = ["dataset", "arch", "defense", "seed"]
 SUMMARY_COLUMNS = [
-    *KEYS, "scenario", "attack", "test_acc", "mse", "psnr", "ssim", "mi", "delta_z", "edge_params", "z_shape", "attacked_images",
+    *KEYS, "scenario", "attack", "test_acc", "mse", "psnr", "ssim", "mi", "delta_z", "edge_params", "z_shape", "epsilon",
+    "attacked_images",
 ]
 
 

@@ -1,0 +1,130 @@
+"""NND & IB defenses, which deepen the edge: the AE-based defense and SiftFunnel."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ciprivacy.defenses.base import DEFENSES, Defense
+from ciprivacy.defenses.dependence import channel_pearson_penalty, distance_correlation
+from ciprivacy.defenses.layers import CBAM, TripletAttention, squeeze_excitation
+from ciprivacy.models import SplitModel, create_model
+
+
+def conv_bn_relu(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+@torch.no_grad()
+def _shape(module: nn.Module, image_shape) -> tuple[int, ...]:
+    was = module.training
+    module.eval()
+    out = tuple(module(torch.zeros(1, *image_shape)).shape[1:])
+    module.train(was)
+    return out
+
+
+class Residual(nn.Module):
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+@DEFENSES.register("ae")
+class AutoencoderDefense(Defense):
+    """Azizian & Bajic 2024: an encoder deepens the edge and halves the channels of z, a
+    decoder in the cloud restores them; loss = CE + l1_weight * mean|z|.
+
+    Encoder on C channels: conv3x3 C->C, SiLU, residual(conv3x3 C->C, SiLU, conv3x3 C->C),
+    SiLU, conv3x3 C->C/2, BN, ReLU. On the CNN (C = 256) the edge has 2,365,056 parameters.
+    """
+
+    name = "ae"
+    extra_edge_layers = 4
+
+    def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
+        base = super().build(arch, num_classes, image_shape, arch_settings)
+        c = _shape(base.edge, image_shape)[0]
+        encoder = nn.Sequential(
+            nn.Conv2d(c, c, 3, padding=1), nn.SiLU(),
+            Residual(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))), nn.SiLU(),
+            nn.Conv2d(c, c // 2, 3, padding=1), nn.BatchNorm2d(c // 2), nn.ReLU(inplace=True),
+        )
+        decoder = nn.Sequential(*conv_bn_relu(c // 2, c, 3))
+        return SplitModel(nn.Sequential(base.edge, encoder), nn.Sequential(decoder, base.cloud))
+
+    def loss(self, model, x, y, epoch):
+        z = model.edge(x)
+        return F.cross_entropy(model.cloud(z), y) + self.settings["l1_weight"] * z.float().abs().mean()
+
+
+@DEFENSES.register("siftfunnel")
+class SiftFunnel(Defense):
+    """Liu et al. (the paper), section 5.
+
+    Edge: the plain edge without its last block, then SE + Triplet Attention, the Information
+    Funnel (1x1 conv to 1/r1 of the channels, 3x3 conv to 1/r2, 5x5 conv to the z channels,
+    pooling to the plain split's spatial size), then SE + CBAM. On the CNN with r = (4, 16)
+    and 12 z channels: 128 -> 32 -> 8 -> 12 and 14,437 edge parameters (paper: 14,911). Cloud: a channel
+    compensation module (two 3x3 convs back to the plain z's channels, Triplet Attention) in
+    front of the plain cloud. Loss (eq. 15): lambda1 KL(f(x) || LS(y)) + lambda2 dCor(x, z)
+    + lambda3 L_Pearson(z) + tau mean|z|; each term can be switched off.
+    """
+
+    name = "siftfunnel"
+    extra_edge_layers = 3
+
+    def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
+        s = self.settings
+        split = arch_settings.get("split_block", 2)
+        if split < 2:
+            raise ValueError(f"siftfunnel replaces the edge's last block, so it needs split_block >= 2, got {split}")
+        base = create_model(arch, num_classes, image_shape, **arch_settings)
+        shorter = create_model(arch, num_classes, image_shape, **{**arch_settings, "split_block": split - 1})
+        c_in, h_in, _ = _shape(shorter.edge, image_shape)
+        c_out, h_out, _ = _shape(base.edge, image_shape)
+        r1, r2 = s["funnel_reduction"]
+        c1, c2, zc = max(1, c_in // r1), max(1, c_in // r2), s["z_channels"]
+        funnel: list[nn.Module] = conv_bn_relu(c_in, c1, 1)
+        if h_in != h_out:
+            funnel.append(nn.MaxPool2d(h_in // h_out))
+        funnel += conv_bn_relu(c1, c2, 3)
+        funnel += [nn.Conv2d(c2, zc, 5, padding=2), nn.ReLU(inplace=True)]
+        edge = nn.Sequential(
+            shorter.edge,
+            squeeze_excitation(c_in, s["se_reduction"][0]), TripletAttention(),
+            *funnel,
+            squeeze_excitation(zc, s["se_reduction"][1]), CBAM(zc, s["cbam_ratio"]),
+        )
+        compensation = nn.Sequential(*conv_bn_relu(zc, c_out // 2, 3), *conv_bn_relu(c_out // 2, c_out, 3), TripletAttention())
+        self.num_classes = num_classes
+        return SplitModel(edge, nn.Sequential(compensation, base.cloud))
+
+    def smoothed_labels(self, y: torch.Tensor) -> torch.Tensor:
+        """LS(y): 1 - alpha + alpha / K on the true class, alpha / K elsewhere."""
+        k, alpha = self.num_classes, self.settings["alpha"]
+        return F.one_hot(y, k).float() * (1 - alpha) + alpha / k
+
+    def loss_terms(self, model: SplitModel, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        s, use = self.settings, self.settings["terms"]
+        z = model.edge(x)
+        logits = model.cloud(z).float()
+        terms = {}
+        if use["kl"]:
+            terms["kl"] = s["lambda1"] * F.kl_div(F.log_softmax(logits, 1), self.smoothed_labels(y), reduction="batchmean")
+        else:
+            terms["ce"] = F.cross_entropy(logits, y)
+        if use["dcor"]:
+            terms["dcor"] = s["lambda2"] * distance_correlation(x, z)
+        if use["pearson"]:
+            terms["pearson"] = s["lambda3"] * channel_pearson_penalty(z)
+        if use["l1"]:
+            terms["l1"] = s["tau"] * z.float().abs().mean()
+        return terms
+
+    def loss(self, model, x, y, epoch):
+        return sum(self.loss_terms(model, x, y).values())

@@ -1,0 +1,128 @@
+"""Information-bottleneck defenses: MID, BiDO (HSIC), VIB on z, InfoSCISSORS (CLUB)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ciprivacy.defenses.base import DEFENSES, Defense
+from ciprivacy.defenses.club import CLUB, PixelLogVar
+from ciprivacy.defenses.dependence import gaussian_kernel, label_kernel, normalized_hsic
+from ciprivacy.defenses.layers import ChannelVariance, GaussianBottleneck, VariationalLinear
+from ciprivacy.models import SplitModel
+
+
+def _bottleneck_kl(model: nn.Module) -> torch.Tensor:
+    kls = [m.last_kl for m in model.modules() if isinstance(m, GaussianBottleneck) and m.last_kl is not None]
+    if not kls:
+        raise RuntimeError("no Gaussian bottleneck ran in this forward pass")
+    return sum(kls)
+
+
+@DEFENSES.register("mid")
+class MID(Defense):
+    """Wang et al. 2021: the cloud's first fully connected layer becomes a variational
+    bottleneck; loss = CE + beta * KL(q(h|x) || N(0, I))."""
+
+    name = "mid"
+
+    def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
+        model = super().build(arch, num_classes, image_shape, arch_settings)
+        for parent in model.cloud.modules():
+            for name, child in parent.named_children():
+                if isinstance(child, nn.Linear):
+                    setattr(parent, name, VariationalLinear(child.in_features, child.out_features))
+                    return model
+        raise ValueError(f"MID needs a fully connected layer in the cloud of {arch!r}")
+
+    def loss(self, model, x, y, epoch):
+        return F.cross_entropy(model(x), y) + self.settings["beta"] * _bottleneck_kl(model)
+
+
+@DEFENSES.register("vib")
+class VIB(Defense):
+    """Variational information bottleneck on the transmitted features: z = mu + sigma * eps
+    with mu the edge output; loss = CE + beta * KL. The noise stays on at inference."""
+
+    name = "vib"
+
+    def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
+        model = super().build(arch, num_classes, image_shape, arch_settings)
+        channels = model.edge(torch.zeros(1, *image_shape)).shape[1]
+        edge = nn.Sequential(model.edge, ChannelVariance(channels, self.settings["sample_at_inference"]))
+        return SplitModel(edge, model.cloud)
+
+    def loss(self, model, x, y, epoch):
+        return F.cross_entropy(model(x), y) + self.settings["beta"] * _bottleneck_kl(model)
+
+
+@DEFENSES.register("bido")
+class BiDO(Defense):
+    """Peng et al. 2022, BiDO-HSIC on z: CE + a1 * nHSIC(x, z) - a2 * nHSIC(z, y), Gaussian
+    kernels for x and z, a linear kernel on one-hot labels. (a1, a2) depend on the architecture."""
+
+    name = "bido"
+
+    def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
+        weights = self.settings["weights"]
+        if arch not in weights:
+            raise ValueError(f"defenses.bido.weights has no (a1, a2) for architecture {arch!r}; it has {sorted(weights)}")
+        self.a1, self.a2 = weights[arch]
+        self.num_classes = num_classes
+        return super().build(arch, num_classes, image_shape, arch_settings)
+
+    def loss(self, model, x, y, epoch):
+        z = model.edge(x)
+        logits = model.cloud(z)
+        sigma = self.settings["kernel_sigma"]
+        kz = gaussian_kernel(z, sigma)
+        hsic_xz = normalized_hsic(gaussian_kernel(x, sigma), kz)
+        hsic_zy = normalized_hsic(kz, label_kernel(y, self.num_classes))
+        return F.cross_entropy(logits, y) + self.a1 * hsic_xz - self.a2 * hsic_zy
+
+
+@DEFENSES.register("infoscissors")
+class InfoSCISSORS(Defense):
+    """Duan et al. 2023: CE + beta * CLUB upper bound on I(x; z). The CLUB variational network
+    q(x | z) is trained alongside by maximum likelihood with its own optimiser."""
+
+    name = "infoscissors"
+
+    def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
+        from ciprivacy.attacks.inverse import InverseNet
+
+        model = super().build(arch, num_classes, image_shape, arch_settings)
+        z_shape = tuple(model.edge(torch.zeros(1, *image_shape)).shape[1:])
+        self.club = CLUB(InverseNet(z_shape, image_shape, base_channels=z_shape[0]), PixelLogVar(image_shape))
+        return model
+
+    def setup(self, model, optimizer, train_size, train):
+        device = next(model.parameters()).device
+        self.club.to(device)
+        self.club_opt = torch.optim.Adam(self.club.parameters(), lr=self.settings["club_lr"])
+        return model, optimizer
+
+    def loss(self, model, x, y, epoch):
+        z = model.edge(x)
+        logits = model.cloud(z)
+        for _ in range(self.settings["club_steps"]):  # fit q(x|z) on the current features
+            self.club.train()
+            nll = -self.club.log_likelihood(x, z.detach().float())
+            self.club_opt.zero_grad(set_to_none=True)
+            nll.backward()
+            self.club_opt.step()
+        self.club.requires_grad_(False)
+        bound = self.club.sampled_upper_bound(x, z.float())
+        self.club.requires_grad_(True)
+        return F.cross_entropy(logits, y) + self.settings["beta"] * bound
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"club": self.club.state_dict(), "club_opt": self.club_opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.club.load_state_dict(state["club"])
+        self.club_opt.load_state_dict(state["club_opt"])
+

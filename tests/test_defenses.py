@@ -1,0 +1,192 @@
+import math
+
+import dcor
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from ciprivacy.data.batches import to_float
+from ciprivacy.defenses import DEFENSES, create_defense
+from ciprivacy.defenses.club import CLUB
+from ciprivacy.defenses.dependence import (
+    channel_pearson_penalty, distance_correlation, gaussian_kernel, hsic, label_kernel, normalized_hsic,
+)
+from ciprivacy.models import count_params
+
+with open("config.yaml") as fh:
+    CONFIG = yaml.safe_load(fh)
+SMALL = {"split_block": 2, "width": 32, "dropout": 0.5}
+
+
+def build(name, image_shape=(3, 32, 32), arch_settings=SMALL, num_classes=4, **overrides):
+    defense = create_defense(name, **{**CONFIG["defenses"][name], **overrides})
+    return defense, defense.build("cnn", num_classes, image_shape, arch_settings)
+
+
+def test_every_paper_defense_is_registered_and_configured():
+    expected = {"unprotected", "noise", "dropping", "dpsgd", "nls", "mid", "bido", "vib", "infoscissors", "ae", "siftfunnel"}
+    assert set(DEFENSES.names()) == expected
+    assert set(CONFIG["defenses"]) == expected
+    assert set(CONFIG["run"]["defenses"]) == expected
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG["defenses"]))
+def test_each_defense_trains_a_step_and_predicts(name):
+    torch.manual_seed(0)
+    defense, model = build(name)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model, opt = defense.setup(model, opt, train_size=64, train={"epochs": 2, "batch_size": 16})
+    gen = torch.Generator().manual_seed(0)
+    images = (torch.rand(64, 3, 32, 32) * 255).to(torch.uint8)
+    labels = torch.randint(0, 4, (64,))
+    x, y = next(iter(defense.batches(images, labels, 16, gen)))
+    model.train()
+    loss = defense.loss(model, x, y, epoch=1)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    plain = defense.unwrap(model).eval()
+    with torch.no_grad():
+        z = defense.observe(plain.edge(to_float(images[:4])))
+        logits = defense.forward(plain, to_float(images[:4]))
+    assert logits.shape == (4, 4) and torch.isfinite(logits).all()
+    assert z.ndim == 4
+    assert isinstance(defense.report(), dict)
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [("unprotected", 299_520), ("noise", 299_520), ("dropping", 299_520), ("dpsgd", 299_520), ("nls", 299_520),
+     ("mid", 299_520), ("bido", 299_520), ("infoscissors", 299_520), ("vib", 299_520 + 2 * 256), ("ae", 2_365_056)],
+)
+def test_edge_parameter_counts_on_the_papers_cnn(name, expected):
+    _, model = build(name, image_shape=(3, 64, 64), arch_settings={}, num_classes=10)
+    assert count_params(model.edge) == expected
+
+
+def test_siftfunnel_edge_is_within_ten_percent_of_the_paper_and_sends_12x16x16():
+    _, model = build("siftfunnel", image_shape=(3, 64, 64), arch_settings={}, num_classes=10)
+    assert abs(count_params(model.edge) - 14_911) / 14_911 < 0.10
+    z = model.eval().edge(torch.rand(2, 3, 64, 64))
+    assert z.shape == (2, 12, 16, 16) and (z >= 0).all()
+    assert model.cloud(z).shape == (2, 10)
+
+
+def test_dpsgd_model_has_no_batchnorm_and_reports_epsilon():
+    defense, model = build("dpsgd")
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model, opt = defense.setup(model, opt, train_size=64, train={"epochs": 1, "batch_size": 16})
+    images = (torch.rand(64, 3, 32, 32) * 255).to(torch.uint8)
+    for x, y in defense.batches(images, torch.randint(0, 4, (64,)), 16, torch.Generator().manual_seed(0)):
+        opt.zero_grad()
+        defense.loss(model, x, y, 0).backward()
+        opt.step()
+    eps = defense.report()["epsilon"]
+    assert 0 < eps < math.inf
+
+
+def test_noise_and_dropping_perturb_z_as_configured():
+    z = torch.ones(200, 16, 8, 8)
+    noise = create_defense("noise", sigma=0.8)
+    assert (noise.observe(z) - z).std().item() == pytest.approx(0.8, rel=0.05)
+    dropped = create_defense("dropping", rate=0.8).observe(z)
+    assert (dropped == 0).float().mean().item() == pytest.approx(0.8, abs=0.02)
+    assert set(dropped.unique().tolist()) == {0.0, 1.0}  # no rescaling
+
+
+def test_nls_ramps_the_negative_smoothing_in():
+    defense = create_defense("nls", alpha=-0.05, ramp_start=0.0, ramp_end=0.5)
+    defense.setup(None, None, 10, {"epochs": 10})
+    assert defense.smoothing(0) == 0.0
+    assert defense.smoothing(2) == pytest.approx(-0.02)
+    assert defense.smoothing(5) == pytest.approx(-0.05) == defense.smoothing(9)
+
+
+def test_siftfunnel_terms_can_each_be_switched_off():
+    defense, model = build("siftfunnel")
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 4, (8,))
+    assert set(defense.loss_terms(model, x, y)) == {"kl", "dcor", "pearson", "l1"}
+    off, model = build("siftfunnel", terms={"kl": False, "dcor": False, "pearson": True, "l1": False})
+    assert set(off.loss_terms(model, x, y)) == {"ce", "pearson"}
+
+
+def test_smoothed_labels_follow_the_papers_formula():
+    defense, _ = build("siftfunnel")
+    ls = defense.smoothed_labels(torch.tensor([1]))
+    assert ls[0, 1].item() == pytest.approx(1 - 0.35 + 0.35 / 4)
+    assert ls[0, 0].item() == pytest.approx(0.35 / 4)
+    assert ls.sum().item() == pytest.approx(1.0)
+
+
+def test_distance_correlation_agrees_with_the_dcor_package():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, 4, 4, generator=gen, dtype=torch.float64)
+    z = x.flatten(1)[:, :10] ** 2 + 0.5 * torch.randn(40, 10, generator=gen, dtype=torch.float64)
+    ours = distance_correlation(x, z).item()
+    ref = dcor.distance_correlation(x.flatten(1).numpy(), z.numpy())
+    assert ours == pytest.approx(ref, abs=1e-6)
+    assert distance_correlation(x, x).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_pearson_term_lies_in_unit_interval_with_known_extremes():
+    gen = torch.Generator().manual_seed(0)
+    same = torch.randn(4, 1, 8, 8, generator=gen).expand(4, 5, 8, 8)
+    assert channel_pearson_penalty(same).item() == pytest.approx(1.0, abs=1e-4)
+    independent = torch.randn(4, 5, 64, 64, generator=gen)
+    value = channel_pearson_penalty(independent).item()
+    assert 0 <= value < 0.01
+    anti = torch.cat([same[:, :1], -same[:, :1]], dim=1)
+    assert channel_pearson_penalty(anti).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_hsic_separates_dependent_from_independent_data():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 5, generator=gen)
+    dependent = torch.sin(2 * x) + 0.1 * torch.randn(300, 5, generator=gen)
+    independent = torch.randn(300, 5, generator=gen)
+    kx = gaussian_kernel(x, 1.0)
+    dep = normalized_hsic(kx, gaussian_kernel(dependent, 1.0)).item()
+    ind = normalized_hsic(kx, gaussian_kernel(independent, 1.0)).item()
+    assert 0 <= ind < 0.08 and 0.2 < dep <= 1.0 and dep > 3 * ind
+    y = torch.randint(0, 3, (300,), generator=gen)
+    assert normalized_hsic(label_kernel(y, 3), label_kernel(y, 3)).item() == pytest.approx(1.0, abs=1e-5)
+    assert hsic(kx, kx).item() > 0
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5])
+def test_club_bounds_the_mutual_information_of_correlated_gaussians(rho):
+    dim = 2
+    true_mi = -0.5 * dim * math.log(1 - rho**2)  # 0 and 0.288 nats
+    # With q = p(x|z), CLUB = E_joint log p(x|z) - E_marginal log p(x|z) = dim rho^2 / (1 - rho^2).
+    club_closed_form = dim * rho**2 / (1 - rho**2)  # 0 and 0.667 nats
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(2000, dim, generator=gen)
+    x = rho * z + math.sqrt(1 - rho**2) * torch.randn(2000, dim, generator=gen)
+    club = CLUB(nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, dim)),
+                nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, dim)))
+    opt = torch.optim.Adam(club.parameters(), lr=5e-3)
+    for _ in range(300):
+        idx = torch.randint(0, 2000, (256,), generator=gen)
+        loss = -club.log_likelihood(x[idx], z[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        bound = club.upper_bound(x[:500], z[:500]).item() * dim  # per-dimension -> total nats
+    assert bound == pytest.approx(club_closed_form, abs=0.25)
+    assert bound >= true_mi - 0.05
+
+
+def test_gray_box_knows_how_many_layers_each_deepened_edge_adds():
+    assert create_defense("ae", **CONFIG["defenses"]["ae"]).extra_edge_layers == 4
+    assert create_defense("siftfunnel", **CONFIG["defenses"]["siftfunnel"]).extra_edge_layers == 3
+    assert create_defense("unprotected").extra_edge_layers == 0
+
+
+def test_bido_needs_weights_for_the_architecture():
+    with pytest.raises(ValueError, match="no \\(a1, a2\\) for architecture 'cnn'"):
+        create_defense("bido", weights={"resnet18": [5, 10]}, kernel_sigma=5.0).build("cnn", 4, (3, 32, 32), SMALL)
