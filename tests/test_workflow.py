@@ -9,6 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ciprivacy.defenses import DEFENSES
+from ciprivacy.models import count_params, create_model
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -47,17 +50,23 @@ def test_demo_runs_every_stage_and_fills_the_summary_table(tmp_path):
     wf = workflow_copy(tmp_path)
     run(["--cores", "2", "--configfile", "presets/demo.yaml"], wf)
     table = pd.read_csv(wf / "results/demo/tables/summary.csv")
-    assert sorted(table["scenario"]) == ["blackbox", "graybox", "whitebox"]
-    assert set(table["defense"]) == {"unprotected"} and set(table["arch"]) == {"cnn"}
+    defenses = sorted(DEFENSES.names())
+    assert len(table) == 3 * len(defenses)
+    assert sorted(set(table["defense"])) == defenses and set(table["arch"]) == {"cnn"}
+    assert (table.groupby("defense")["scenario"].apply(sorted) == [["blackbox", "graybox", "whitebox"]] * len(defenses)).all()
     for col in ("test_acc", "mse", "psnr", "ssim", "mi", "delta_z", "edge_params"):
         assert table[col].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v)).all(), col
-    assert (table["edge_params"] == 299_520).all()
-    # The attacks work on the unprotected model: far better than chance on every scenario.
-    assert (table["ssim"] > 0.4).all()
-    assert table.set_index("scenario").loc["whitebox", "ssim"] > 0.9
+    assert math.isfinite(table.loc[table["defense"] == "dpsgd", "epsilon"].iloc[0])
+    demo_cnn = create_model("cnn", 6, (3, 32, 32), width=64)
+    unprotected = table[table["defense"] == "unprotected"].set_index("scenario")
+    assert (unprotected["edge_params"] == count_params(demo_cnn.edge)).all()
+    # The attacks work on the unprotected model: far better than chance in every scenario.
+    assert (unprotected["ssim"] > 0.4).all()
+    assert unprotected.loc["whitebox", "ssim"] > 0.8
     assert (table["test_acc"] > 1 / 6).all()
-    assert (wf / "results/demo/tables/summary.md").read_text().count("unprotected") == 3
-    assert (wf / "results/demo/figures/reconstructions/photos-cnn-unprotected-seed0.png").stat().st_size > 10_000
+    assert (wf / "results/demo/tables/summary.md").read_text().count("siftfunnel") == 3
+    for defense in defenses:
+        assert (wf / f"results/demo/figures/reconstructions/photos-cnn-{defense}-seed0.png").stat().st_size > 10_000
     for log in (wf / "results/demo/logs").rglob("*.log"):
         assert "Traceback" not in log.read_text(), log
     # A second run has nothing left to do.
