@@ -48,3 +48,38 @@ def test_attack_settings_hold_only_their_scenario(config):
     s = attack_settings(config, "whitebox", 3)
     assert s["seed"] == 3 and "tv_weight" in s and "extra_convs" not in s
     assert canonical({"b": 1, "a": (1, 2)}) == {"a": [1, 2], "b": 1}
+
+
+def schema():
+    with open("workflow/schemas/config.schema.yaml") as fh:
+        return yaml.safe_load(fh)
+
+
+def test_typed_config_reads_every_spelling_of_a_value_as_one_value(config):
+    from ciprivacy.settings import typed_config
+
+    spelled = copy.deepcopy(config)
+    spelled["target_training"].update(epochs=str(config["target_training"]["epochs"]), weight_decay=0, amp="true", lr="2.0e-4")
+    spelled["attacks"]["blackbox"]["width"] = 1
+    spelled["attacks"]["whitebox"]["num_images"] = float(config["attacks"]["whitebox"]["num_images"])
+    spelled["archs"]["cnn"]["train"]["lr"] = "2e-4"  # YAML reads 2e-4 (no dot) as a string
+    spelled["seeds"] = ["0"]
+    base, typed = typed_config(config, schema()), typed_config(spelled, schema())
+    for scenario in ("whitebox", "blackbox"):
+        assert repr(attack_settings(typed, scenario, 0)) == repr(attack_settings(base, scenario, 0))
+    assert repr(target_settings(typed, "cifar10", "cnn", "unprotected", 0)) == repr(target_settings(base, "cifar10", "cnn", "unprotected", 0))
+    assert typed["seeds"] == [0] and typed["target_training"]["weight_decay"] == 0.0
+
+
+def test_typed_config_leaves_values_it_cannot_read_for_the_schema_to_reject(config):
+    from jsonschema import ValidationError, validate
+
+    from ciprivacy.settings import typed_config
+
+    bad = copy.deepcopy(config)
+    bad["target_training"]["epochs"] = "many"
+    bad["target_training"]["amp"] = "maybe"
+    typed = typed_config(bad, schema())
+    assert typed["target_training"]["epochs"] == "many" and typed["target_training"]["amp"] == "maybe"
+    with pytest.raises(ValidationError, match="'many'|'maybe'"):
+        validate(typed, schema())

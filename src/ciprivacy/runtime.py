@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import random
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -17,13 +19,56 @@ log = logging.getLogger("ciprivacy")
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """'auto' takes the GPU when there is one; 'cpu' or 'cuda[:i]' force a device."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """'auto' takes the GPU when there is one; 'cpu' or 'cuda[:i]' force a device.
+
+    With several GPUs visible, 'auto' and 'cuda' take the first one no other job on this
+    machine holds (``claim_gpu_slot``), so ``snakemake --resources gpu=N`` runs N jobs on N
+    different devices. Under SLURM each job sees only its own GPU and takes it.
+    """
+    if requested in ("auto", "cuda"):
+        if not torch.cuda.is_available():
+            if requested == "cuda":
+                raise RuntimeError("device 'cuda' was requested but no CUDA GPU is visible")
+            return torch.device("cpu")
+        count = torch.cuda.device_count()
+        if count == 1:
+            return torch.device("cuda:0")
+        global _SLOT
+        if _SLOT is None:
+            _SLOT = claim_gpu_slot(count)
+            if _SLOT is None:
+                log.warning("all %d GPUs are held by other jobs; sharing cuda:0 (limit with --resources gpu=%d)", count, count)
+                _SLOT = 0
+        return torch.device(f"cuda:{_SLOT}")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {requested!r} was requested but no CUDA GPU is visible")
     return device
+
+
+_LOCKS: list = []  # open lock files: closing one would release its slot
+_SLOT: int | None = None  # the GPU this process claimed
+
+
+def claim_gpu_slot(count: int, lock_dir: str | None = None) -> int | None:
+    """Lock and return the lowest GPU index in range(count) that no other process holds.
+
+    The lock is an flock on ``<lock_dir>/gpu<i>.lock`` kept for the life of the process; the
+    OS releases it when the job ends, however it ends. None when every index is taken. The
+    default lock_dir is per user under the system temp dir (one per machine).
+    """
+    lock_dir = lock_dir or os.path.join(tempfile.gettempdir(), f"ciprivacy-gpu-slots-{os.getuid()}")
+    os.makedirs(lock_dir, exist_ok=True)
+    for index in range(count):
+        fh = open(os.path.join(lock_dir, f"gpu{index}.lock"), "w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            continue
+        _LOCKS.append(fh)
+        return index
+    return None
 
 
 def seed_everything(seed: int) -> torch.Generator:

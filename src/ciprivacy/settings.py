@@ -28,6 +28,85 @@ def canonical(value: Any) -> Any:
     return value
 
 
+_YAML_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        node: Any = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = node
+    return schema
+
+
+def _coerce_scalar(value: Any, types: list[str], enum: list[Any] | None) -> Any:
+    """One value to the first schema type it can be read as without loss; else unchanged."""
+    if isinstance(value, str) and "string" not in types:
+        text = value.strip()
+        if "null" in types and text.lower() in ("null", "none", "~", ""):
+            return None
+        if "boolean" in types and text.lower() in _YAML_BOOLS:
+            return _YAML_BOOLS[text.lower()]
+        if not ({"number", "integer"} & set(types) or enum):
+            return value
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return value
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        if "integer" in types and float(value).is_integer():
+            return int(value)
+        if "number" in types:
+            return float(value)
+        if enum and float(value).is_integer() and int(value) in enum:
+            return int(value)
+    return value
+
+
+def coerce(value: Any, schema: dict[str, Any], root: dict[str, Any] | None = None) -> Any:
+    """``value`` with every scalar converted to the type its JSON schema names.
+
+    YAML and ``--config`` can spell one setting several ways (``1``, ``1.0``, ``'1.0'``,
+    ``"true"``); the params Snakemake compares to decide reruns must not depend on the
+    spelling, so numbers become float, integers int and booleans bool before validation.
+    Values the schema does not type are left as they are.
+    """
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {
+            k: coerce(v, props[k], root) if k in props else coerce(v, extra, root) if isinstance(extra, dict) else v
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [coerce(v, items, root) for v in value] if isinstance(items, dict) else list(value)
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if not types and "enum" not in schema:
+        return value
+    return _coerce_scalar(value, types, schema.get("enum"))
+
+
+def typed_config(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """The config with schema types applied, architecture training overrides typed like
+    ``target_training`` (the schema leaves them free-form)."""
+    typed = coerce(config, schema)
+    train_schema = _resolve(schema["properties"]["target_training"], schema)
+    for block in typed.get("archs", {}).values():
+        if isinstance(block, dict) and isinstance(block.get("train"), dict):
+            block["train"] = coerce(block["train"], train_schema, schema)
+    return typed
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Names in ``run`` must exist in their registries and have a config block."""
     problems = []

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ciprivacy.checkpoint import load_checkpoint, remove_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import augment, iterate_batches
 from ciprivacy.defenses import Defense, create_defense
@@ -53,8 +54,13 @@ def accuracy(target: Target, images: torch.Tensor, labels: torch.Tensor, batch_s
     return correct.item() / max(1, labels.numel())
 
 
-def train_target(data_path: str, model_path: str, settings: dict[str, Any]) -> Target:
-    """Train on the 'train' split, report accuracy on 'test', write state dict + metadata."""
+def train_target(data_path: str, model_path: str, settings: dict[str, Any], checkpoint: str | None = None) -> Target:
+    """Train on the 'train' split, report accuracy on 'test', write state dict + metadata.
+
+    With ``checkpoint`` (a path), the state after every epoch is written there and a rerun
+    continues from it, ending with the weights an uninterrupted run would have; the file is
+    removed once the model is written.
+    """
     configure_threads()
     train = settings["train"]
     device = pick_device(settings.get("device", "auto"))
@@ -74,8 +80,18 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any]) -> T
     model, opt = defense.setup(model, opt, int(y_train.numel()), train)
     amp = bool(train["amp"])
     target = Target(defense.unwrap(model), defense, {})
-    history = []
-    bar = tqdm(range(train["epochs"]), desc="train target", mininterval=5)
+    history: list[dict[str, Any]] = []
+    start = 0
+    resumed = load_checkpoint(checkpoint, settings)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["optimizer"])
+        sched.load_state_dict(resumed["scheduler"])
+        defense.load_state_dict(resumed["defense"])
+        set_rng_state(resumed["rng"], gen)
+        history, start = list(resumed["history"]), int(resumed["epoch"])
+        log.info("resuming from %s after epoch %d", checkpoint, start)
+    bar = tqdm(range(start, train["epochs"]), desc="train target", mininterval=5)
     for epoch in bar:
         model.train()
         total = torch.zeros((), device=device)
@@ -97,6 +113,20 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any]) -> T
             bar.set_postfix(loss=f"{epoch_loss:.4f}", acc=f"{record['test_acc']:.4f}")
         history.append(record)
         log.info("epoch %s", record)
+        if checkpoint is not None and epoch + 1 < train["epochs"]:
+            save_checkpoint(
+                checkpoint,
+                {
+                    "settings": settings,
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "defense": defense.state_dict(),
+                    "rng": rng_state(gen),
+                    "history": history,
+                },
+            )
 
     test_acc = history[-1]["test_acc"]
     meta = {
@@ -115,6 +145,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any]) -> T
     }
     target.meta = meta
     save_torch({"state_dict": defense.unwrap(model).state_dict(), "meta": meta}, model_path)
+    remove_checkpoint(checkpoint)
     log.info("test accuracy %.4f, edge parameters %d", test_acc, meta["edge_params"])
     return target
 

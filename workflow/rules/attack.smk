@@ -17,6 +17,7 @@ rule attack_whitebox:
     threads: config["threads"]
     resources:
         gpu=1,
+        runtime=retry_runtime(60),
     params:
         scenario="whitebox",
         settings=attack_params("whitebox"),
@@ -41,6 +42,7 @@ rule attack_blackbox:
     threads: config["threads"]
     resources:
         gpu=1,
+        runtime=retry_runtime(120),
     params:
         scenario="blackbox",
         settings=attack_params("blackbox"),

@@ -1,10 +1,15 @@
 # Config validation and the helpers that turn config into targets and per-job params.
 import itertools
 
+import yaml
 from snakemake.utils import validate
 
 from ciprivacy import settings as S
 
+# Types first (1 / 1.0 / '1.0' from YAML or --config become one value), so params, and with
+# them the rerun decisions, do not depend on how a setting was spelled.
+with open(workflow.source_path("../schemas/config.schema.yaml")) as _fh:
+    config.update(S.typed_config(config, yaml.safe_load(_fh)))
 validate(config, schema="../schemas/config.schema.yaml")
 S.check_config(config)
 
@@ -49,6 +54,12 @@ def final_outputs():
         f"{OUT}/tables/summary.md",
         *per_target(f"{OUT}/figures/reconstructions/{TARGET_NAME}.png"),
     ]
+
+
+def retry_runtime(minutes):
+    """Wall time (minutes) for cluster jobs, doubled on every retry: a job killed at its
+    limit comes back with more time and resumes from its epoch checkpoint."""
+    return lambda wc, attempt: minutes * 2 ** (attempt - 1)
 
 
 def train_params(wc):

@@ -13,6 +13,7 @@ rule evaluate_target:
     threads: config["threads"]
     resources:
         gpu=1,
+        runtime=retry_runtime(30),
     params:
         settings=evaluation_params,
     script:
@@ -34,6 +35,7 @@ rule estimate_mi:
     threads: config["threads"]
     resources:
         gpu=1,
+        runtime=retry_runtime(60),
     params:
         settings=mine_params,
     script:

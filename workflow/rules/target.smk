@@ -12,7 +12,10 @@ rule train_target:
     threads: config["threads"]
     resources:
         gpu=1,
+        runtime=retry_runtime(240),
     params:
         settings=train_params,
+        # Not an output: a killed job leaves it behind and the rerun resumes from it.
+        checkpoint=f"{OUT}/checkpoints/{TARGET}/target.pt",
     script:
         "../scripts/train_target.py"

@@ -1,0 +1,67 @@
+"""Epoch checkpoints, so a training job killed by a time limit or preemption resumes.
+
+A checkpoint holds everything that decides the rest of the run (weights, optimizer, scheduler,
+defense state, every RNG state including the batch-order generator, and the history), so a
+resumed run ends with the same weights as an uninterrupted one. It is written atomically
+(``save_torch``) and read with ``weights_only=True``; it also records the job's settings and is
+ignored when they differ, so a changed setting never continues an old run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ciprivacy.io import load_torch, save_torch
+
+log = logging.getLogger(__name__)
+
+
+def rng_state(gen: torch.Generator) -> dict[str, Any]:
+    """Python, NumPy, torch (CPU and CUDA) and ``gen`` states, as weights_only-safe values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generator": gen.get_state(),
+    }
+
+
+def set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
+    """Undo ``rng_state``: every generator continues exactly where the checkpoint left it."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    gen.set_state(state["generator"])
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    save_torch(state, path)
+
+
+def load_checkpoint(path: str | os.PathLike | None, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if there is one written under the same ``settings``."""
+    if path is None or not Path(path).exists():
+        return None
+    state = load_torch(path)
+    if state.get("settings") != settings:
+        log.warning("ignoring checkpoint %s: it was written under other settings", path)
+        return None
+    return state
+
+
+def remove_checkpoint(path: str | os.PathLike | None) -> None:
+    if path is not None and Path(path).exists():
+        os.remove(path)

@@ -1,0 +1,157 @@
+"""The SLURM profile, run for real against stand-in SLURM commands, and the local GPU slots.
+
+The stand-in ``sbatch`` records its arguments and runs the job script at once (so jobs run one
+after another on this machine); ``sacct``/``squeue`` report the recorded states; ``srun``
+runs its command. Nothing here needs a cluster.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from ciprivacy.runtime import claim_gpu_slot
+
+from test_workflow import ROOT, workflow_copy
+
+GPU_RULES = {"train_target", "attack_whitebox", "attack_blackbox", "attack_graybox", "evaluate_target", "estimate_mi"}
+CPU_RULES = {"prepare_data", "summary_table", "plot_reconstructions"}
+
+# The demo at toy size: every rule runs, in seconds.
+TINY = {
+    "run": {"defenses": ["unprotected"]},
+    "datasets": {"photos": {"options": {"images_per_class": 12}, "resolution": 16}},
+    "target_training": {"epochs": 1, "eval_every": 1, "batch_size": 32},
+    "archs": {"cnn": {"model": {"width": 8}}},
+    "attacks": {"whitebox": {"iterations": 2, "num_images": 4}, "blackbox": {"epochs": 1}, "graybox": {"epochs": 1}},
+    "mine": {"epochs": 1, "max_train": 16, "batch_size": 8},
+    "threads": 1,
+}
+
+SBATCH = r'''
+import json, os, re, subprocess, sys
+state = os.environ["STANDIN_DIR"]
+args = sys.argv[1:]
+comment = args[args.index("--comment") + 1]
+n = len(open(f"{state}/calls.jsonl").readlines()) if os.path.exists(f"{state}/calls.jsonl") else 0
+job_id = str(1000 + n)
+with open(f"{state}/calls.jsonl", "a") as fh:
+    fh.write(json.dumps(args) + "\n")
+fail_first = os.environ.get("STANDIN_FAIL_FIRST", "")
+seen = [json.loads(l) for l in open(f"{state}/calls.jsonl")]
+if fail_first and comment.startswith(f"rule_{fail_first}") and sum(c[c.index("--comment") + 1] == comment for c in seen) == 1:
+    status = "TIMEOUT"  # as if the job ran out of time; nothing is run
+else:
+    wrap = next(a[len("--wrap="):] for a in args if a.startswith("--wrap="))
+    log = next(args[i + 1] for i, a in enumerate(args) if a == "--output").replace("%j", job_id)
+    with open(log, "w") as out:
+        rc = subprocess.call(["sh", "-c", wrap], stdout=out, stderr=out, env={**os.environ, "SLURM_JOB_ID": job_id})
+    status = "COMPLETED" if rc == 0 else "FAILED"
+with open(f"{state}/states", "a") as fh:
+    fh.write(f"{job_id}|{status}\n")
+print(job_id)
+'''
+STATES = r'''
+import os
+path = os.path.join(os.environ["STANDIN_DIR"], "states")
+print(open(path).read() if os.path.exists(path) else "", end="")
+'''
+SRUN = r'''
+import os, sys
+args = sys.argv[1:]
+while args and args[0].startswith("-"):
+    args.pop(0)
+os.execvp(args[0], args)
+'''
+STANDINS = {
+    "sbatch": SBATCH,
+    "sacct": STATES,
+    "squeue": STATES,
+    "srun": SRUN,
+    "scontrol": 'print("MinJobAge = 300 sec\\nMaxArraySize = 1001")',
+    "sinfo": 'print("PARTITION\\ngpu-test*")',
+    "sacctmgr": 'print("testacct")',
+    "sshare": 'print("testacct")',
+}
+
+
+def install_standins(bin_dir):
+    bin_dir.mkdir()
+    for name, body in STANDINS.items():
+        path = bin_dir / name
+        path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+        path.chmod(0o755)
+
+
+def submitted(state):
+    """{rule: [sbatch argument list, ...]} in submission order."""
+    calls = {}
+    for line in (state / "calls.jsonl").read_text().splitlines():
+        args = json.loads(line)
+        rule = args[args.index("--comment") + 1].removeprefix("rule_").split("_wildcards_")[0]
+        calls.setdefault(rule, []).append(args)
+    return calls
+
+
+def option(args, name):
+    return next(args[i + 1] for i, a in enumerate(args) if a == name)
+
+
+@pytest.mark.slow
+def test_slurm_profile_submits_gpu_jobs_with_partition_account_memory_and_time(tmp_path):
+    (tmp_path / "wf").mkdir()
+    wf = workflow_copy(tmp_path / "wf")
+    shutil.copytree(ROOT / "profiles", wf / "profiles")
+    (wf / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    install_standins(tmp_path / "bin")
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))},
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "STANDIN_DIR": str(state),
+        "SBATCH_PARTITION": "gpu-test",
+        "SBATCH_ACCOUNT": "testacct",
+        "STANDIN_FAIL_FIRST": "train_target",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", "presets/demo.yaml", "tiny.yaml",
+         "--jobs", "1", "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "1"],
+        cwd=wf, env=env, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (wf / "results/demo/tables/summary.csv").exists()
+    calls = submitted(state)
+    assert set(calls) == GPU_RULES | CPU_RULES
+    for rule, submissions in calls.items():
+        for args in submissions:
+            gpus = [a for a in args if a.startswith(("--gpus", "--gres"))]
+            assert gpus == (["--gpus=1"] if rule in GPU_RULES else []), (rule, args)
+            assert option(args, "-p") == "gpu-test" and option(args, "-A") == "testacct", args
+            assert int(option(args, "--mem")) > 0 and int(option(args, "-t")) > 0, args
+    first, retry = calls["train_target"]  # the first attempt "timed out": resubmitted with twice the time
+    assert (int(option(first, "-t")), int(option(retry, "-t"))) == (240, 480)
+    assert option(first, "--mem") == "32000"
+    assert option(calls["summary_table"][0], "--mem") == "2000"
+    assert "--cpus-per-task=1" in calls["summary_table"][0]
+
+
+def test_gpu_slots_give_concurrent_jobs_different_devices(tmp_path):
+    """Each local GPU job holds a lock on its own device index while it runs."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from ciprivacy.runtime import claim_gpu_slot; "
+         f"print(claim_gpu_slot(3, {str(tmp_path)!r}), flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "0"
+        assert claim_gpu_slot(3, str(tmp_path)) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    assert claim_gpu_slot(3, str(tmp_path)) == 0, "a finished job's slot is free again"
