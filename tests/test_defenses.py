@@ -190,3 +190,45 @@ def test_gray_box_knows_how_many_layers_each_deepened_edge_adds():
 def test_bido_needs_weights_for_the_architecture():
     with pytest.raises(ValueError, match="no \\(a1, a2\\) for architecture 'cnn'"):
         create_defense("bido", weights={"resnet18": [5, 10]}, kernel_sigma=5.0).build("cnn", 4, (3, 32, 32), SMALL)
+
+
+ARCHS_SMALL = {"cnn": SMALL, "resnet18": {}, "vgg16": {}}
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS_SMALL))
+@pytest.mark.parametrize("name", sorted(CONFIG["defenses"]))
+def test_every_defense_works_on_every_architecture(arch, name):
+    torch.manual_seed(0)
+    defense = create_defense(name, **CONFIG["defenses"][name])
+    model = defense.build(arch, 3, (3, 32, 32), ARCHS_SMALL[arch])
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    model, opt = defense.setup(model, opt, train_size=8, train={"epochs": 1, "batch_size": 4})
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    loss = defense.loss(model, x, y, epoch=0)
+    assert torch.isfinite(loss)
+    loss.backward()
+    plain = defense.unwrap(model).eval()
+    with torch.no_grad():
+        assert defense.forward(plain, x).shape == (4, 3)
+
+
+@pytest.mark.parametrize(
+    "arch,name,expected,z_shape",
+    [
+        ("resnet18", "unprotected", 149_824, (64, 64, 64)),
+        ("resnet18", "ae", 279_136, (32, 64, 64)),
+        ("vgg16", "unprotected", 112_576, (128, 32, 32)),
+        ("vgg16", "siftfunnel", 41_512, (4, 16, 16)),
+        ("cnn", "siftfunnel", 14_437, (12, 16, 16)),
+    ],
+)
+def test_edge_counts_and_z_shapes_on_other_architectures(arch, name, expected, z_shape):
+    model = create_defense(name, **CONFIG["defenses"][name]).build(arch, 10, (3, 64, 64), {})
+    assert count_params(model.edge) == expected
+    assert tuple(model.eval().edge(torch.rand(1, 3, 64, 64)).shape[1:]) == z_shape
+
+
+def test_resnet_siftfunnel_edge_matches_the_papers_count_within_one_percent():
+    model = create_defense("siftfunnel", **CONFIG["defenses"]["siftfunnel"]).build("resnet18", 10, (3, 64, 64), {})
+    assert abs(count_params(model.edge) - 78_864) / 78_864 < 0.01
+    assert tuple(model.eval().edge(torch.rand(1, 3, 64, 64)).shape[1:]) == (6, 32, 32)

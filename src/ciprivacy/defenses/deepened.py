@@ -9,7 +9,7 @@ from torch import nn
 from ciprivacy.defenses.base import DEFENSES, Defense
 from ciprivacy.defenses.dependence import channel_pearson_penalty, distance_correlation
 from ciprivacy.defenses.layers import CBAM, TripletAttention, squeeze_excitation
-from ciprivacy.models import SplitModel, create_model
+from ciprivacy.models import SplitModel, create_model, default_split_block
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
@@ -67,11 +67,12 @@ class SiftFunnel(Defense):
     """Liu et al. (the paper), section 5.
 
     Edge: the plain edge without its last block, then SE + Triplet Attention, the Information
-    Funnel (1x1 conv to 1/r1 of the channels, 3x3 conv to 1/r2, 5x5 conv to the z channels,
-    pooling to the plain split's spatial size), then SE + CBAM. On the CNN with r = (4, 16)
-    and 12 z channels: 128 -> 32 -> 8 -> 12 and 14,437 edge parameters (paper: 14,911). Cloud: a channel
+    Funnel (1x1 conv to 1/r1 of the channels, max-pool to the z size, 3x3 conv to 1/r2, 5x5
+    conv to the z channels), then SE + CBAM. On the CNN with r = (4, 16) and 12 x 16 x 16 z:
+    128 -> 32 -> 8 -> 12 and 14,437 edge parameters (paper: 14,911); on ResNet-18 with
+    6 x 32 x 32 z: 78,846 (paper: 78,864). Cloud: a channel
     compensation module (two 3x3 convs back to the plain z's channels, Triplet Attention) in
-    front of the plain cloud. Loss (eq. 15): lambda1 KL(f(x) || LS(y)) + lambda2 dCor(x, z)
+    front of the plain cloud (upsampling when z is smaller than the plain split's features). Loss (eq. 15): lambda1 KL(f(x) || LS(y)) + lambda2 dCor(x, z)
     + lambda3 L_Pearson(z) + tau mean|z|; each term can be switched off.
     """
 
@@ -80,18 +81,24 @@ class SiftFunnel(Defense):
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         s = self.settings
-        split = arch_settings.get("split_block", 2)
+        split = arch_settings.get("split_block", default_split_block(arch))
         if split < 2:
             raise ValueError(f"siftfunnel replaces the edge's last block, so it needs split_block >= 2, got {split}")
         base = create_model(arch, num_classes, image_shape, **arch_settings)
         shorter = create_model(arch, num_classes, image_shape, **{**arch_settings, "split_block": split - 1})
         c_in, h_in, _ = _shape(shorter.edge, image_shape)
         c_out, h_out, _ = _shape(base.edge, image_shape)
+        for key in ("z_channels", "z_downsampling"):
+            if arch not in s[key]:
+                raise ValueError(f"defenses.siftfunnel.{key} has no entry for architecture {arch!r}; it has {sorted(s[key])}")
         r1, r2 = s["funnel_reduction"]
-        c1, c2, zc = max(1, c_in // r1), max(1, c_in // r2), s["z_channels"]
+        c1, c2, zc = max(1, c_in // r1), max(1, c_in // r2), s["z_channels"][arch]
+        hz = image_shape[1] // s["z_downsampling"][arch]
+        if hz < 1 or h_in % hz or h_out % hz:
+            raise ValueError(f"siftfunnel cannot pool {h_in}x{h_in} features to {hz}x{hz} or bring them back to {h_out}x{h_out}")
         funnel: list[nn.Module] = conv_bn_relu(c_in, c1, 1)
-        if h_in != h_out:
-            funnel.append(nn.MaxPool2d(h_in // h_out))
+        if h_in != hz:
+            funnel.append(nn.MaxPool2d(h_in // hz))
         funnel += conv_bn_relu(c1, c2, 3)
         funnel += [nn.Conv2d(c2, zc, 5, padding=2), nn.ReLU(inplace=True)]
         edge = nn.Sequential(
@@ -100,7 +107,10 @@ class SiftFunnel(Defense):
             *funnel,
             squeeze_excitation(zc, s["se_reduction"][1]), CBAM(zc, s["cbam_ratio"]),
         )
-        compensation = nn.Sequential(*conv_bn_relu(zc, c_out // 2, 3), *conv_bn_relu(c_out // 2, c_out, 3), TripletAttention())
+        compensation = [*conv_bn_relu(zc, c_out // 2, 3), *conv_bn_relu(c_out // 2, c_out, 3)]
+        if hz != h_out:
+            compensation.append(nn.Upsample(scale_factor=h_out // hz, mode="nearest"))
+        compensation = nn.Sequential(*compensation, TripletAttention())
         self.num_classes = num_classes
         return SplitModel(edge, nn.Sequential(compensation, base.cloud))
 

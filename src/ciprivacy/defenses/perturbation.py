@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from ciprivacy.data.batches import to_float
 from ciprivacy.defenses.base import DEFENSES, Defense
 from ciprivacy.models import SplitModel
+from ciprivacy.models.resnet import without_inplace_ops
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,7 @@ class DPSGD(Defense):
         from opacus.validators import ModuleValidator
 
         model = super().build(arch, num_classes, image_shape, arch_settings)
-        model = ModuleValidator.fix(model)
-        for module in model.modules():  # in-place activations break per-sample gradient hooks
-            if hasattr(module, "inplace"):
-                module.inplace = False
+        model = without_inplace_ops(ModuleValidator.fix(model))  # in-place ops break per-sample hooks
         errors = ModuleValidator.validate(model, strict=False)
         if errors:
             raise ValueError(f"model is not DP-SGD compatible after fixing: {errors}")

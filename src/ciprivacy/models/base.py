@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import torch
@@ -50,6 +51,11 @@ def normalization_for(channels: int) -> tuple[tuple[float, ...], tuple[float, ..
     if channels == 3:
         return DEFAULT_MEAN, DEFAULT_STD
     return (0.5,) * channels, (0.25,) * channels
+
+
+def default_split_block(arch: str) -> int:
+    """The split point an architecture uses when the config gives none (its builder's default)."""
+    return inspect.signature(ARCHS.get(arch)).parameters["split_block"].default
 
 
 def create_model(arch: str, num_classes: int, image_shape: Sequence[int], **settings: Any) -> SplitModel:
