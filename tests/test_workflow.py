@@ -1,5 +1,6 @@
 """The Snakemake workflow as a user runs it: dry-run of the paper config, and the demo end to end."""
 
+import json
 import math
 import shutil
 import subprocess
@@ -67,6 +68,18 @@ def test_demo_runs_every_stage_and_fills_the_summary_table(tmp_path):
     assert (wf / "results/demo/tables/summary.md").read_text().count("siftfunnel") == 3
     for defense in defenses:
         assert (wf / f"results/demo/figures/reconstructions/photos-cnn-{defense}-seed0.png").stat().st_size > 10_000
+    # Aggregation (issue 8): paper-layout tables, claims, comparison, provenance, figures.
+    tables = wf / "results/demo/tables"
+    table2 = pd.read_csv(tables / "table2_photos_cnn.csv")
+    assert (table2.drop_duplicates("defense")["status"] == "ran").all() and len(table2) == len(defenses) + 2
+    assert r"\toprule" in (tables / "table2_photos_cnn.tex").read_text()
+    assert set(pd.read_csv(tables / "table5_photos.csv")["arch"]) == {"cnn", "resnet18", "vgg16"}
+    assert sorted(set(pd.read_csv(tables / "claims.csv")["claim"])) == [1, 2, 3, 4, 5, 6]
+    assert "compared" not in set(pd.read_csv(tables / "paper_comparison.csv")["status"])  # photos is no paper dataset
+    assert len(pd.read_csv(tables / "results_long.csv")) > 3 * 3 * len(defenses)
+    assert len(json.loads((wf / "results/demo/provenance.json").read_text())["runs"]) == 4 * len(defenses)
+    for name in ("figure4_photos-cnn", "privacy_utility_photos-cnn", "criteria", "figure2_depth"):
+        assert (wf / f"results/demo/figures/{name}.png").stat().st_size > 5_000, name
     for log in (wf / "results/demo/logs").rglob("*.log"):
         assert "Traceback" not in log.read_text(), log
     # A second run has nothing left to do.

@@ -53,6 +53,7 @@ def final_outputs():
         f"{OUT}/tables/summary.csv",
         f"{OUT}/tables/summary.md",
         *per_target(f"{OUT}/figures/reconstructions/{TARGET_NAME}.png"),
+        *REPORT_PLAN.report_outputs(config, OUT),  # workflow/rules/report.smk
     ]
 
 

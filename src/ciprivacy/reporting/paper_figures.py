@@ -1,0 +1,171 @@
+"""The paper's figures from our runs (seaborn/matplotlib): Figure 4's reconstruction grid, the
+privacy-utility plot, the MI/delta(z)-vs-attack criteria plot with Spearman's rho, and
+Figure 2's depth study (a clear 'no depth runs' panel until depth runs exist)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from ciprivacy.io import load_json, load_torch  # noqa: E402
+from ciprivacy.reporting import layout as L  # noqa: E402
+from ciprivacy.reporting.claims import depth_frame  # noqa: E402
+from ciprivacy.reporting.results import KEYS, best_attack, target_wide  # noqa: E402
+
+SCENARIO_LABELS = {"whitebox": "white-box rMLE", "blackbox": "black-box Gen", "graybox": "gray-box Gen"}
+
+
+def _save(fig, output: str) -> None:
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _image(ax, image) -> None:
+    img = image.permute(1, 2, 0).numpy()
+    gray = img.shape[-1] == 1
+    ax.imshow(img[..., 0] if gray else img, cmap="gray" if gray else None, vmin=0, vmax=255)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def figure4(sample_files: Sequence[str], metric_files: Sequence[str], output: str, title: str = "", n: int = 4) -> None:
+    """Rows: the originals, then one row per defense; column blocks: one per attack scenario,
+    the same `n` test images in each. `metric_files[i]` names the run of `sample_files[i]`."""
+    runs = {}
+    for samples, metrics in zip(sample_files, metric_files):
+        meta = load_json(metrics)
+        runs[(meta["defense"], meta["scenario"])] = load_torch(samples)
+    defenses = [d for d in [*L.DEFENSES, *sorted({d for d, _ in runs} - set(L.DEFENSES))] if any(k[0] == d for k in runs)]
+    scenarios = [s for s in SCENARIO_LABELS if any(k[1] == s for k in runs)]
+    first = next(iter(runs.values()))
+    for key, run in runs.items():
+        if not (run["test_index"][:n] == first["test_index"][:n]).all():
+            raise ValueError(f"run {key} reconstructed other test images than the first run")
+    n = min(n, *(len(r["reconstructed"]) for r in runs.values()))
+    rows, cols = len(defenses) + 1, len(scenarios) * n
+    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols + 1.6, 0.95 * rows + 0.6), squeeze=False,
+                             gridspec_kw={"wspace": 0.05, "hspace": 0.08})
+    for b, scenario in enumerate(scenarios):
+        for j in range(n):
+            col = b * n + j
+            _image(axes[0, col], first["original"][j])
+            for i, defense in enumerate(defenses, start=1):
+                run = runs.get((defense, scenario))
+                if run is None:
+                    axes[i, col].axis("off")
+                else:
+                    _image(axes[i, col], run["reconstructed"][j])
+        axes[0, b * n].set_title(SCENARIO_LABELS[scenario], loc="left", fontsize=9)
+    for i, label in enumerate(["original", *(L.LABELS.get(d, d) for d in defenses)]):
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    _save(fig, output)
+
+
+def _per_seed(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
+    target = target_wide(tidy)
+    best = best_attack(tidy)[[*KEYS, "ssim", "mse", "scenario"]].rename(
+        columns={"ssim": "best_ssim", "mse": "best_mse", "scenario": "best_scenario"})
+    frame = target.merge(best, on=KEYS, how="inner")
+    frame = frame[(frame["dataset"] == dataset) & (frame["arch"] == arch)].copy()
+    frame["family"] = frame["defense"].map(lambda d: L.FAMILY_OF.get(d) or "unprotected")
+    frame["label"] = frame["defense"].map(lambda d: L.LABELS.get(d, d))
+    return frame
+
+
+def privacy_utility(tidy: pd.DataFrame, dataset: str, arch: str, output: str) -> None:
+    """Test accuracy against the best attack's SSIM and against MI: one point per defense
+    (mean over seeds), error bars = standard deviation over seeds."""
+    frame = _per_seed(tidy, dataset, arch)
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    if frame.empty:
+        for ax in axes:
+            ax.text(0.5, 0.5, f"no runs for {dataset}/{arch}", ha="center", va="center", transform=ax.transAxes)
+    for ax, x, xlabel in zip(axes, ("best_ssim", "mi"), ("SSIM of the best attack (lower = more private)",
+                                                        "MI estimate (lower = more private)")):
+        if frame.empty or x not in frame:
+            continue
+        stats = frame.groupby(["defense", "label", "family"])[[x, "test_acc_pct"]].agg(["mean", "std"]).reset_index()
+        stats.columns = ["_".join(c).strip("_") for c in stats.columns]
+        sns.scatterplot(data=stats, x=f"{x}_mean", y="test_acc_pct_mean", hue="family", style="family", s=70, ax=ax)
+        ax.errorbar(stats[f"{x}_mean"], stats["test_acc_pct_mean"], xerr=stats[f"{x}_std"].fillna(0),
+                    yerr=stats["test_acc_pct_std"].fillna(0), fmt="none", ecolor="0.5", elinewidth=0.8, capsize=2)
+        for _, row in stats.iterrows():
+            ax.annotate(row["label"], (row[f"{x}_mean"], row["test_acc_pct_mean"]), xytext=(4, 3),
+                        textcoords="offset points", fontsize=7)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend(fontsize=7, title=None)
+    seeds = frame["seed"].nunique() if not frame.empty else 0
+    fig.suptitle(f"Privacy vs utility, {dataset} / {arch} ({seeds} seed(s); error bars: std over seeds)", fontsize=10)
+    fig.tight_layout()
+    _save(fig, output)
+
+
+def criteria(tidy: pd.DataFrame, output: str, table: str) -> pd.DataFrame:
+    """MI and delta(z) against the best attack's MSE over all runs, with Spearman's rank
+    correlation on each panel and in `table` (CSV)."""
+    target = target_wide(tidy)
+    best = best_attack(tidy).rename(columns={"mse": "best_mse"})[[*KEYS, "best_mse"]]
+    frame = target.merge(best, on=KEYS, how="inner")
+    frame["run"] = frame["dataset"] + "/" + frame["arch"]
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    rows = []
+    for ax, y, label in zip(axes, ("mi", "delta_z"), ("MI estimate", "δ(z): non-zero elements of z")):
+        ok = frame.dropna(subset=[y, "best_mse"])
+        rho, p = spearmanr(ok["best_mse"], ok[y]) if len(ok) >= 3 else (float("nan"), float("nan"))
+        rows.append({"criterion": y, "spearman_rho": rho, "p_value": p, "n_runs": len(ok)})
+        sns.scatterplot(data=ok, x="best_mse", y=y, hue="run", ax=ax, s=60)
+        for _, row in ok.iterrows():
+            ax.annotate(L.LABELS.get(row["defense"], row["defense"]), (row["best_mse"], row[y]), xytext=(4, 3),
+                        textcoords="offset points", fontsize=7)
+        ax.set_xlabel("MSE of the best attack (higher = more private)")
+        ax.set_ylabel(label)
+        ax.set_title(f"Spearman ρ = {rho:.2f} (p = {p:.2g}, n = {len(ok)})", fontsize=9)
+    fig.suptitle("Do MI and δ(z) track how well the strongest attack reconstructs? (one point per run)", fontsize=10)
+    fig.tight_layout()
+    _save(fig, output)
+    result = pd.DataFrame(rows)
+    result.to_csv(table, index=False)
+    return result
+
+
+def figure2_depth(tidy: pd.DataFrame, output: str) -> bool:
+    """Unprotected MI, delta(z) and best-attack SSIM/MSE per split depth, one line per
+    dataset/base architecture. Without runs at two or more depths it draws a single panel
+    that says so, and returns False."""
+    depth = depth_frame(tidy)
+    depth = depth[depth.groupby(["dataset", "base_arch"])["split"].transform("nunique") >= 2]
+    sns.set_theme(style="whitegrid", context="paper")
+    if depth.empty:
+        fig, ax = plt.subplots(figsize=(7, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "Figure 2 (depth study): no depth runs.\nIt needs unprotected targets at two or more split "
+                "depths\nof one dataset/architecture (issue 7).", ha="center", va="center", fontsize=11)
+        _save(fig, output)
+        return False
+    depth = depth.assign(series=depth["dataset"] + "/" + depth["base_arch"])
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    for ax, y, label in zip(axes, ("mi", "delta_z", "best_ssim", "best_mse"),
+                            ("MI", "δ(z)", "best-attack SSIM", "best-attack MSE")):
+        sns.lineplot(data=depth.sort_values("split"), x="split", y=y, hue="series", marker="o", ax=ax)
+        ax.set_xlabel("split depth (edge blocks)")
+        ax.set_ylabel(label)
+    fig.suptitle("Figure 2: the unprotected model split at increasing depth", fontsize=10)
+    fig.tight_layout()
+    _save(fig, output)
+    return True

@@ -1,0 +1,90 @@
+"""One tidy long-format file of everything the runs measured: one row per dataset, arch,
+defense, scenario, seed and metric. Every table and figure is built from it, so they agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from ciprivacy.io import load_json, load_torch
+
+KEYS = ["dataset", "arch", "defense", "seed"]
+TIDY_COLUMNS = [*KEYS[:3], "scenario", "seed", "metric", "value"]
+TARGET_SCENARIO = "target"  # scenario of the measures that belong to the target, not an attack
+TARGET_METRICS = {"test_acc": "test_acc_pct", "delta_z": "delta_z", "edge_params": "edge_params", "epsilon": "epsilon"}
+ATTACK_METRICS = ("mse", "psnr", "ssim")
+
+
+def _split_depth(arch_settings: dict) -> float | None:
+    """The split point the model was built with (CNN `split_block`, or a generic `split`)."""
+    for key in ("split_block", "split_stage", "split"):
+        if isinstance(arch_settings.get(key), (int, float)):
+            return float(arch_settings[key])
+    return None
+
+
+def tidy_frame(
+    evaluations: Iterable[str], mi_files: Iterable[str], attack_files: Iterable[str], model_files: Iterable[str] = ()
+) -> pd.DataFrame:
+    """Rows from evaluation.json, mi.json, each attack's metrics.json and model.pt's metadata
+    (its split depth). test_acc is stored in percent (`test_acc_pct`), as the paper prints it."""
+    rows = []
+    for record in map(load_json, evaluations):
+        for key, metric in TARGET_METRICS.items():
+            if record.get(key) is not None:
+                value = 100 * record[key] if key == "test_acc" else record[key]
+                rows.append({**{k: record[k] for k in KEYS}, "scenario": TARGET_SCENARIO, "metric": metric, "value": value})
+    for record in map(load_json, mi_files):
+        rows.append({**{k: record[k] for k in KEYS}, "scenario": TARGET_SCENARIO, "metric": "mi", "value": record["mi"]})
+    for record in map(load_json, attack_files):
+        for metric in ATTACK_METRICS:
+            rows.append({**{k: record[k] for k in KEYS}, "scenario": record["scenario"], "metric": metric, "value": record[metric]})
+    for path in model_files:
+        meta = load_torch(path)["meta"]
+        depth = _split_depth(meta.get("arch_settings", {}))
+        if depth is not None:
+            rows.append({**{k: meta[k] for k in KEYS}, "scenario": TARGET_SCENARIO, "metric": "split", "value": depth})
+    if not rows:
+        raise ValueError("no results to tidy: no evaluation, MI or attack files were given")
+    frame = pd.DataFrame(rows)[TIDY_COLUMNS]
+    frame["seed"] = frame["seed"].astype(int)
+    frame["value"] = frame["value"].astype(float)
+    return frame.sort_values(TIDY_COLUMNS[:-1]).reset_index(drop=True)
+
+
+def write_tidy(evaluations, mi_files, attack_files, model_files, output: str) -> pd.DataFrame:
+    frame = tidy_frame(evaluations, mi_files, attack_files, model_files)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(output, index=False)
+    return frame
+
+
+def load_tidy(path: str) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"dataset": str, "arch": str, "defense": str, "scenario": str, "metric": str})
+
+
+def seed_stats(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation and count over seeds for each measure."""
+    grouped = tidy.groupby(["dataset", "arch", "defense", "scenario", "metric"])["value"]
+    return grouped.agg(mean="mean", std="std", n_seeds="count").reset_index()
+
+
+def best_attack(tidy: pd.DataFrame, scenarios: Iterable[str] | None = None) -> pd.DataFrame:
+    """Per (dataset, arch, defense, seed): the strongest attack's MSE and SSIM, i.e. the
+    scenario with the lowest MSE among `scenarios` (all attacks by default)."""
+    attacks = tidy[tidy["metric"].isin(ATTACK_METRICS)]
+    if scenarios is not None:
+        attacks = attacks[attacks["scenario"].isin(list(scenarios))]
+    wide = attacks.pivot_table(index=[*KEYS, "scenario"], columns="metric", values="value").reset_index()
+    if wide.empty:
+        return pd.DataFrame(columns=[*KEYS, "scenario", *ATTACK_METRICS])
+    best = wide.loc[wide.groupby(KEYS)["mse"].idxmin()]
+    return best.reset_index(drop=True)
+
+
+def target_wide(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, arch, defense, seed): the target-level measures as columns."""
+    target = tidy[tidy["scenario"] == TARGET_SCENARIO]
+    return target.pivot_table(index=KEYS, columns="metric", values="value").reset_index()

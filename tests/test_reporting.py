@@ -1,0 +1,167 @@
+"""Reporting: paper-layout tables (columns, rows, LaTeX), the claims check on a fixture with
+known outcomes, the paper comparison and the tidy file, all on results built here."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ciprivacy.reporting import claims, comparison, layout, paper_tables, results
+
+SCENARIOS = ("whitebox", "blackbox", "graybox")
+
+
+def fixture_tidy(acc_sf=86.0, gen_mse_sf=0.2, mi_sf=0.01, params_sf=1000, seeds=(0, 1)) -> pd.DataFrame:
+    """unprotected, noise, ae and siftfunnel on cifar10/cnn with chosen SiftFunnel numbers."""
+    base = {
+        "unprotected": dict(acc=88.0, mse=0.002, ssim=0.99, mi=0.05, dz=30000, params=299520),
+        "noise": dict(acc=75.0, mse=0.02, ssim=0.93, mi=0.05, dz=60000, params=299520),
+        "ae": dict(acc=90.0, mse=0.05, ssim=0.80, mi=0.03, dz=2600, params=2365056),
+        "siftfunnel": dict(acc=acc_sf, mse=gen_mse_sf, ssim=0.5, mi=mi_sf, dz=1000, params=params_sf),
+    }
+    rows = []
+    for defense, v in base.items():
+        for seed in seeds:
+            jitter = 0.001 * seed
+            key = dict(dataset="cifar10", arch="cnn", defense=defense, seed=seed)
+            for metric, value in (("test_acc_pct", v["acc"] + seed), ("mi", v["mi"]), ("delta_z", v["dz"]),
+                                  ("edge_params", v["params"]), ("split", 2)):
+                rows.append({**key, "scenario": "target", "metric": metric, "value": value})
+            for scenario in SCENARIOS:
+                mse = v["mse"] * (1.5 if scenario == "blackbox" else 1.0) + jitter
+                for metric, value in (("mse", mse), ("psnr", -10 * np.log10(mse)), ("ssim", v["ssim"])):
+                    rows.append({**key, "scenario": scenario, "metric": metric, "value": value})
+    return pd.DataFrame(rows)[results.TIDY_COLUMNS]
+
+
+def verdicts(tidy: pd.DataFrame) -> dict[int, str]:
+    frame = claims.evaluate_claims(tidy)
+    return dict(zip(frame["claim"], frame["verdict"]))
+
+
+def test_claims_hold_on_a_table_built_to_satisfy_them():
+    v = verdicts(fixture_tidy())
+    assert v == {1: "holds", 2: "holds", 3: "holds", 4: "holds", 5: "not run", 6: "not run"}
+
+
+@pytest.mark.parametrize(
+    "change, claim",
+    [
+        (dict(acc_sf=84.0), 1),  # 84.5 mean vs 88.5 - 3 = 85.5
+        (dict(gen_mse_sf=0.06), 2),  # needs >= 1.3 x ae's strongest-generator 0.05(05)
+        (dict(mi_sf=0.03), 3),  # needs <= 0.5 x 0.05
+        (dict(params_sf=200000), 4),  # ae / siftfunnel = 11.8 < 20
+    ],
+)
+def test_each_claim_fails_when_its_number_is_moved_past_the_rule(change, claim):
+    v = verdicts(fixture_tidy(**change))
+    assert v[claim] == "does not hold"
+    assert all(v[c] == "holds" for c in (1, 2, 3, 4) if c != claim)
+
+
+def test_claims_read_seed_means_and_the_strongest_generator():
+    frame = claims.evaluate_claims(fixture_tidy())
+    evidence = frame.set_index("claim")["evidence"]
+    assert "siftfunnel 86.50 %" in evidence[1] and "unprotected 88.50 %" in evidence[1]
+    # strongest generator = graybox (lower MSE than blackbox); seed mean of 0.2 + {0, 0.001}
+    assert "gen_mse siftfunnel 0.2005" in evidence[2] and "best other ae 0.0505" in evidence[2]
+
+
+def test_claims_not_run_without_siftfunnel_and_claim5_with_depths():
+    tidy = fixture_tidy()
+    v = verdicts(tidy[tidy["defense"] != "siftfunnel"])
+    assert [v[c] for c in (1, 2, 3, 4)] == ["not run"] * 4
+    depth = tidy[tidy["defense"] == "unprotected"].copy()
+    layers = []
+    for split, scale in ((1, 1.0), (2, 0.5), (3, 0.25)):
+        part = depth.assign(arch=f"cnn_b{split}")
+        part.loc[part["metric"] == "split", "value"] = split
+        part.loc[part["metric"].isin(["mi", "delta_z", "ssim"]), "value"] *= scale
+        layers.append(part)
+    assert verdicts(pd.concat(layers))[5] == "holds"
+
+
+def test_defense_table_has_the_papers_rows_and_columns():
+    tidy = fixture_tidy()
+    table = paper_tables.defense_table(tidy, "cifar10", "cnn")
+    expected_rows = [d for d in layout.DEFENSES for _ in range(2 if d in layout.GRAY_AND_BLACK else 1)]
+    assert list(table["defense"]) == expected_rows
+    assert list(table.columns[:6]) == paper_tables.ID_COLUMNS
+    assert {c for c, _, _ in paper_tables.VALUE_COLUMNS} <= set(table.columns)
+    ran = table.drop_duplicates("defense").set_index("defense")["status"]
+    assert set(ran[ran == "ran"].index) == {"unprotected", "noise", "ae", "siftfunnel"}
+    assert (ran.drop(["unprotected", "noise", "ae", "siftfunnel"]) == "not run").all()
+    sift = table[table["defense"] == "siftfunnel"]
+    assert list(sift["gen_attack"]) == ["graybox", "blackbox"]
+    assert sift["gen_mse"].tolist() == pytest.approx([0.2005, 0.3005])
+    assert sift["test_acc_change"].iloc[0] == pytest.approx(-2.0)
+    assert np.isnan(sift["test_acc_pct"].iloc[1])  # the black-box row carries Gen columns only
+
+
+def test_best_values_are_bold_in_the_direction_of_privacy():
+    shown = paper_tables.display_frame(paper_tables.defense_table(fixture_tidy(), "cifar10", "cnn"))
+    bold = {c: [i for i, s in enumerate(shown[c]) if s.startswith("**")] for c in shown.columns}
+    names = list(shown["Defense"])
+    assert [names[i] for i in bold["Gen MSE↑"]] == ["SiftFunnel (black-box Gen)"]  # highest MSE
+    assert [names[i] for i in bold["MI↓"]] == ["SiftFunnel"]  # lowest MI
+    assert [names[i] for i in bold["Test acc (%)"]] == ["AE-based"]  # highest accuracy
+    assert "not run" in set(shown["Test acc (%)"])
+
+
+def test_arch_table_marks_missing_architectures_not_run():
+    table = paper_tables.arch_table(fixture_tidy(), "cifar10")
+    first = table.drop_duplicates("arch").set_index("arch")["status"]
+    assert first.to_dict() == {"cnn": "ran", "resnet18": "not run", "vgg16": "not run"}
+
+
+def test_latex_is_well_formed_and_compiles_when_tex_is_present(tmp_path):
+    paper_tables.write_defense_table(fixture_tidy(), "cifar10", "cnn", str(tmp_path / "table2_cifar10_cnn"))
+    tex = (tmp_path / "table2_cifar10_cnn.tex").read_text()
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\textbf{" in tex
+    body = tex.split(r"\midrule", 1)[1].split(r"\bottomrule")[0]
+    n_cols = len(tex.split(r"\begin{tabular}{")[1].split("}")[0])
+    for line in body.splitlines():
+        if line.strip().endswith(r"\\"):
+            assert line.count("&") - line.count(r"\&") == n_cols - 1, line
+    assert tex.count("{") == tex.count("}")
+    for ext in ("csv", "md", "html"):
+        assert (tmp_path / f"table2_cifar10_cnn.{ext}").stat().st_size > 0
+    engine = shutil.which("pdflatex")
+    if engine:
+        doc = tmp_path / "doc.tex"
+        doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\\input{table2_cifar10_cnn}"
+                       "\\end{document}\n")
+        run = subprocess.run([engine, "-interaction=nonstopmode", "doc.tex"], cwd=tmp_path, capture_output=True)
+        assert run.returncode == 0, run.stdout[-2000:]
+
+
+def test_paper_file_and_comparison():
+    paper = comparison.load_paper()
+    assert set(paper["table"]) == {"table2", "table3", "table4", "table5"}
+    t2 = paper[(paper["table"] == "table2") & (paper["defense"] == "siftfunnel")].set_index(["scenario", "metric"])["value"]
+    assert t2[("graybox", "mse")] == pytest.approx(0.0639) and t2[("target", "edge_params")] == 14911
+    frame = comparison.paper_comparison(fixture_tidy(), paper)
+    row = frame[(frame["table"] == "table2") & (frame["defense"] == "unprotected") & (frame["metric"] == "test_acc_pct")]
+    assert row["status"].item() == "compared"
+    assert row["difference"].item() == pytest.approx(88.5 - 88.28)
+    assert (frame.loc[frame["defense"] == "vib", "status"] == "not run").all()
+    assert "no paper value" in set(frame["status"])  # e.g. our graybox on noise
+
+
+def test_tidy_frame_from_result_files(tmp_path):
+    from ciprivacy.io import save_json
+
+    key = dict(dataset="d", arch="cnn", defense="unprotected", seed=0)
+    save_json({**key, "test_acc": 0.5, "delta_z": 10.0, "edge_params": 7, "epsilon": None, "z_shape": [1]}, tmp_path / "e.json")
+    save_json({**key, "mi": 0.1}, tmp_path / "m.json")
+    save_json({**key, "scenario": "whitebox", "mse": 0.1, "psnr": 10.0, "ssim": 0.2}, tmp_path / "a.json")
+    tidy = results.tidy_frame([tmp_path / "e.json"], [tmp_path / "m.json"], [tmp_path / "a.json"])
+    assert list(tidy.columns) == results.TIDY_COLUMNS
+    values = tidy.set_index(["scenario", "metric"])["value"]
+    assert values[("target", "test_acc_pct")] == 50.0 and values[("whitebox", "ssim")] == 0.2
+    assert ("target", "epsilon") not in values.index and len(tidy) == 7

@@ -1,0 +1,7 @@
+from ciprivacy.reporting.paper_figures import privacy_utility
+from ciprivacy.reporting.results import load_tidy
+from ciprivacy.runtime import job_log
+
+w = snakemake.wildcards
+with job_log(snakemake.log[0]):
+    privacy_utility(load_tidy(snakemake.input.tidy), w.dataset, w.arch, snakemake.output.figure)

@@ -1,0 +1,6 @@
+from ciprivacy.reporting.results import write_tidy
+from ciprivacy.runtime import job_log
+
+i = snakemake.input
+with job_log(snakemake.log[0]):
+    write_tidy(i.evaluations, i.mi, i.attacks, i.models, snakemake.output.csv)
