@@ -5,6 +5,7 @@ import yaml
 from snakemake.utils import validate
 
 from ciprivacy import settings as S
+from ciprivacy.defenses import DEFENSES
 
 # Types first (1 / 1.0 / '1.0' from YAML or --config become one value), so params, and with
 # them the rerun decisions, do not depend on how a setting was spelled.
@@ -17,6 +18,10 @@ OUT = f"results/{config['preset']}"
 RUN = config["run"]
 TARGET = "{dataset}/{arch}/{defense}/seed{seed}"
 TARGET_NAME = "{dataset}-{arch}-{defense}-seed{seed}"
+# Defenses that only perturb the unprotected model's z reuse its model (derive_posthoc_target).
+POSTHOC = [
+    name for name in DEFENSES.names() if DEFENSES.get(name).uses_unprotected_model
+]
 SCENARIO_NAMES = RUN["scenarios"]
 
 

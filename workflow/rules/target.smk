@@ -7,6 +7,8 @@ rule train_target:
         f"{OUT}/logs/train_target/{TARGET}.log",
     benchmark:
         f"{OUT}/benchmarks/train_target/{TARGET}.tsv"
+    wildcard_constraints:
+        defense="(?!(" + "|".join(POSTHOC) + ")$)[A-Za-z0-9_]+",
     conda:
         "../../envs/pipeline.yaml"
     threads: config["threads"]
@@ -19,3 +21,26 @@ rule train_target:
         checkpoint=f"{OUT}/checkpoints/{TARGET}/target.pt",
     script:
         "../scripts/train_target.py"
+
+
+# Post-hoc defenses take the unprotected model; every other defense trains its own.
+ruleorder: derive_posthoc_target > train_target
+
+
+rule derive_posthoc_target:
+    input:
+        unprotected=f"{OUT}/targets/{{dataset}}/{{arch}}/unprotected/seed{{seed}}/model.pt",
+    output:
+        model=f"{OUT}/targets/{TARGET}/model.pt",
+    log:
+        f"{OUT}/logs/derive_posthoc_target/{TARGET}.log",
+    benchmark:
+        f"{OUT}/benchmarks/derive_posthoc_target/{TARGET}.tsv"
+    wildcard_constraints:
+        defense="|".join(POSTHOC),
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        settings=train_params,
+    script:
+        "../scripts/derive_posthoc_target.py"

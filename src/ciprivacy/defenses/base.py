@@ -24,6 +24,9 @@ class Defense:
     name = "base"
     # Layers the defense adds to the plain edge; a gray-box attacker mirrors them.
     extra_edge_layers = 0
+    # True when the defense only perturbs the unprotected model's z: it reuses that model
+    # instead of training its own (ciprivacy.posthoc).
+    uses_unprotected_model = False
 
     def __init__(self, **settings: Any):
         self.settings = settings

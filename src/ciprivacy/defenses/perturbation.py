@@ -22,6 +22,7 @@ class GaussianNoise(Defense):
     """He et al. 2020: the device sends z + N(0, sigma^2); the model is trained unprotected."""
 
     name = "noise"
+    uses_unprotected_model = True
 
     def observe(self, z: torch.Tensor) -> torch.Tensor:
         return z + self.settings["sigma"] * torch.randn_like(z)
@@ -32,6 +33,7 @@ class FeatureDropping(Defense):
     """He et al. 2020: each element of z is zeroed with probability `rate` (no rescaling)."""
 
     name = "dropping"
+    uses_unprotected_model = True
 
     def observe(self, z: torch.Tensor) -> torch.Tensor:
         keep = torch.rand_like(z, dtype=torch.float32) >= self.settings["rate"]
