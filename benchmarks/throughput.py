@@ -1,102 +1,159 @@
-"""Measure target-training throughput and the demo DAG's wall time on this machine.
+"""Side-by-side speed of our training and attacks against plain reference loops, on this machine.
 
-    python benchmarks/throughput.py [--steps 5] [--resolution 64] [--skip-demo]
+    python benchmarks/throughput.py            # sizes of config.yaml (64x64, width 128, batch 128)
+    python benchmarks/throughput.py --quick    # tiny sizes, seconds (what the test runs)
+    python benchmarks/throughput.py --demo     # also the demo DAG's wall time
+    python benchmarks/throughput.py --demo --amp-compare   # ... twice, bf16 and fp32, tables compared
+    python benchmarks/throughput.py --demo-only --amp-compare   # only the demo runs
 
-Prints a table and writes benchmarks/out/throughput.csv.
+For target training, inverse-network training, rMLE and MINE it prints images per second of
+ours and of the reference loop (reference.py), their ratio, and the fraction of the measured
+matmul peak reached; then the projected cost of the full config. Writes
+benchmarks/out/throughput.csv, projection.csv and throughput.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
+import os
+import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
-from ciprivacy.defenses import create_defense
-from ciprivacy.precision import autocast
+import demo
+import projection
+import stages
+from images import smooth_images, write_image_folder
+from machine import matmul_peak
+from ciprivacy.precision import amp_active
 from ciprivacy.runtime import pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "out"
 
 
-def train_throughput(device: torch.device, resolution: int, batch: int, steps: int, amp: bool, channels_last: bool) -> float:
-    """Images per second of full training steps (forward, backward, Adam) of the paper's CNN."""
-    defense = create_defense("unprotected")
-    model = defense.build("cnn", 10, (3, resolution, resolution), {}).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    x = torch.rand(batch, 3, resolution, resolution, device=device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,), device=device)
-
-    def step():
-        with autocast(device, amp):
-            loss = defense.loss(model, x, y, 0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    step()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - start)
+def config_sizes() -> tuple[int, int, int]:
+    """Resolution, CNN width and batch size of the full run (config.yaml)."""
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    dataset = cfg["datasets"][cfg["run"]["datasets"][0]]
+    return dataset["resolution"], cfg["archs"]["cnn"]["model"]["width"], cfg["target_training"]["batch_size"]
 
 
-def demo_wall_time(cores: int) -> float:
-    """Seconds for `snakemake --cores N --configfile presets/demo.yaml` in a fresh copy."""
+def parse_args() -> argparse.Namespace:
+    resolution, width, batch = config_sizes()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resolution", type=int, default=resolution)
+    p.add_argument("--width", type=int, default=width)
+    p.add_argument("--batch", type=int, default=batch)
+    p.add_argument("--images", type=int, default=512, help="images per measured epoch")
+    p.add_argument("--rmle-iterations", type=int, default=20)
+    p.add_argument("--rmle-batch", type=int, default=64, help="targets ours reconstructs at once")
+    p.add_argument("--rmle-reference-images", type=int, default=4, help="images the per-image loop reconstructs")
+    p.add_argument("--matmul-size", type=int, default=None, help="side of the peak matmul (default 2048 CPU, 8192 GPU)")
+    p.add_argument("--stages", nargs="+", default=list(stages.STAGES), choices=list(stages.STAGES))
+    p.add_argument("--no-amp", action="store_true", help="ours in fp32 too")
+    p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--demo", action="store_true", help="also time the demo DAG")
+    p.add_argument("--demo-only", action="store_true", help="only time the demo DAG (writes demo.md)")
+    p.add_argument("--amp-compare", action="store_true", help="with --demo: run it with amp on and off, compare tables")
+    p.add_argument("--cores", type=int, default=2, help="cores for the demo DAG")
+    p.add_argument("--out", type=Path, default=OUT)
+    args = p.parse_args()
+    if args.quick:
+        args.resolution, args.width, args.batch, args.images = 16, 8, 16, 32
+        args.rmle_iterations, args.rmle_batch, args.rmle_reference_images = 2, 4, 2
+        args.matmul_size = args.matmul_size or 128
+    return args
+
+
+def measure(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFrame, dict[str, float]]:
+    n_mm = args.matmul_size or (8192 if device.type == "cuda" else 2048)
+    peak = {"fp32": matmul_peak(device, torch.float32, n_mm)}
+    peak["bf16"] = matmul_peak(device, torch.bfloat16, n_mm) if amp_active(device, True) else peak["fp32"]
+    images, labels = smooth_images(args.images, args.resolution, classes=10)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("Snakefile", "config.yaml"):
-            shutil.copy(ROOT / name, Path(tmp) / name)
-        for name in ("workflow", "presets", "envs"):
-            shutil.copytree(ROOT / name, Path(tmp) / name)
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", "presets/demo.yaml", "--quiet"],
-            cwd=tmp, check=True, capture_output=True,
+        setup = stages.Setup(
+            device=device, images=images.to(device), labels=labels.to(device),
+            folder=str(write_image_folder(images, labels, Path(tmp))), width=args.width, batch=args.batch,
+            amp=not args.no_amp, channels_last=not args.no_channels_last, rmle_iterations=args.rmle_iterations,
+            rmle_batch=args.rmle_batch, rmle_reference_images=args.rmle_reference_images,
         )
-        return time.perf_counter() - start
+        rows = []
+        for name in args.stages:
+            print(f"measuring {name} ...", flush=True)
+            rows += stages.STAGES[name](setup)
+    df = pd.DataFrame(rows)
+    df.insert(0, "device", device.type)
+    df["resolution"], df["width"], df["batch"] = args.resolution, args.width, args.batch
+    df["images_per_s"] = df["images"] / df["seconds"]
+    ref = df[df.implementation == "reference"].set_index("stage")["images_per_s"]
+    df["speedup_vs_reference"] = df["images_per_s"] / df["stage"].map(ref)
+    df["achieved_tflops"] = df["gflop_per_image"] * df["images_per_s"] / 1e3
+    df["peak_tflops"] = df["precision"].map(peak) / 1e12
+    df["fraction_of_peak"] = df["achieved_tflops"] / df["peak_tflops"]
+    return df, peak
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--resolution", type=int, default=64)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--cores", type=int, default=2, help="cores for the demo DAG")
-    parser.add_argument("--skip-demo", action="store_true")
-    args = parser.parse_args()
+    args = parse_args()
     device = pick_device(args.device)
-    rows = []
-    for amp, cl in [(False, False), (False, True), (True, True)]:
-        ips = train_throughput(device, args.resolution, args.batch, args.steps, amp, cl)
-        rows.append({
-            "measure": "train_target_cnn", "device": device.type, "resolution": args.resolution, "batch": args.batch,
-            "bf16_autocast": amp, "channels_last": cl, "value": round(ips, 2), "unit": "images/s",
-        })
-        print(f"target training, {device.type}, {args.resolution}px, batch {args.batch}, bf16={amp}, channels_last={cl}: {ips:.1f} images/s", flush=True)
-    if not args.skip_demo:
-        seconds = demo_wall_time(args.cores)
-        rows.append({"measure": "demo_dag_wall_time", "device": "cpu", "value": round(seconds, 1), "unit": "s"})
-        print(f"demo DAG on {args.cores} cores: {seconds:.1f} s", flush=True)
-    out = ROOT / "benchmarks" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(out / "throughput.csv", index=False)
-    print(f"wrote {out / 'throughput.csv'}")
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    load = os.getloadavg()
+    print(f"{platform.processor() or platform.machine()}, {device}, {torch.get_num_threads()} threads, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    if args.demo_only:
+        return demo_report(args, args.out / "demo.md", [])
+    df, peak = measure(args, device)
+    ours = df[df.implementation == "ours"].set_index("stage")["images_per_s"].to_dict()
+    proj = pd.DataFrame(projection.project(ROOT / "config.yaml", ours, args.rmle_iterations))
+    proj["measured_at_config_sizes"] = (args.resolution, args.width, args.batch) == config_sizes()
+    unit = "GPU-hours" if device.type == "cuda" else "CPU-hours (this machine)"
+    args.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out / "throughput.csv", index=False)
+    proj.to_csv(args.out / "projection.csv", index=False)
+    cols = ["stage", "implementation", "precision", "channels_last", "images_per_s", "speedup_vs_reference",
+            "gflop_per_image", "fraction_of_peak"]
+    md = [f"# Throughput on {device.type}, {torch.get_num_threads()} threads, load average {load[0]:.2f}",
+          f"{args.resolution}x{args.resolution} images, CNN width {args.width}, batch {args.batch}, {args.images} images "
+          f"per epoch; rMLE {args.rmle_iterations} iterations. Matmul peak: "
+          f"{peak['fp32'] / 1e12:.3f} TFLOP/s fp32, {peak['bf16'] / 1e12:.3f} TFLOP/s bf16.", "",
+          df[cols].to_markdown(index=False, floatfmt=".3g"), "",
+          f"## Projected cost of config.yaml ({unit}, lower bound)", "",
+          *([] if proj["measured_at_config_sizes"].all() else
+            ["Measured at other sizes than config.yaml's: this projection does not describe the full run.", ""]),
+          proj.to_markdown(index=False, floatfmt=".3g")]
+    print(f"wrote {args.out / 'throughput.csv'}, {args.out / 'projection.csv'}")
+    if args.demo:
+        demo_report(args, args.out / "throughput.md", md)
+    else:
+        write_markdown(args.out / "throughput.md", md)
+
+
+def demo_report(args: argparse.Namespace, path: Path, md: list[str]) -> None:
+    """Time the demo DAG (amp on, and off with --amp-compare) and add the tables to ``md``."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()[0]
+    runs = demo.compare(args.cores, args.out) if args.amp_compare else {"amp on": demo.run(args.cores, args.out, amp=True)}
+    md += ["", f"## Demo DAG on {args.cores} cores (load average {load:.2f} at the start)", "",
+           demo.wall_time_table(runs).to_markdown(index=False, floatfmt=".1f")]
+    if args.amp_compare:
+        md += ["", "### Summary, amp on vs off", "", demo.summary_diff(runs).to_markdown(index=False, floatfmt=".4g")]
+    write_markdown(path, md)
+
+
+def write_markdown(path: Path, md: list[str]) -> None:
+    text = "\n".join(md) + "\n"
+    path.write_text(text)
+    print(text)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -13,6 +13,7 @@ from ciprivacy.io import save_json
 from ciprivacy.metrics.features import effective_information, feature_shape
 from ciprivacy.metrics.mine import CRITICS, estimate_mi
 from ciprivacy.models import count_params
+from ciprivacy.precision import module_layout, to_layout
 from ciprivacy.runtime import configure_threads, pick_device, seed_everything
 from ciprivacy.target import accuracy, load_target
 
@@ -28,12 +29,13 @@ def evaluate_target(model_path: str, data_path: str, output: str, settings: dict
     configure_threads()
     device = pick_device(settings.get("device", "auto"))
     seed_everything(int(settings["seed"]))
-    target = load_target(model_path, device)
+    channels_last = bool(settings.get("channels_last", False))
+    target = load_target(model_path, device, channels_last)
     data = load_prepared(data_path)
     x_test, y_test = (t.to(device) for t in data.split("test"))
     result = {
         **_ident(target.meta),
-        "test_acc": accuracy(target, x_test, y_test, settings["batch_size"], bool(settings["amp"])),
+        "test_acc": accuracy(target, x_test, y_test, settings["batch_size"], bool(settings["amp"]), channels_last),
         "delta_z": effective_information(target.observe, x_test, settings["batch_size"]),
         "z_shape": feature_shape(target.observe, x_test),
         "edge_params": count_params(target.model.edge),
@@ -44,13 +46,32 @@ def evaluate_target(model_path: str, data_path: str, output: str, settings: dict
     return result
 
 
+def feature_pairs(
+    observe: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    batch_size: int,
+    shuffle: bool,
+    gen: torch.Generator,
+    channels_last: bool = False,
+) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """MINE's (x, z) pairs, cut from uint8 images on their device each time it is called."""
+
+    def batches():
+        for x, _ in iterate_batches(images, None, batch_size, shuffle=shuffle, gen=gen):
+            x = to_layout(x, channels_last)
+            yield x, to_layout(observe(x), channels_last)
+
+    return batches
+
+
 def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
     """MINE between inputs and observed features: trained on the classifier's training split,
     evaluated on the auxiliary split (the authors' protocol)."""
     configure_threads()
     device = pick_device(settings.get("device", "auto"))
     gen = seed_everything(int(settings["seed"]))
-    target = load_target(model_path, device)
+    channels_last = bool(settings.get("channels_last", False))
+    target = load_target(model_path, device, channels_last)
     data = load_prepared(data_path)
     x_train = data.split("train")[0]
     if settings["max_train"] is not None:
@@ -58,18 +79,13 @@ def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str,
     x_train = x_train.to(device)
     x_eval = data.split("aux")[0].to(device)
     z_shape = tuple(feature_shape(target.observe, x_eval))
-    critic = CRITICS.get(settings["critic"])(tuple(x_eval.shape[1:]), z_shape).to(device)
+    critic = module_layout(CRITICS.get(settings["critic"])(tuple(x_eval.shape[1:]), z_shape).to(device), channels_last)
     batch = settings["batch_size"]
-
-    def pairs(images: torch.Tensor, shuffle: bool):
-        def batches():
-            for x, _ in iterate_batches(images, None, batch, shuffle=shuffle, gen=gen):
-                yield x, target.observe(x)
-
-        return batches
-
     estimate = estimate_mi(
-        critic, pairs(x_train, True), pairs(x_eval, False), settings["epochs"], settings["lr"], settings["report"], gen
+        critic,
+        feature_pairs(target.observe, x_train, batch, True, gen, channels_last),
+        feature_pairs(target.observe, x_eval, batch, False, gen, channels_last),
+        settings["epochs"], settings["lr"], settings["report"], gen, eval_every=settings["eval_every"],
     )
     result = {**_ident(target.meta), **estimate, "critic": settings["critic"]}
     save_json(result, output)

@@ -18,13 +18,25 @@ import torch
 log = logging.getLogger("ciprivacy")
 
 
+# Most jobs one GPU takes before pick_device warns and falls back to cuda:0.
+MAX_JOBS_PER_GPU = 16
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     """'auto' takes the GPU when there is one; 'cpu' or 'cuda[:i]' force a device.
 
-    With several GPUs visible, 'auto' and 'cuda' take the first one no other job on this
-    machine holds (``claim_gpu_slot``), so ``snakemake --resources gpu=N`` runs N jobs on N
-    different devices. Under SLURM each job sees only its own GPU and takes it.
+    With several GPUs visible, 'auto' and 'cuda' take the least-shared one (``claim_gpu_slot``):
+    ``snakemake --resources gpu=N`` runs N jobs spread evenly over the GPUs (N = 2 x GPUs puts
+    two on each). Under SLURM each job sees only its own GPU and takes it. On CUDA, cuDNN
+    autotuning is switched on: every step has the same shapes, so the tuned kernel is reused.
     """
+    device = _pick(requested)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
+def _pick(requested: str) -> torch.device:
     if requested in ("auto", "cuda"):
         if not torch.cuda.is_available():
             if requested == "cuda":
@@ -35,9 +47,9 @@ def pick_device(requested: str = "auto") -> torch.device:
             return torch.device("cuda:0")
         global _SLOT
         if _SLOT is None:
-            _SLOT = claim_gpu_slot(count)
+            _SLOT = claim_gpu_slot(count, rounds=MAX_JOBS_PER_GPU)
             if _SLOT is None:
-                log.warning("all %d GPUs are held by other jobs; sharing cuda:0 (limit with --resources gpu=%d)", count, count)
+                log.warning("every GPU holds %d jobs; sharing cuda:0 (limit with --resources gpu=N)", MAX_JOBS_PER_GPU)
                 _SLOT = 0
         return torch.device(f"cuda:{_SLOT}")
     device = torch.device(requested)
@@ -50,24 +62,28 @@ _LOCKS: list = []  # open lock files: closing one would release its slot
 _SLOT: int | None = None  # the GPU this process claimed
 
 
-def claim_gpu_slot(count: int, lock_dir: str | None = None) -> int | None:
-    """Lock and return the lowest GPU index in range(count) that no other process holds.
+def claim_gpu_slot(count: int, lock_dir: str | None = None, rounds: int = 1) -> int | None:
+    """Lock and return the GPU index in range(count) that the fewest other processes hold.
 
-    The lock is an flock on ``<lock_dir>/gpu<i>.lock`` kept for the life of the process; the
-    OS releases it when the job ends, however it ends. None when every index is taken. The
-    default lock_dir is per user under the system temp dir (one per machine).
+    Each GPU has ``rounds`` slots, taken round by round (every GPU's first slot, then every
+    GPU's second, ...), so concurrent jobs spread evenly. A slot is an flock on
+    ``<lock_dir>/gpu<i>.lock`` (later rounds: ``gpu<i>.<round>.lock``) kept for the life of
+    the process; the OS releases it when the job ends, however it ends. None when every slot
+    is taken. The default lock_dir is per user under the system temp dir (one per machine).
     """
     lock_dir = lock_dir or os.path.join(tempfile.gettempdir(), f"ciprivacy-gpu-slots-{os.getuid()}")
     os.makedirs(lock_dir, exist_ok=True)
-    for index in range(count):
-        fh = open(os.path.join(lock_dir, f"gpu{index}.lock"), "w")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            continue
-        _LOCKS.append(fh)
-        return index
+    for round_ in range(rounds):
+        for index in range(count):
+            name = f"gpu{index}.lock" if round_ == 0 else f"gpu{index}.{round_}.lock"
+            fh = open(os.path.join(lock_dir, name), "w")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                continue
+            _LOCKS.append(fh)
+            return index
     return None
 
 

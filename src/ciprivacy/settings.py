@@ -154,6 +154,7 @@ def target_settings(config: dict[str, Any], dataset: str, arch: str, defense: st
             "defense": defense,
             "seed": int(seed),
             "device": config["device"],
+            "channels_last": config["channels_last"],
             "arch_settings": arch_block.get("model", {}),
             "defense_settings": config["defenses"][defense],
             "train": train,
@@ -163,13 +164,14 @@ def target_settings(config: dict[str, Any], dataset: str, arch: str, defense: st
 
 def attack_settings(config: dict[str, Any], scenario: str, seed: int) -> dict[str, Any]:
     return canonical(
-        {**config["attacks"][scenario], "seed": int(seed), "device": config["device"], "n_samples": config["figures"]["n_samples"]}
+        {**config["attacks"][scenario], "seed": int(seed), "device": config["device"],
+         "channels_last": config["channels_last"], "n_samples": config["figures"]["n_samples"]}
     )
 
 
 def mine_settings(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    return canonical({**config["mine"], "seed": int(seed), "device": config["device"]})
+    return canonical({**config["mine"], "seed": int(seed), "device": config["device"], "channels_last": config["channels_last"]})
 
 
 def evaluation_settings(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    return canonical({**config["evaluation"], "seed": int(seed), "device": config["device"]})
+    return canonical({**config["evaluation"], "seed": int(seed), "device": config["device"], "channels_last": config["channels_last"]})

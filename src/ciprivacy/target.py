@@ -15,7 +15,7 @@ from ciprivacy.data.batches import augment, iterate_batches
 from ciprivacy.defenses import Defense, create_defense
 from ciprivacy.io import load_torch, save_torch
 from ciprivacy.models import SplitModel, count_params
-from ciprivacy.precision import autocast
+from ciprivacy.precision import autocast, module_layout, to_layout
 from ciprivacy.runtime import configure_threads, pick_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -42,16 +42,48 @@ def build_target(settings: dict[str, Any], num_classes: int, image_shape: tuple[
 
 
 @torch.no_grad()
-def accuracy(target: Target, images: torch.Tensor, labels: torch.Tensor, batch_size: int, amp: bool) -> float:
+def accuracy(
+    target: Target, images: torch.Tensor, labels: torch.Tensor, batch_size: int, amp: bool, channels_last: bool = False
+) -> float:
     """Top-1 accuracy of the deployed pipeline (the cloud sees observed features)."""
     target.model.eval()
     device = images.device
     correct = torch.zeros((), dtype=torch.long, device=device)
     for x, y in iterate_batches(images, labels, batch_size):
+        x = to_layout(x, channels_last)
         with autocast(device, amp):
             logits = target.defense.forward(target.model, x)
         correct += (logits.argmax(1) == y).sum()
     return correct.item() / max(1, labels.numel())
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    defense: Defense,
+    opt: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    train: dict[str, Any],
+    gen: torch.Generator,
+    epoch: int,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """One epoch of optimiser steps on in-memory uint8 images; returns the mean loss as a
+    device tensor, so the step loop never waits for the GPU."""
+    model.train()
+    device = images.device
+    total = torch.zeros((), device=device)
+    steps = 0
+    for x, y in defense.batches(images, labels, train["batch_size"], gen):
+        x = to_layout(augment(x, train["hflip"], train["color_jitter"], gen), channels_last)
+        with autocast(device, bool(train["amp"])):
+            loss = defense.loss(model, x, y, epoch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach().float()
+        steps += 1
+    return total / max(1, steps)
 
 
 def train_target(data_path: str, model_path: str, settings: dict[str, Any], checkpoint: str | None = None) -> Target:
@@ -67,7 +99,8 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
     gen = seed_everything(int(settings["seed"]))
     data = load_prepared(data_path)
     model, defense = build_target(settings, data.num_classes, data.image_shape)
-    model.to(device)
+    channels_last = bool(settings.get("channels_last", False))
+    module_layout(model.to(device), channels_last)
     x_train, y_train = (t.to(device) for t in data.split("train"))
     x_test, y_test = (t.to(device) for t in data.split("test"))
 
@@ -93,23 +126,12 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
         log.info("resuming from %s after epoch %d", checkpoint, start)
     bar = tqdm(range(start, train["epochs"]), desc="train target", mininterval=5)
     for epoch in bar:
-        model.train()
-        total = torch.zeros((), device=device)
-        steps = 0
-        for x, y in defense.batches(x_train, y_train, train["batch_size"], gen):
-            x = augment(x, train["hflip"], train["color_jitter"], gen)
-            with autocast(device, amp):
-                loss = defense.loss(model, x, y, epoch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach().float()
-            steps += 1
-        epoch_loss = total.item() / max(1, steps)  # one host sync per epoch
+        mean_loss = train_epoch(model, defense, opt, x_train, y_train, train, gen, epoch, channels_last)
+        epoch_loss = mean_loss.item()  # one host sync per epoch
         sched.step(epoch_loss)
         record = {"epoch": epoch + 1, "train_loss": epoch_loss, "lr": opt.param_groups[0]["lr"]}
         if (epoch + 1) % train["eval_every"] == 0 or epoch + 1 == train["epochs"]:
-            record["test_acc"] = accuracy(target, x_test, y_test, train["batch_size"], amp)
+            record["test_acc"] = accuracy(target, x_test, y_test, train["batch_size"], amp, channels_last)
             bar.set_postfix(loss=f"{epoch_loss:.4f}", acc=f"{record['test_acc']:.4f}")
         history.append(record)
         log.info("epoch %s", record)
@@ -150,13 +172,13 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
     return target
 
 
-def load_target(model_path: str, device: torch.device | str = "cpu") -> Target:
+def load_target(model_path: str, device: torch.device | str = "cpu", channels_last: bool = False) -> Target:
     """Rebuild the split model from its metadata and load the weights (weights_only)."""
     blob = load_torch(model_path)
     meta = blob["meta"]
     model, defense = build_target(meta, meta["num_classes"], tuple(meta["image_shape"]))
     model.load_state_dict(blob["state_dict"])
-    model.to(device).eval()
+    module_layout(model.to(device), channels_last).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return Target(model, defense, meta)

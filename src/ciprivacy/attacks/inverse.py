@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ciprivacy.data.batches import iterate_batches
-from ciprivacy.precision import autocast
+from ciprivacy.precision import autocast, module_layout, to_layout
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +87,49 @@ class InverseNet(nn.Module):
 
 
 @torch.no_grad()
-def reconstruct(generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool) -> torch.Tensor:
-    """x* = G(observe(x)) for uint8 images, returned as float32 in [0, 1]."""
+def reconstruct(
+    generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool, channels_last: bool = False
+) -> torch.Tensor:
+    """x* = G(observe(x)) for uint8 images, returned as float32 in [0, 1] (contiguous)."""
     generator.eval()
     out = []
     for x, _ in iterate_batches(images, None, batch_size):
         with autocast(images.device, amp):
-            out.append(generator(observe(x)).float())
+            out.append(generator(to_layout(observe(to_layout(x, channels_last)), channels_last)).float().contiguous())
     return torch.cat(out)
 
 
-def _mse(generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool) -> float:
-    rec = reconstruct(generator, observe, images, batch_size, amp)
+def _mse(generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool, channels_last: bool) -> float:
+    rec = reconstruct(generator, observe, images, batch_size, amp, channels_last)
     return F.mse_loss(rec, images.float().div(255)).item()
+
+
+def inverse_epoch(
+    generator: nn.Module,
+    observe: Callable[[torch.Tensor], torch.Tensor],
+    aux_images: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    settings: dict[str, Any],
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """One epoch of G on (observe(x'), x') pairs, both under ``settings['amp']``; the mean MSE
+    stays a device tensor (no sync per step)."""
+    generator.train()
+    device = aux_images.device
+    amp, channels_last = bool(settings["amp"]), bool(settings.get("channels_last", False))
+    total = torch.zeros((), device=device)
+    steps = 0
+    for x, _ in iterate_batches(aux_images, None, settings["batch_size"], shuffle=True, gen=gen):
+        x = to_layout(x, channels_last)
+        with autocast(device, amp):  # the queries to the edge too: half of this stage's FLOPs
+            z = to_layout(observe(x), channels_last)
+            loss = F.mse_loss(generator(z).float(), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach()
+        steps += 1
+    return total / max(1, steps)
 
 
 def train_inverse_network(
@@ -112,30 +142,19 @@ def train_inverse_network(
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train G on (observe(x'), x') pairs of the auxiliary split; keep the state with the
     lowest test MSE (the paper keeps the strongest attacker)."""
-    device = aux_images.device
+    channels_last = bool(settings.get("channels_last", False))
+    module_layout(generator, channels_last)
     opt = torch.optim.Adam(generator.parameters(), lr=settings["lr"], betas=tuple(settings["betas"]))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=settings["scheduler_factor"], patience=settings["scheduler_patience"]
     )
-    amp = bool(settings["amp"])
     best_mse, best_state, history = math.inf, copy.deepcopy(generator.state_dict()), []
     bar = tqdm(range(settings["epochs"]), desc="inverse network", mininterval=5)
     for epoch in bar:
-        generator.train()
-        total = torch.zeros((), device=device)
-        steps = 0
-        for x, _ in iterate_batches(aux_images, None, settings["batch_size"], shuffle=True, gen=gen):
-            z = observe(x)
-            with autocast(device, amp):
-                loss = F.mse_loss(generator(z).float(), x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-            steps += 1
-        record = {"epoch": epoch + 1, "train_mse": total.item() / max(1, steps)}
+        train_mse = inverse_epoch(generator, observe, aux_images, opt, settings, gen)
+        record = {"epoch": epoch + 1, "train_mse": train_mse.item()}  # one host sync per epoch
         if (epoch + 1) % settings["eval_every"] == 0 or epoch + 1 == settings["epochs"]:
-            test_mse = _mse(generator, observe, test_images, settings["batch_size"], amp)
+            test_mse = _mse(generator, observe, test_images, settings["batch_size"], bool(settings["amp"]), channels_last)
             sched.step(test_mse)
             record["test_mse"] = test_mse
             if test_mse < best_mse:

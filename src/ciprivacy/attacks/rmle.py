@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ciprivacy.precision import autocast
+from ciprivacy.precision import autocast, to_layout
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,7 @@ def rmle_reconstruct(
 ) -> torch.Tensor:
     """Reconstruct a batch of inputs from their features with gradient access to ``edge``."""
     device = z.device
-    x = initial_images((z.shape[0], *image_shape), settings["init"], gen, device)
+    x = to_layout(initial_images((z.shape[0], *image_shape), settings["init"], gen, device), settings.get("channels_last", False))
     if settings["clamp"]:
         x.clamp_(0, 1)
     x.requires_grad_(True)
@@ -55,11 +55,11 @@ def rmle_reconstruct(
         opt = torch.optim.SGD([x], lr=settings["lr"], momentum=settings["momentum"])
     else:
         raise ValueError(f"rmle optimizer must be 'adam' or 'sgd', got {settings['optimizer']!r}")
-    z = z.detach()
+    z = z.detach().float()
     for _ in tqdm(range(settings["iterations"]), desc="rMLE", mininterval=5, disable=not progress):
         with autocast(device, settings["amp"]):
             feat = edge(x)
-        match = (feat.float() - z.float()).pow(2).flatten(1).mean(1)
+        match = (feat.float() - z).pow(2).flatten(1).mean(1)
         loss = (match + settings["tv_weight"] * total_variation(x)).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -12,6 +12,14 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a small CPU tensor (random draws from the CPU generator) to ``device`` without
+    making the host wait for the GPU: pinned memory and a non-blocking copy on CUDA."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def augment(x: torch.Tensor, hflip: bool, color_jitter: float, gen: torch.Generator | None = None) -> torch.Tensor:
     """Horizontal flip and brightness/contrast/saturation jitter, per sample, vectorised.
 
@@ -22,7 +30,7 @@ def augment(x: torch.Tensor, hflip: bool, color_jitter: float, gen: torch.Genera
     dev = x.device
 
     def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=gen).to(dev)
+        return to_device(torch.rand(*shape, generator=gen), dev)
 
     if hflip:
         flip = rand(n) < 0.5
@@ -51,7 +59,7 @@ def iterate_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Yield (float images in [0, 1], labels) batches from tensors already on their device."""
     n = images.shape[0]
-    order = torch.randperm(n, generator=gen).to(images.device) if shuffle else None
+    order = to_device(torch.randperm(n, generator=gen), images.device) if shuffle else None
     for start in range(0, n, batch_size):
         if order is None:
             sl = slice(start, start + batch_size)

@@ -1,0 +1,29 @@
+"""The benchmark script runs end to end on tiny sizes and writes the columns it promises."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_writes_csv_markdown_and_projection(tmp_path):
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    df = pd.read_csv(tmp_path / "throughput.csv")
+    for col in ("stage", "implementation", "precision", "images_per_s", "speedup_vs_reference", "gflop_per_image",
+                "achieved_tflops", "peak_tflops", "fraction_of_peak"):
+        assert col in df.columns
+    assert set(df["stage"]) == {"target_training", "inverse_training", "rmle", "mine"}
+    assert set(df["implementation"]) == {"ours", "reference"}
+    assert (df["images_per_s"] > 0).all() and (df["gflop_per_image"] > 0).all()
+    assert (df.loc[df.implementation == "reference", "speedup_vs_reference"] == 1).all()
+    proj = pd.read_csv(tmp_path / "projection.csv")
+    assert list(proj["stage"]) == ["target_training", "inverse_training", "rmle", "mine", "total"]
+    assert proj["hours"].iloc[-1] == pytest.approx(proj["hours"].iloc[:-1].sum())
+    assert "Projected cost" in (tmp_path / "throughput.md").read_text()

@@ -1,0 +1,103 @@
+"""The fast paths keep results and avoid host syncs: channels-last, loops without .item(),
+MINE's evaluation interval, GPU slots shared round by round."""
+
+import sys
+
+import pytest
+import torch
+
+from ciprivacy import runtime
+from ciprivacy.attacks.inverse import InverseNet, inverse_epoch
+from ciprivacy.defenses import create_defense
+from ciprivacy.measure import feature_pairs
+from ciprivacy.metrics.mine import CRITICS, estimate_mi, evaluate_dv, train_epoch as mine_epoch
+from ciprivacy.precision import amp_active, autocast, module_layout
+from ciprivacy.target import train_epoch
+
+TRAIN = {"batch_size": 8, "hflip": True, "color_jitter": 0.2, "amp": False}
+
+
+def images(n=32, side=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, side, side), generator=gen, dtype=torch.uint8), torch.arange(n) % 4
+
+
+def model_and_opt(channels_last):
+    torch.manual_seed(0)
+    defense = create_defense("unprotected")
+    model = module_layout(defense.build("cnn", 4, (3, 16, 16), {"width": 8}), channels_last)
+    return defense, model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def count_items(monkeypatch):
+    """Record .item(), bool() and float() on tensors called from ciprivacy code (host reads;
+    a sync on a GPU). PyTorch's own CPU-side reads, such as Adam's step counter, are not ours."""
+    calls = []
+    for name in ("item", "__bool__", "__float__"):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, _real=real, _name=name):
+            caller = sys._getframe(1).f_code.co_filename
+            if "ciprivacy" in caller:
+                calls.append(f"{_name} in {caller}")
+            return _real(self)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+    return calls
+
+
+def test_channels_last_training_matches_the_default_layout():
+    x, y = images()
+    losses, weights = [], []
+    for cl in (False, True):
+        defense, model, opt = model_and_opt(cl)
+        losses.append(train_epoch(model, defense, opt, x, y, TRAIN, torch.Generator().manual_seed(1), 0, cl))
+        weights.append(model.edge[1][0].weight.detach().contiguous())
+    assert torch.allclose(losses[0], losses[1], atol=1e-4)
+    assert torch.allclose(weights[0], weights[1], atol=1e-4)
+
+
+def test_training_and_attack_loops_never_read_back_to_the_host(monkeypatch):
+    x, y = images()
+    defense, model, opt = model_and_opt(True)
+    edge = torch.no_grad()(model.edge.eval())
+    z_shape = tuple(edge(x[:1].float()).shape[1:])
+    generator = InverseNet(z_shape, (3, 16, 16))
+    critic = CRITICS.get("paper_conv")((3, 16, 16), z_shape)
+    critic_opt = torch.optim.Adam(critic.parameters())
+    gen = torch.Generator().manual_seed(0)
+    calls = count_items(monkeypatch)
+    train_epoch(model, defense, opt, x, y, TRAIN, gen, 0, True)
+    inverse_epoch(generator, edge, x, torch.optim.Adam(generator.parameters()), {"batch_size": 8, "amp": True}, gen)
+    mine_epoch(critic, feature_pairs(edge, x, 8, True, gen), critic_opt, gen)
+    assert calls == []
+    evaluate_dv(critic, feature_pairs(edge, x, 8, False, gen), gen)
+    assert len(calls) == 1, "the DV evaluation reads one number back, not one per batch"
+
+
+def test_mine_evaluates_every_n_epochs_and_after_the_last():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, generator=gen)
+    pairs = lambda: [(x, x + 0.1 * torch.randn(64, 1, generator=gen))]  # noqa: E731
+    result = estimate_mi(CRITICS.get("mlp")((1,), (1,)), pairs, pairs, epochs=5, lr=1e-3, gen=gen, eval_every=2)
+    assert result["curve_epochs"] == [2, 4, 5] and len(result["curve"]) == 3
+    with pytest.raises(ValueError, match="eval_every"):
+        estimate_mi(CRITICS.get("mlp")((1,), (1,)), pairs, pairs, epochs=1, lr=1e-3, eval_every=0)
+
+
+def test_amp_off_means_fp32():
+    cpu = torch.device("cpu")
+    assert not amp_active(cpu, False)
+    with autocast(cpu, False):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_gpu_slots_fill_every_device_once_before_any_twice(tmp_path):
+    before = len(runtime._LOCKS)
+    try:
+        claimed = [runtime.claim_gpu_slot(2, str(tmp_path), rounds=2) for _ in range(5)]
+    finally:
+        for fh in runtime._LOCKS[before:]:
+            fh.close()
+        del runtime._LOCKS[before:]
+    assert claimed == [0, 1, 0, 1, None]
