@@ -20,10 +20,6 @@ from ciprivacy.target import accuracy, load_target
 log = logging.getLogger(__name__)
 
 
-def _ident(target_meta: dict) -> dict[str, Any]:
-    return {k: target_meta[k] for k in ("dataset", "arch", "defense", "seed")}
-
-
 def evaluate_target(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
     """Test accuracy of the deployed pipeline and the feature measures on the test split."""
     configure_threads()
@@ -34,7 +30,7 @@ def evaluate_target(model_path: str, data_path: str, output: str, settings: dict
     data = load_prepared(data_path)
     x_test, y_test = (t.to(device) for t in data.split("test"))
     result = {
-        **_ident(target.meta),
+        **target.ident,
         "test_acc": accuracy(target, x_test, y_test, settings["batch_size"], bool(settings["amp"]), channels_last),
         "delta_z": effective_information(target.observe, x_test, settings["batch_size"]),
         "z_shape": feature_shape(target.observe, x_test),
@@ -87,7 +83,7 @@ def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str,
         feature_pairs(target.observe, x_eval, batch, False, gen, channels_last),
         settings["epochs"], settings["lr"], settings["report"], gen, eval_every=settings["eval_every"],
     )
-    result = {**_ident(target.meta), **estimate, "critic": settings["critic"]}
+    result = {**target.ident, **estimate, "critic": settings["critic"]}
     save_json(result, output)
     log.info("MI estimate %.5f (best %.5f, last %.5f)", estimate["mi"], estimate["mi_best"], estimate["mi_last"])
     return result

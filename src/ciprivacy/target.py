@@ -29,6 +29,11 @@ class Target:
     defense: Defense
     meta: dict[str, Any]
 
+    @property
+    def ident(self) -> dict[str, Any]:
+        """The keys every result of this target is filed under (and the tables join on)."""
+        return {k: self.meta[k] for k in ("dataset", "arch", "defense", "seed")}
+
     @torch.no_grad()
     def observe(self, x: torch.Tensor) -> torch.Tensor:
         """What an eavesdropper on the device-cloud link sees for inputs x in [0, 1]."""

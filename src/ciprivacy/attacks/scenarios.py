@@ -89,7 +89,7 @@ def run_attack(
     rec, n, state, extra = attack(target, aux, test, settings, gen)
     quality = reconstruction_quality(to_float(test[:n]), rec)
     result = {
-        **{k: target.meta[k] for k in ("dataset", "arch", "defense", "seed")},
+        **target.ident,
         "scenario": scenario,
         "attack": ATTACK_METHOD[scenario],
         "attacked_images": n,
