@@ -19,7 +19,7 @@ from ciprivacy.runtime import claim_gpu_slot
 
 from test_workflow import ROOT, workflow_copy
 
-GPU_RULES = {"train_target", "attack_whitebox", "attack_blackbox", "attack_graybox", "evaluate_target", "estimate_mi"}
+GPU_RULES = {"train_target", "attack_whitebox", "attack_blackbox", "attack_graybox", "measure_target"}
 CPU_RULES = {"prepare_data", "summary_table", "plot_reconstructions"}
 # The outputs the test asks for: every per-target rule runs, and two aggregation rules.
 TARGETS = ["results/demo/tables/summary.csv", "results/demo/figures/reconstructions/photos-cnn-unprotected-seed0.png"]

@@ -18,7 +18,7 @@ from test_workflow import ROOT, workflow_copy
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "presets/demo.yaml", "test.yaml"]
 SEEDS = [0, 1]
-PER_TARGET = {"train_target", "evaluate_target", "estimate_mi", "attack_whitebox", "attack_blackbox", "attack_graybox", "plot_reconstructions"}
+PER_TARGET = {"train_target", "measure_target", "attack_whitebox", "attack_blackbox", "attack_graybox", "plot_reconstructions"}
 
 
 def snakemake(wf, *args):
@@ -116,8 +116,8 @@ def test_changing_one_defense_plans_only_its_targets_and_the_aggregation(done):
     "change,rules",
     [
         ("attacks={blackbox: {lr: 0.005}}", {"attack_blackbox", "plot_reconstructions"}),
-        ("mine={lr: 0.005}", {"estimate_mi"}),
-        ("evaluation={batch_size: 17}", {"evaluate_target"}),
+        ("mine={lr: 0.005}", {"measure_target"}),
+        ("evaluation={batch_size: 17}", {"measure_target"}),
     ],
 )
 def test_changing_a_shared_setting_plans_exactly_the_jobs_that_use_it(done, change, rules):

@@ -19,10 +19,13 @@ def test_default_config_passes_the_registry_checks(config):
 @pytest.mark.parametrize(
     "path,value,message",
     [
-        (("run", "defenses"), ["unprotected", "magic"], "'magic'; expected one of"),
-        (("run", "archs"), ["cnn9"], "'cnn9'"),
-        (("run", "datasets"), ["mnist"], "'mnist', which has no block under datasets"),
+        (("experiments", "cifar_cnn", "defenses"), ["unprotected", "magic"], "cifar_cnn.defenses names 'magic', which has no block"),
+        (("experiments", "depth", "archs"), ["cnn9"], "depth.archs names 'cnn9'"),
+        (("experiments", "cem", "datasets"), ["mnist"], "'mnist', which has no block under datasets"),
         (("datasets", "cifar10", "source"), "ftp", "datasets.cifar10.source is 'ftp'"),
+        (("defenses", "siftfunnel_no_kl", "base"), "siftfunel", "siftfunnel_no_kl.base is 'siftfunel'"),
+        (("archs", "cnn_split1", "base"), "cnn_split1", "form a cycle cnn_split1 -> cnn_split1"),
+        (("defenses", "magic"), {"weight": 1}, "'magic' is not a registered defense"),
     ],
 )
 def test_unknown_names_are_rejected_with_the_bad_value(config, path, value, message):
@@ -83,3 +86,39 @@ def test_typed_config_leaves_values_it_cannot_read_for_the_schema_to_reject(conf
     assert typed["target_training"]["epochs"] == "many" and typed["target_training"]["amp"] == "maybe"
     with pytest.raises(ValidationError, match="'many'|'maybe'"):
         validate(typed, schema())
+
+
+def test_variants_inherit_their_base_and_override_only_what_they_name(config):
+    s = target_settings(config, "cifar10", "cnn_split3", "siftfunnel_no_kl", 0)
+    assert (s["arch_type"], s["defense_type"]) == ("cnn", "siftfunnel")
+    assert s["arch_settings"]["split_block"] == 3 and s["arch_settings"]["width"] == config["archs"]["cnn"]["model"]["width"]
+    assert s["train"]["lr"] == config["archs"]["cnn"]["train"]["lr"]
+    terms = s["defense_settings"]["terms"]
+    assert terms["kl"] is False and terms["dcor"] and terms["pearson"] and terms["l1"]
+    assert s["defense_settings"]["lambda2"] == config["defenses"]["siftfunnel"]["lambda2"]
+
+
+def test_the_cem_suffix_adds_the_cem_block_and_nothing_else(config):
+    plain = target_settings(config, "cifar10", "cnn", "noise", 0)
+    cem = target_settings(config, "cifar10", "cnn", "noise+cem", 0)
+    assert "cem" not in plain["defense_settings"] and cem["defense_type"] == "noise+cem"
+    assert cem["defense_settings"] == {**plain["defense_settings"], "cem": config["cem"]}
+    config["defenses"]["noise"]["cem"] = {"lambda": 16.0}
+    assert target_settings(config, "cifar10", "cnn", "noise+cem", 0)["defense_settings"]["cem"]["lambda"] == 16.0
+    assert "cem" not in target_settings(config, "cifar10", "cnn", "noise", 0)["defense_settings"]
+
+
+def test_experiments_share_targets_and_skip_missing_data_by_name(config):
+    from ciprivacy.experiments import all_targets, experiments, scenarios_of
+
+    found, skipped = experiments(config, unavailable=lambda d: "datasets.facescrub.options.root is not set" if d == "facescrub" else None)
+    assert "facescrub" not in found and any("'facescrub' skipped: datasets.facescrub.options.root" in m for m in skipped)
+    targets = all_targets(found, [0, 1])
+    keys = [tuple(t.values()) for t in targets]
+    assert len(keys) == len(set(keys))
+    assert ("cifar10", "cnn", "unprotected", 1) in keys and ("cifar10", "cnn", "siftfunnel+cem", 0) in keys
+    assert not any(t["arch"] == "vgg16" and t["defense"] == "nopeek" for t in targets)  # latency trains nothing
+    assert scenarios_of(found, [0])[("cifar10", "cnn", "unprotected", 0)] == config["scenarios"]
+    config["experiments"]["cifar_cnn"]["enabled"] = False
+    found, _ = experiments(config)
+    assert "cifar_cnn" not in found and ("cifar10", "cnn", "dpsgd", 0) not in [tuple(t.values()) for t in all_targets(found, [0])]

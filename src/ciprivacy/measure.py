@@ -1,4 +1,5 @@
-"""Measurements of a trained target that need no attacker: accuracy, delta(z), |theta_edge|, MI."""
+"""Measurements of a trained target that need no attacker: accuracy, delta(z), |theta_edge|, MI,
+the CEM bounds."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import iterate_batches
 from ciprivacy.io import save_json
+from ciprivacy.metrics.cem import cem_metrics
 from ciprivacy.metrics.features import effective_information, feature_shape
 from ciprivacy.metrics.mine import CRITICS, estimate_mi
 from ciprivacy.models import count_params
@@ -36,6 +38,7 @@ def evaluate_target(model_path: str, data_path: str, output: str, settings: dict
         "z_shape": feature_shape(target.observe, x_test),
         "edge_params": count_params(target.model.edge),
         "epsilon": target.meta.get("defense_report", {}).get("epsilon"),
+        **cem_metrics(target, x_test, y_test, settings),
     }
     save_json(result, output)
     log.info("evaluation: %s", result)

@@ -11,6 +11,7 @@ from typing import Any
 
 from ciprivacy.attacks import SCENARIOS
 from ciprivacy.data import SOURCES
+from ciprivacy.experiments import CEM_SUFFIX
 from ciprivacy.defenses import DEFENSES
 from ciprivacy.models import ARCHS
 
@@ -107,34 +108,122 @@ def typed_config(config: dict[str, Any], schema: dict[str, Any]) -> dict[str, An
     return typed
 
 
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it, nested dicts merged key by key."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
+    return out
+
+
+def arch_block(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    """(registry architecture, merged block) of an archs entry; an entry with ``base`` is that
+    entry with its own ``model``/``train`` keys laid over it (``cnn_split1``: the CNN split
+    after block 1)."""
+    block = config["archs"][name]
+    if "base" not in block:
+        return name, {"model": dict(block.get("model", {})), "train": dict(block.get("train", {}))}
+    arch, base = arch_block(config, block["base"])
+    return arch, {"model": {**base["model"], **block.get("model", {})}, "train": {**base["train"], **block.get("train", {})}}
+
+
+def _defense_entry(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    """(registry defense, merged entry) following ``base`` links; may hold a ``cem`` key."""
+    entry = {k: v for k, v in config["defenses"][name].items() if k != "base"}
+    if "base" not in config["defenses"][name]:
+        return name, entry
+    kind, base = _defense_entry(config, config["defenses"][name]["base"])
+    return kind, deep_merge(base, entry)
+
+
+def defense_block(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+    """(registry defense with any plug-in suffix, merged settings) of a defense name.
+
+    ``siftfunnel_no_kl`` (an entry with ``base: siftfunnel``) is SiftFunnel's settings with the
+    entry's keys laid over them; ``noise+cem`` is the noise entry with the CEM plug-in on, its
+    settings under ``cem`` (the top-level ``cem`` block, overridden by the entry's ``cem`` keys).
+    Without the plug-in an entry's ``cem`` keys are not passed on.
+    """
+    plugin = name.endswith(CEM_SUFFIX)
+    kind, entry = _defense_entry(config, name[: -len(CEM_SUFFIX)] if plugin else name)
+    own_cem = entry.pop("cem", {})
+    if not plugin:
+        return kind, entry
+    return kind + CEM_SUFFIX, {**entry, "cem": deep_merge(config["cem"], own_cem)}
+
+
+def _check_variants(config: dict[str, Any], kind: str, registry, problems: list[str]) -> None:
+    """Every entry is a registry name or names an existing entry as ``base`` (no cycles)."""
+    for name, block in config[kind].items():
+        seen = [name]
+        while isinstance(block, dict) and "base" in block:
+            base = block["base"]
+            if base in seen:
+                problems.append(f"{kind}.{name}: 'base' entries form a cycle {' -> '.join(seen + [base])}")
+                break
+            if base not in config[kind]:
+                problems.append(f"{kind}.{name}.base is {base!r}, which has no block under {kind} (known: {sorted(config[kind])})")
+                break
+            seen.append(base)
+            block = config[kind][base]
+        else:
+            if seen[-1] not in registry:
+                problems.append(
+                    f"{kind}.{name}: {seen[-1]!r} is not a registered {registry.kind}; expected one of {registry.names()} "
+                    f"or an entry with 'base: <one of them>'"
+                )
+
+
 def check_config(config: dict[str, Any]) -> None:
-    """Names in ``run`` must exist in their registries and have a config block."""
-    problems = []
-    for name in config["run"]["datasets"]:
-        if name not in config["datasets"]:
-            problems.append(f"run.datasets names {name!r}, which has no block under datasets (known: {sorted(config['datasets'])})")
+    """Names in the experiments must exist in their registries and have a config block."""
+    problems: list[str] = []
     for name, block in config["datasets"].items():
         if block["source"] not in SOURCES:
             problems.append(f"datasets.{name}.source is {block['source']!r}; expected one of {SOURCES.names()}")
-    for name in config["run"]["archs"]:
-        if name not in ARCHS:
-            problems.append(f"run.archs names {name!r}; expected one of {ARCHS.names()}")
-        elif name not in config["archs"]:
-            problems.append(f"run.archs names {name!r}, which has no block under archs")
-    for name in config["run"]["defenses"]:
-        if name not in DEFENSES:
-            problems.append(f"run.defenses names {name!r}; expected one of {DEFENSES.names()}")
-        elif name not in config["defenses"]:
-            problems.append(f"run.defenses names {name!r}, which has no block under defenses")
-    for name in config["run"]["scenarios"]:
+        aux = block.get("aux_source")
+        if aux and aux["source"] not in SOURCES:
+            problems.append(f"datasets.{name}.aux_source.source is {aux['source']!r}; expected one of {SOURCES.names()}")
+    _check_variants(config, "archs", ARCHS, problems)
+    _check_variants(config, "defenses", DEFENSES, problems)
+    for name in config["scenarios"]:
         if name not in SCENARIOS:
-            problems.append(f"run.scenarios names {name!r}; expected one of {SCENARIOS.names()}")
+            problems.append(f"scenarios names {name!r}; expected one of {SCENARIOS.names()}")
+    for exp, block in config["experiments"].items():
+        if not block["enabled"]:
+            continue
+        where = f"experiments.{exp}"
+        for name in block["datasets"]:
+            if name not in config["datasets"]:
+                problems.append(f"{where}.datasets names {name!r}, which has no block under datasets (known: {sorted(config['datasets'])})")
+        for name in block["archs"]:
+            if name not in config["archs"]:
+                problems.append(f"{where}.archs names {name!r}, which has no block under archs (known: {sorted(config['archs'])})")
+        for name in block["defenses"]:
+            if name not in config["defenses"]:
+                problems.append(f"{where}.defenses names {name!r}, which has no block under defenses (known: {sorted(config['defenses'])})")
+        for name in block.get("scenarios") or []:
+            if name not in SCENARIOS:
+                problems.append(f"{where}.scenarios names {name!r}; expected one of {SCENARIOS.names()}")
     for name, block in config["archs"].items():
         unknown = set(block.get("train", {})) - set(config["target_training"])
         if unknown:
             problems.append(f"archs.{name}.train has unknown keys {sorted(unknown)}; expected keys of target_training")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def reuses_unprotected_model(config: dict[str, Any], defense: str) -> bool:
+    """True for a defense that only perturbs the unprotected model's z (noise, dropping):
+    its target is the unprotected model, not a second training. Plug-ins train their own."""
+    kind = defense_block(config, defense)[0]
+    return kind in DEFENSES and DEFENSES.get(kind).uses_unprotected_model
+
+
+def dataset_unavailable(config: dict[str, Any], dataset: str) -> str | None:
+    """Why a dataset's data cannot be read (naming the setting to fill in), or None."""
+    from ciprivacy.data import data_unavailable
+
+    return data_unavailable(dataset, config["datasets"][dataset])
 
 
 def dataset_settings(config: dict[str, Any], dataset: str) -> dict[str, Any]:
@@ -145,18 +234,21 @@ def dataset_settings(config: dict[str, Any], dataset: str) -> dict[str, Any]:
 
 
 def target_settings(config: dict[str, Any], dataset: str, arch: str, defense: str, seed: int) -> dict[str, Any]:
-    arch_block = config["archs"][arch]
-    train = {**config["target_training"], **arch_block.get("train", {})}
+    arch_type, arch_merged = arch_block(config, arch)
+    defense_type, defense_merged = defense_block(config, defense)
+    train = {**config["target_training"], **arch_merged["train"]}
     return canonical(
         {
             "dataset": dataset,
             "arch": arch,
+            "arch_type": arch_type,
             "defense": defense,
+            "defense_type": defense_type,
             "seed": int(seed),
             "device": config["device"],
             "channels_last": config["channels_last"],
-            "arch_settings": arch_block.get("model", {}),
-            "defense_settings": config["defenses"][defense],
+            "arch_settings": arch_merged["model"],
+            "defense_settings": defense_merged,
             "train": train,
         }
     )

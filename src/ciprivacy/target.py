@@ -40,9 +40,20 @@ class Target:
         return self.defense.observe(self.model.edge(x))
 
 
+def arch_type(settings: dict[str, Any]) -> str:
+    """The registry architecture behind a config name (``cnn_split1`` -> ``cnn``)."""
+    return settings.get("arch_type", settings["arch"])
+
+
+def defense_type(settings: dict[str, Any]) -> str:
+    """The registry defense behind a config name (``siftfunnel_no_kl`` -> ``siftfunnel``),
+    with any plug-in suffix (``noise+cem``)."""
+    return settings.get("defense_type", settings["defense"])
+
+
 def build_target(settings: dict[str, Any], num_classes: int, image_shape: tuple[int, int, int]) -> tuple[SplitModel, Defense]:
-    defense = create_defense(settings["defense"], **settings.get("defense_settings", {}))
-    model = defense.build(settings["arch"], num_classes, image_shape, settings.get("arch_settings", {}))
+    defense = create_defense(defense_type(settings), **settings.get("defense_settings", {}))
+    model = defense.build(arch_type(settings), num_classes, image_shape, settings.get("arch_settings", {}))
     return model, defense
 
 
@@ -131,6 +142,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
         log.info("resuming from %s after epoch %d", checkpoint, start)
     bar = tqdm(range(start, train["epochs"]), desc="train target", mininterval=5)
     for epoch in bar:
+        defense.start_epoch(model, x_train, y_train, epoch, train["batch_size"])  # e.g. CEM's K-means
         mean_loss = train_epoch(model, defense, opt, x_train, y_train, train, gen, epoch, channels_last)
         epoch_loss = mean_loss.item()  # one host sync per epoch
         sched.step(epoch_loss)
@@ -160,6 +172,8 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
         "dataset": settings["dataset"],
         "arch": settings["arch"],
         "defense": settings["defense"],
+        "arch_type": arch_type(settings),
+        "defense_type": defense_type(settings),
         "seed": int(settings["seed"]),
         "arch_settings": settings.get("arch_settings", {}),
         "defense_settings": settings.get("defense_settings", {}),

@@ -62,3 +62,19 @@ use rule attack_blackbox as attack_graybox with:
     params:
         scenario="graybox",
         settings=attack_params("graybox"),
+
+
+# Table 6's last row: the black-box inverse network on the features after SiftFunnel's cloud
+# compensation module (what the cloud computes from z), same settings as the black-box attack.
+use rule attack_blackbox as attack_compensation with:
+    output:
+        metrics=f"{OUT}/attacks/{TARGET}/compensation/metrics.json",
+        samples=f"{OUT}/attacks/{TARGET}/compensation/samples.pt",
+        attacker=f"{OUT}/attacks/{TARGET}/compensation/attacker.pt",
+    log:
+        f"{OUT}/logs/attack_compensation/{TARGET}.log",
+    benchmark:
+        f"{OUT}/benchmarks/attack_compensation/{TARGET}.tsv"
+    params:
+        scenario="compensation",
+        settings=attack_params("blackbox"),

@@ -1,11 +1,12 @@
 # Config validation and the helpers that turn config into targets and per-job params.
-import itertools
+import sys
 
 import yaml
 from snakemake.utils import validate
 
+from ciprivacy import experiments as X
 from ciprivacy import settings as S
-from ciprivacy.defenses import DEFENSES
+from ciprivacy.reporting import plan as REPORT_PLAN
 
 # Types first (1 / 1.0 / '1.0' from YAML or --config become one value), so params, and with
 # them the rerun decisions, do not depend on how a setting was spelled.
@@ -15,50 +16,49 @@ validate(config, schema="../schemas/config.schema.yaml")
 S.check_config(config)
 
 OUT = f"results/{config['preset']}"
-RUN = config["run"]
 TARGET = "{dataset}/{arch}/{defense}/seed{seed}"
 TARGET_NAME = "{dataset}-{arch}-{defense}-seed{seed}"
+SEEDS = config["seeds"]
+
+# The enabled experiments whose data is there; the others are named with the setting to fill in.
+EXPERIMENTS, SKIPPED = X.experiments(config, unavailable=lambda name: S.dataset_unavailable(config, name))
+for _message in SKIPPED:
+    print(f"NOTE: {_message}", file=sys.stderr)
+TARGETS = X.all_targets(EXPERIMENTS, SEEDS)
+DEFENSE_NAMES = sorted({t["defense"] for t in TARGETS}) or ["unprotected"]
 # Defenses that only perturb the unprotected model's z reuse its model (derive_posthoc_target).
-POSTHOC = [
-    name for name in DEFENSES.names() if DEFENSES.get(name).uses_unprotected_model
-]
-SCENARIO_NAMES = RUN["scenarios"]
+POSTHOC = [name for name in DEFENSE_NAMES if S.reuses_unprotected_model(config, name)]
 
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
     arch="[A-Za-z0-9_]+",
-    defense="[A-Za-z0-9_]+",
+    defense="[A-Za-z0-9_]+(\\+cem)?",
     seed="[0-9]+",
     scenario="|".join(["whitebox", "blackbox", "graybox"]),
+    experiment="|".join(EXPERIMENTS) or "^$",
 
 
-def targets():
-    """Every (dataset, arch, defense, seed) that `run` asks for."""
-    for dataset, arch, defense, seed in itertools.product(
-        RUN["datasets"], RUN["archs"], RUN["defenses"], config["seeds"]
-    ):
-        yield dict(dataset=dataset, arch=arch, defense=defense, seed=seed)
+def per_target(path, experiment=None):
+    """`path` filled in for every target (of one experiment, or of all)."""
+    return [path.format(**t) for t in REPORT_PLAN.experiment_targets(EXPERIMENTS, SEEDS, experiment)]
 
 
-def attack_metrics(wc=None):
-    return [
-        f"{OUT}/attacks/{TARGET}/{{scenario}}/metrics.json".format(**t, scenario=s)
-        for t in targets()
-        for s in SCENARIO_NAMES
-    ]
-
-
-def per_target(path):
-    return [path.format(**t) for t in targets()]
+def attack_metrics(experiment=None):
+    return REPORT_PLAN.attack_files(EXPERIMENTS, SEEDS, OUT, "metrics.json", experiment)
 
 
 def final_outputs():
+    per_target_figures = (
+        per_target(f"{OUT}/figures/reconstructions/{TARGET_NAME}.png")
+        if config["figures"]["per_target"]
+        else []
+    )
+    summary = [f"{OUT}/tables/summary.csv", f"{OUT}/tables/summary.md"] if TARGETS else []
     return [
-        f"{OUT}/tables/summary.csv",
-        f"{OUT}/tables/summary.md",
-        *per_target(f"{OUT}/figures/reconstructions/{TARGET_NAME}.png"),
-        *REPORT_PLAN.report_outputs(config, OUT),  # workflow/rules/report.smk
+        *summary,
+        *per_target_figures,
+        *REPORT_PLAN.report_outputs(EXPERIMENTS, OUT),
     ]
 
 

@@ -2,10 +2,18 @@
 # function (ciprivacy.reporting); `snakemake --report` collects them by category.
 from ciprivacy.reporting import plan as REPORT_PLAN
 
-# Name -> (dataset, arch) of the paper-layout tables this run fills (Tables 2-4 per pair that
-# runs, Table 5 per dataset); the lists of report files are in ciprivacy.reporting.plan.
-DEFENSE_TABLES = REPORT_PLAN.defense_tables(config)
-ARCH_TABLES = REPORT_PLAN.arch_tables(config)
+# Name -> (..., experiment) of the paper-layout tables the enabled experiments fill; each reads
+# its experiment's own tidy file. The lists of report files are in ciprivacy.reporting.plan.
+DEFENSE_TABLES = REPORT_PLAN.defense_tables(EXPERIMENTS)
+ARCH_TABLES = REPORT_PLAN.arch_tables(EXPERIMENTS)
+FIGURE_PAIRS = REPORT_PLAN.figure_pairs(EXPERIMENTS)
+CEM_TABLES = REPORT_PLAN.cem_tables(EXPERIMENTS)
+ABLATION_TABLES = REPORT_PLAN.ablation_tables(EXPERIMENTS)
+LATENCY = [name for name, exp in EXPERIMENTS.items() if exp.kind == "latency"]
+
+
+def experiment_tidy(experiment):
+    return f"{OUT}/experiments/{experiment}/results_long.csv"
 
 
 rule summary_table:
@@ -52,9 +60,25 @@ rule results_long:
         "../scripts/results_long.py"
 
 
+use rule results_long as experiment_results with:
+    input:
+        evaluations=lambda wc: per_target(
+            f"{OUT}/targets/{TARGET}/evaluation.json", wc.experiment
+        ),
+        mi=lambda wc: per_target(f"{OUT}/targets/{TARGET}/mi.json", wc.experiment),
+        attacks=lambda wc: attack_metrics(wc.experiment),
+        models=lambda wc: per_target(f"{OUT}/targets/{TARGET}/model.pt", wc.experiment),
+    output:
+        csv=f"{OUT}/experiments/{{experiment}}/results_long.csv",
+    log:
+        f"{OUT}/logs/experiment_results/{{experiment}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/experiment_results/{{experiment}}.tsv"
+
+
 rule defense_table:
     input:
-        tidy=f"{OUT}/tables/results_long.csv",
+        tidy=lambda wc: experiment_tidy(DEFENSE_TABLES[wc.name][2]),
     output:
         html=report(
             f"{OUT}/tables/{{name}}.html",
@@ -87,14 +111,14 @@ rule defense_table:
     conda:
         "../../envs/pipeline.yaml"
     params:
-        pair=lambda wc: DEFENSE_TABLES[wc.name],
+        pair=lambda wc: DEFENSE_TABLES[wc.name][:2],
     script:
         "../scripts/defense_table.py"
 
 
 rule arch_table:
     input:
-        tidy=f"{OUT}/tables/results_long.csv",
+        tidy=lambda wc: experiment_tidy(ARCH_TABLES[wc.name][1]),
     output:
         html=report(
             f"{OUT}/tables/{{name}}.html",
@@ -127,9 +151,97 @@ rule arch_table:
     conda:
         "../../envs/pipeline.yaml"
     params:
-        pair=lambda wc: (ARCH_TABLES[wc.name], None),
+        pair=lambda wc: (ARCH_TABLES[wc.name][0], None),
     script:
         "../scripts/defense_table.py"
+
+
+rule cem_table:
+    input:
+        tidy=lambda wc: experiment_tidy(CEM_TABLES[wc.name][2]),
+    output:
+        html=report(
+            f"{OUT}/tables/{{name}}.html",
+            caption="../report/cem_table.rst",
+            category="1 Tables",
+            subcategory="{name}",
+            labels={"table": "{name}", "format": "HTML"},
+        ),
+        csv=f"{OUT}/tables/{{name}}.csv",
+        tex=f"{OUT}/tables/{{name}}.tex",
+        md=f"{OUT}/tables/{{name}}.md",
+    log:
+        f"{OUT}/logs/tables/{{name}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/tables/{{name}}.tsv"
+    wildcard_constraints:
+        name="|".join(CEM_TABLES) or "^$",
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        pair=lambda wc: CEM_TABLES[wc.name][:2],
+    script:
+        "../scripts/cem_table.py"
+
+
+rule ablation_table:
+    input:
+        tidy=lambda wc: experiment_tidy(ABLATION_TABLES[wc.name][2]),
+    output:
+        html=report(
+            f"{OUT}/tables/{{name}}.html",
+            caption="../report/ablation_table.rst",
+            category="1 Tables",
+            subcategory="{name}",
+            labels={"table": "{name}", "format": "HTML"},
+        ),
+        csv=f"{OUT}/tables/{{name}}.csv",
+        tex=f"{OUT}/tables/{{name}}.tex",
+        md=f"{OUT}/tables/{{name}}.md",
+    log:
+        f"{OUT}/logs/tables/{{name}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/tables/{{name}}.tsv"
+    wildcard_constraints:
+        name="|".join(ABLATION_TABLES) or "^$",
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        pair=lambda wc: ABLATION_TABLES[wc.name][:2],
+    script:
+        "../scripts/ablation_table.py"
+
+
+rule measure_latency:
+    input:
+        data=lambda wc: [f"{OUT}/data/{d}.pt" for d in EXPERIMENTS[wc.name].datasets],
+    output:
+        html=report(
+            f"{OUT}/tables/{{name}}.html",
+            caption="../report/latency.rst",
+            category="1 Tables",
+            subcategory="{name}",
+        ),
+        csv=f"{OUT}/tables/{{name}}.csv",
+        md=f"{OUT}/tables/{{name}}.md",
+    log:
+        f"{OUT}/logs/measure_latency/{{name}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/measure_latency/{{name}}.tsv"
+    wildcard_constraints:
+        name="|".join(LATENCY) or "^$",
+    conda:
+        "../../envs/pipeline.yaml"
+    threads: 1  # single-sample latency on one thread, as an edge device runs it
+    resources:
+        gpu=1,
+        runtime=retry_runtime(60),
+    params:
+        datasets=lambda wc: list(EXPERIMENTS[wc.name].datasets),
+        specs=lambda wc: REPORT_PLAN.latency_specs(EXPERIMENTS[wc.name], config),
+        settings=lambda wc: REPORT_PLAN.latency_settings(EXPERIMENTS[wc.name], config),
+    script:
+        "../scripts/measure_latency.py"
 
 
 rule paper_comparison:
@@ -191,18 +303,18 @@ rule provenance:
     conda:
         "../../envs/pipeline.yaml"
     params:
-        runs=lambda wc: REPORT_PLAN.provenance_runs(config, OUT),
+        runs=lambda wc: REPORT_PLAN.provenance_runs(EXPERIMENTS, SEEDS, config, OUT),
     script:
         "../scripts/provenance.py"
 
 
 rule plot_reconstructions:
     input:
-        samples=expand(
-            f"{OUT}/attacks/{TARGET}/{{scenario}}/samples.pt",
-            scenario=SCENARIO_NAMES,
-            allow_missing=True,
-        ),
+        samples=lambda wc: [
+            f
+            for f in REPORT_PLAN.attack_files(EXPERIMENTS, SEEDS, OUT, "samples.pt")
+            if f"/{wc.dataset}/{wc.arch}/{wc.defense}/seed{wc.seed}/" in f
+        ],
     output:
         figure=report(
             f"{OUT}/figures/reconstructions/{TARGET_NAME}.png",
@@ -217,7 +329,6 @@ rule plot_reconstructions:
     conda:
         "../../envs/pipeline.yaml"
     params:
-        scenarios=SCENARIO_NAMES,
         n=config["figures"]["n_samples"],
     script:
         "../scripts/plot_reconstructions.py"
@@ -226,10 +337,22 @@ rule plot_reconstructions:
 rule figure4:
     input:
         samples=lambda wc: REPORT_PLAN.pair_files(
-            config, OUT, wc.dataset, wc.arch, "samples.pt"
+            EXPERIMENTS,
+            SEEDS,
+            OUT,
+            FIGURE_PAIRS[f"{wc.dataset}-{wc.arch}"],
+            wc.dataset,
+            wc.arch,
+            "samples.pt",
         ),
         metrics=lambda wc: REPORT_PLAN.pair_files(
-            config, OUT, wc.dataset, wc.arch, "metrics.json"
+            EXPERIMENTS,
+            SEEDS,
+            OUT,
+            FIGURE_PAIRS[f"{wc.dataset}-{wc.arch}"],
+            wc.dataset,
+            wc.arch,
+            "metrics.json",
         ),
     output:
         figure=report(
@@ -253,7 +376,7 @@ rule figure4:
 
 rule privacy_utility:
     input:
-        tidy=f"{OUT}/tables/results_long.csv",
+        tidy=lambda wc: experiment_tidy(FIGURE_PAIRS[f"{wc.dataset}-{wc.arch}"]),
     output:
         figure=report(
             f"{OUT}/figures/privacy_utility_{{dataset}}-{{arch}}.png",
@@ -295,19 +418,29 @@ rule criteria_plot:
 
 rule figure2_depth:
     input:
-        tidy=f"{OUT}/tables/results_long.csv",
+        tidy=lambda wc: experiment_tidy(wc.experiment),
     output:
         figure=report(
-            f"{OUT}/figures/figure2_depth.png",
+            f"{OUT}/figures/figure2_{{experiment}}.png",
             caption="../report/figure2_depth.rst",
             category="2 Figures",
             subcategory="Figure 2: depth study",
         ),
     log:
-        f"{OUT}/logs/figure2_depth.log",
+        f"{OUT}/logs/figure2_depth/{{experiment}}.log",
     benchmark:
-        f"{OUT}/benchmarks/figure2_depth.tsv"
+        f"{OUT}/benchmarks/figure2_depth/{{experiment}}.tsv"
     conda:
         "../../envs/pipeline.yaml"
     script:
         "../scripts/figure2_depth.py"
+
+
+# One target per experiment: `snakemake --cores all <experiment>` builds it alone.
+for _name in EXPERIMENTS:
+
+    rule:
+        name:
+            _name
+        input:
+            REPORT_PLAN.experiment_outputs(EXPERIMENTS, _name, OUT),

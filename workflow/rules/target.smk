@@ -8,7 +8,7 @@ rule train_target:
     benchmark:
         f"{OUT}/benchmarks/train_target/{TARGET}.tsv"
     wildcard_constraints:
-        defense="(?!(" + "|".join(POSTHOC) + ")$)[A-Za-z0-9_]+",
+        defense="(?!(" + "|".join(POSTHOC) + ")$)[A-Za-z0-9_]+(\\+cem)?",
     conda:
         "../../envs/pipeline.yaml"
     threads: config["threads"]

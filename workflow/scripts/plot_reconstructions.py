@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from ciprivacy.reporting import plot_reconstructions
 from ciprivacy.runtime import job_log
 
@@ -5,7 +7,7 @@ w = snakemake.wildcards
 with job_log(snakemake.log[0]):
     plot_reconstructions(
         snakemake.input.samples,
-        snakemake.params.scenarios,
+        [Path(f).parent.name for f in snakemake.input.samples],
         snakemake.output.figure,
         title=f"{w.dataset} / {w.arch} / {w.defense} / seed {w.seed}",
         n=snakemake.params.n,

@@ -49,7 +49,7 @@ def _inverse_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, setti
     (gray-box) it also mirrors the layers a defense added to the edge."""
     meta = target.meta
     z_shape = tuple(target.observe(to_float(test[:1])).shape[1:])
-    assumed = edge_output_shape(meta["arch"], meta["num_classes"], meta["image_shape"], **meta["arch_settings"])
+    assumed = edge_output_shape(meta.get("arch_type", meta["arch"]), meta["num_classes"], meta["image_shape"], **meta["arch_settings"])
     pre_convs = target.defense.extra_edge_layers if settings["match_depth"] else 0
     generator = InverseNet(
         z_shape, tuple(test.shape[1:]), base_channels=assumed[0], width=settings["width"],

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from ciprivacy.data.sources import SOURCES, DataError
+from ciprivacy.data.availability import data_unavailable
+from ciprivacy.data.sources import SOURCES, DataError, RawImages
 from ciprivacy.io import load_torch, save_torch
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ SPLITS = ("train", "test", "aux")
 @dataclass
 class PreparedData:
     images: torch.Tensor  # uint8 N x C x H x W
-    labels: torch.Tensor  # int64 N
+    labels: torch.Tensor  # int64 N; -1 for auxiliary images from another source (no class of ours)
     splits: dict[str, torch.Tensor]  # split name -> int64 indices into images
     classes: list[str]
     meta: dict[str, Any]
@@ -77,30 +78,75 @@ def stratified_split(
     return {name: torch.sort(torch.cat(parts)).values for name, parts in out.items()}
 
 
+def read_source(block: dict[str, Any], resolution: int, channels: int) -> RawImages:
+    """Call the registered source a (dataset or aux_source) block names, with its options."""
+    source = SOURCES.get(block["source"])
+    options = dict(block.get("options") or {})
+    return source(resolution=resolution, channels=channels, **options)
+
+
+def split_fractions(name: str, settings: dict[str, Any]) -> dict[str, float]:
+    """The fractions the main source is split by: train/test/aux, or train/test only when the
+    auxiliary data comes from ``aux_source`` (then ``split.aux`` must be absent or 0)."""
+    split = settings["split"]
+    if settings.get("aux_source"):
+        if float(split.get("aux") or 0.0) != 0.0:
+            raise DataError(
+                f"dataset {name!r}: split.aux is {split['aux']} but aux_source is set; the auxiliary data "
+                "then comes from aux_source, so give split.train and split.test only"
+            )
+        return {"train": float(split["train"]), "test": float(split["test"])}
+    if "aux" not in split:
+        raise DataError(f"dataset {name!r}: split.aux is missing; give it, or an aux_source block")
+    return {s: float(split[s]) for s in SPLITS}
+
+
 def prepare_dataset(name: str, settings: dict[str, Any], output: str) -> PreparedData:
-    """Read a raw source, resize once, split as in Table 1, and write the canonical file."""
-    source = SOURCES.get(settings["source"])
-    options = dict(settings.get("options") or {})
-    raw = source(resolution=settings["resolution"], channels=settings["channels"], **options)
-    fractions = {split: float(settings["split"][split]) for split in SPLITS}
+    """Read a raw source, resize once, split as in Table 1, and write the canonical file.
+
+    Without ``aux_source`` the source is split three ways (train / test / aux, stratified by
+    class). With it, the source is split into train / test and the aux split holds the images
+    of the other source (``max_images`` of them, class-balanced, when set), with label -1:
+    they belong to none of the classifier's classes.
+    """
+    missing = data_unavailable(name, settings)
+    if missing is not None:
+        raise DataError(f"dataset {name!r} cannot be prepared:\n{missing}")
+    resolution, channels = settings["resolution"], settings["channels"]
+    fractions = split_fractions(name, settings)
+    raw = read_source(settings, resolution, channels)
     splits = stratified_split(raw.labels, fractions, seed=settings["split_seed"], max_images=settings.get("max_images"))
-    for split, idx in splits.items():
-        if idx.numel() == 0:
-            raise DataError(f"dataset {name!r}: split {split!r} is empty; give more images or larger fractions")
     # Keep only the images some split uses (max_images may have left most of them out).
     used = torch.sort(torch.cat(list(splits.values()))).values
     remap = torch.full((raw.labels.numel(),), -1, dtype=torch.int64)
     remap[used] = torch.arange(used.numel())
     images, labels = raw.images[used].contiguous(), raw.labels[used]
     splits = {split: remap[idx] for split, idx in splits.items()}
-    meta = {
+    meta: dict[str, Any] = {
         "dataset": name,
         "source": settings["source"],
-        "resolution": settings["resolution"],
-        "channels": settings["channels"],
+        "resolution": resolution,
+        "channels": channels,
         "split_seed": settings["split_seed"],
-        "sizes": {k: int(v.numel()) for k, v in splits.items()},
+        "source_info": raw.info,
     }
+    aux_block = settings.get("aux_source")
+    if aux_block:
+        aux_raw = read_source(aux_block, resolution, channels)
+        aux_idx = stratified_split(
+            aux_raw.labels, {"aux": 1.0}, seed=settings["split_seed"], max_images=aux_block.get("max_images")
+        )["aux"]
+        n = images.shape[0]
+        images = torch.cat([images, aux_raw.images[aux_idx]]).contiguous()
+        labels = torch.cat([labels, torch.full((aux_idx.numel(),), -1, dtype=torch.int64)])
+        splits["aux"] = torch.arange(n, n + aux_idx.numel())
+        meta["aux_source"] = aux_block["source"]
+        meta["aux_info"] = {**aux_raw.info, "classes": len(torch.unique(aux_raw.labels[aux_idx]))}
+    splits = {split: splits[split] for split in SPLITS}
+    for split, idx in splits.items():
+        if idx.numel() == 0:
+            raise DataError(f"dataset {name!r}: split {split!r} is empty; give more images or larger fractions")
+    meta["sizes"] = {k: int(v.numel()) for k, v in splits.items()}
     prepared = PreparedData(images, labels, splits, raw.classes, meta)
     save_torch({"images": images, "labels": labels, "splits": splits, "classes": raw.classes, "meta": meta}, output)
     log.info("prepared %s: %s images of classes %s, splits %s", name, tuple(images.shape), raw.classes[:10], meta["sizes"])

@@ -6,10 +6,12 @@ is built from its output in :mod:`ciprivacy.data.prepared`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +36,65 @@ class RawImages:
     images: torch.Tensor  # uint8, N x C x H x W, already at the target resolution
     labels: torch.Tensor  # int64, N
     classes: list[str]
+    info: dict[str, Any] = field(default_factory=dict)  # JSON-like facts for the prepared file's meta
+
+
+@dataclass(frozen=True)
+class PathNeed:
+    """A path option a source cannot work without, and where its data comes from.
+
+    ``kind`` is ``"dir"`` or ``"file"``. ``unless`` names a boolean option (``download``) that,
+    when true, lets the path be missing (the source creates it); the option must still be set.
+    ``origin`` tells a user what the path must hold and where to get it.
+    """
+
+    option: str
+    kind: str
+    origin: str
+    unless: str | None = None
+
+    def problem(self, options: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:
+        value = options.get(self.option, defaults.get(self.option))
+        if value is None or str(value).strip() == "":
+            return "is not set"
+        if self.unless is not None and options.get(self.unless, defaults.get(self.unless)):
+            return None
+        path = Path(str(value)).expanduser()
+        if self.kind == "dir" and not path.is_dir():
+            return f"is {str(value)!r}, which is not an existing folder"
+        if self.kind == "file" and not path.is_file():
+            return f"is {str(value)!r}, which is not an existing file"
+        return None
+
+
+def needs(*paths: PathNeed, check: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None):
+    """Declare what a source reads from disk, for :func:`ciprivacy.data.data_unavailable`.
+
+    ``check(options)`` may add further (option, problem) pairs beyond the plain path checks.
+    """
+
+    def decorator(fn):
+        fn.path_needs = tuple(paths)
+        fn.extra_check = check
+        return fn
+
+    return decorator
+
+
+def source_problems(source: Callable[..., RawImages], options: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(option, problem, origin) for every unmet need of ``source`` under ``options``."""
+    defaults = {
+        k: p.default for k, p in inspect.signature(source).parameters.items() if p.default is not inspect.Parameter.empty
+    }
+    found = []
+    for need in getattr(source, "path_needs", ()):
+        problem = need.problem(options, defaults)
+        if problem is not None:
+            found.append((need.option, problem, need.origin))
+    extra = getattr(source, "extra_check", None)
+    if extra is not None:
+        found.extend((option, problem, "") for option, problem in extra(options))
+    return found
 
 
 def resize_uint8(images: torch.Tensor, resolution: int, chunk: int = 4096) -> torch.Tensor:
@@ -61,6 +122,13 @@ def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 @SOURCES.register("torchvision_cifar10")
+@needs(
+    PathNeed(
+        "root", "dir", unless="download",
+        origin="a folder holding CIFAR-10 as torchvision stores it (cifar-10-batches-py); with "
+        "download: true torchvision fetches it from https://www.cs.toronto.edu/~kriz/cifar.html",
+    )
+)
 def torchvision_cifar10(root: str, resolution: int, channels: int, download: bool = True, **_: object) -> RawImages:
     """CIFAR-10 through torchvision: train and test sets pooled (Table 1 re-splits all 60,000)."""
     from torchvision.datasets import CIFAR10
@@ -83,19 +151,63 @@ def torchvision_cifar10(root: str, resolution: int, channels: int, download: boo
     return RawImages(images, labels, list(parts[0][2]))
 
 
-def _read_image(path: Path, channels: int, resolution: int) -> np.ndarray:
+HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and float images (common for radiographs) stretched to 0..255 by their own range;
+    PIL's plain conversion would clip everything above 255 to white."""
+    arr = np.asarray(img, dtype=np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    return Image.fromarray(arr.round().astype(np.uint8), mode="L")
+
+
+def read_image(
+    path: Path, channels: int, resolution: int, box: Sequence[int] | None = None
+) -> np.ndarray:
+    """One image file -> uint8 C x resolution x resolution.
+
+    ``box`` = (left, top, right, bottom) is cut out first and must lie inside the image. The
+    rest is resized to a square (bilinear, Pillow's antialiased downscaling), aspect ratio
+    not kept, as torchvision's ``Resize((r, r))`` does.
+    """
     try:
         with Image.open(path) as img:
+            if img.mode in HIGH_BIT_MODES:
+                img = _to_8bit(img)
             img = img.convert("L" if channels == 1 else "RGB")
+            if box is not None:
+                left, top, right, bottom = box
+                if left < 0 or top < 0 or right > img.width or bottom > img.height:
+                    raise DataError(
+                        f"image {path} is {img.width}x{img.height}; the crop box (left, top, right, "
+                        f"bottom) = {tuple(box)} does not fit inside it"
+                    )
+                img = img.crop(tuple(box))
             if img.size != (resolution, resolution):
                 img = img.resize((resolution, resolution), Image.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, DataError):
+            raise
         raise DataError(f"cannot read image {path}: {err}") from err
     return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
+def read_images(
+    paths: Sequence[Path], channels: int, resolution: int, box: Sequence[int] | None = None, workers: int = 4
+) -> torch.Tensor:
+    """Decode many files in a few threads (PIL releases the GIL while decoding)."""
+    if not paths:
+        return torch.empty((0, channels, resolution, resolution), dtype=torch.uint8)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        arrays = list(pool.map(lambda p: read_image(p, channels, resolution, box), paths, chunksize=256))
+    return torch.from_numpy(np.stack(arrays))
+
+
 @SOURCES.register("image_folder")
+@needs(PathNeed("root", "dir", origin="a local image tree <root>/<class>/*.png|jpg (or <root>/<split>/<class>/...)"))
 def image_folder(
     root: str,
     resolution: int,
@@ -111,7 +223,7 @@ def image_folder(
     base = Path(root)
     if not base.is_dir():
         raise DataError(f"image folder root {str(base)!r} does not exist or is not a folder")
-    subdirs = sorted(p for p in base.iterdir() if p.is_dir())
+    subdirs = _subfolders(base)
     # A split level exists when the sub-folders themselves hold class folders, not images.
     has_split_level = subdirs and all(
         not any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir() if f.is_file()) for d in subdirs
@@ -119,7 +231,7 @@ def image_folder(
     pools = subdirs if has_split_level else [base]
     files: dict[str, list[Path]] = {}
     for pool in pools:
-        for class_dir in sorted(p for p in pool.iterdir() if p.is_dir()):
+        for class_dir in _subfolders(pool):
             found = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
             files.setdefault(class_dir.name, []).extend(found)
     classes = sorted(files)
@@ -139,10 +251,13 @@ def image_folder(
     paths = [p for name in classes for p in files[name]]
     labels = torch.tensor([i for i, name in enumerate(classes) for _ in files[name]], dtype=torch.int64)
     log.info("reading %d images of %d classes from %s", len(paths), len(classes), base)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        arrays = list(pool.map(lambda p: _read_image(p, channels, resolution), paths, chunksize=256))
-    images = torch.from_numpy(np.stack(arrays))
-    return RawImages(images, labels, classes)
+    images = read_images(paths, channels, resolution)
+    return RawImages(images, labels, classes, {"root": str(base), "fewest_images_per_class": min(len(files[c]) for c in classes)})
+
+
+def _subfolders(path: Path) -> list[Path]:
+    """Visible sub-folders, sorted (hidden ones such as .ipynb_checkpoints are not classes)."""
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 # Photographs bundled inside scikit-image's wheel (no download). One class per photo.

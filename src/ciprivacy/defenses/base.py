@@ -16,6 +16,8 @@ from ciprivacy.models import SplitModel, create_model
 from ciprivacy.registry import Registry
 
 DEFENSES: Registry = Registry("defense")
+# Plug-ins wrap any defense: ``noise+cem`` is the noise defense with the CEM wrapper around it.
+PLUGINS: Registry = Registry("defense plug-in")
 
 
 class Defense:
@@ -62,14 +64,39 @@ class Defense:
         if state:
             raise ValueError(f"defense {self.name!r} keeps no state but a checkpoint holds {sorted(state)}")
 
+    def start_epoch(self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, epoch: int, batch_size: int) -> None:
+        """Called before each training epoch with the whole training split (uint8, on the
+        device); a plug-in fits per-epoch state here (CEM's K-means). No-op by default."""
+
     def observe(self, z: torch.Tensor) -> torch.Tensor:
         """The features as they leave the device (after any perturbation the defense adds)."""
         return z
+
+    def observe_parts(self, z: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """``observe(z)`` split into the features before its last additive N(0, std^2 I) noise
+        and that std (0.0 when it adds none): the CEM measure needs the noise apart."""
+        return self.observe(z), 0.0
 
     def forward(self, model: SplitModel, x: torch.Tensor) -> torch.Tensor:
         """Inference as deployed: the cloud receives the observed features."""
         return model.cloud(self.observe(model.edge(x)))
 
 
+def split_plugins(name: str) -> tuple[str, list[str]]:
+    """``"noise+cem"`` -> ``("noise", ["cem"])``: the registry defense and its plug-ins, in order."""
+    base, *plugins = name.split("+")
+    return base, plugins
+
+
 def create_defense(name: str, **settings: Any) -> Defense:
-    return DEFENSES.get(name)(**settings)
+    """The defense ``name``; each plug-in suffix wraps it and takes its settings from the key
+    of its own name (``settings["cem"]``), which the base defense never sees."""
+    base, plugins = split_plugins(name)
+    for plugin in plugins:
+        PLUGINS.get(plugin)  # unknown plug-ins fail before anything is built
+        if plugin not in settings:
+            raise KeyError(f"defense {name!r} needs the settings of its plug-in {plugin!r} under the key {plugin!r}")
+    defense = DEFENSES.get(base)(**{k: v for k, v in settings.items() if k not in PLUGINS})
+    for plugin in plugins:
+        defense = PLUGINS.get(plugin)(defense, **settings[plugin])
+    return defense

@@ -57,6 +57,11 @@ class AutoencoderDefense(Defense):
         decoder = nn.Sequential(*conv_bn_relu(c // 2, c, 3))
         return SplitModel(nn.Sequential(base.edge, encoder), nn.Sequential(decoder, base.cloud))
 
+    def compensation_module(self, model: SplitModel) -> nn.Module:
+        """The cloud's decoder, which restores the channels the encoder halved (the first stage
+        of ``model.cloud``), for the attack on compensated features."""
+        return model.cloud[0]
+
     def loss(self, model, x, y, epoch):
         z = model.edge(x)
         return F.cross_entropy(model.cloud(z), y) + self.settings["l1_weight"] * z.float().abs().mean()
@@ -74,10 +79,30 @@ class SiftFunnel(Defense):
     compensation module (two 3x3 convs back to the plain z's channels, Triplet Attention) in
     front of the plain cloud (upsampling when z is smaller than the plain split's features). Loss (eq. 15): lambda1 KL(f(x) || LS(y)) + lambda2 dCor(x, z)
     + lambda3 L_Pearson(z) + tau mean|z|; each term can be switched off.
+
+    Ablation switches (Table 6), both true by default (the full defense):
+
+    - ``funnel: false`` -- "without the Information Funnel": the funnel "redesigns the final
+      layer of the edge" (section 5.2), so without it the edge keeps the plain edge's last
+      block: plain edge minus last block, SE + Triplet Attention, the plain last block, SE +
+      CBAM on its channels. z has the plain edge's shape (CNN: 256 x 16 x 16) and the cloud is
+      the plain cloud: the compensation module exists to restore the channels the funnel cut,
+      so there is nothing left for it to do. The edge adds no convolutions
+      (``extra_edge_layers`` 0, so a gray-box attacker mirrors none).
+    - ``attention: false`` -- "without the Attention Blocks": no SE + Triplet Attention before
+      the funnel and no SE + CBAM after it; the funnel and the cloud (with its compensation
+      module, whose Triplet Attention is cloud-side) are unchanged.
     """
 
     name = "siftfunnel"
-    extra_edge_layers = 3
+    extra_edge_layers = 3  # the funnel's three convolutions
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self.funnel = bool(settings.get("funnel", True))
+        self.attention = bool(settings.get("attention", True))
+        if not self.funnel:
+            self.extra_edge_layers = 0
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         s = self.settings
@@ -88,6 +113,12 @@ class SiftFunnel(Defense):
         shorter = create_model(arch, num_classes, image_shape, **{**arch_settings, "split_block": split - 1})
         c_in, h_in, _ = _shape(shorter.edge, image_shape)
         c_out, h_out, _ = _shape(base.edge, image_shape)
+        self.num_classes = num_classes
+        before = [squeeze_excitation(c_in, s["se_reduction"][0]), TripletAttention()] if self.attention else []
+        if not self.funnel:
+            last_block = list(base.edge)[len(shorter.edge):]  # the plain edge is the shorter one plus its last block
+            after = [squeeze_excitation(c_out, s["se_reduction"][1]), CBAM(c_out, s["cbam_ratio"])] if self.attention else []
+            return SplitModel(nn.Sequential(shorter.edge, *before, *last_block, *after), base.cloud)
         for key in ("z_channels", "z_downsampling"):
             if arch not in s[key]:
                 raise ValueError(f"defenses.siftfunnel.{key} has no entry for architecture {arch!r}; it has {sorted(s[key])}")
@@ -101,18 +132,20 @@ class SiftFunnel(Defense):
             funnel.append(nn.MaxPool2d(h_in // hz))
         funnel += conv_bn_relu(c1, c2, 3)
         funnel += [nn.Conv2d(c2, zc, 5, padding=2), nn.ReLU(inplace=True)]
-        edge = nn.Sequential(
-            shorter.edge,
-            squeeze_excitation(c_in, s["se_reduction"][0]), TripletAttention(),
-            *funnel,
-            squeeze_excitation(zc, s["se_reduction"][1]), CBAM(zc, s["cbam_ratio"]),
-        )
+        after = [squeeze_excitation(zc, s["se_reduction"][1]), CBAM(zc, s["cbam_ratio"])] if self.attention else []
+        edge = nn.Sequential(shorter.edge, *before, *funnel, *after)
         compensation = [*conv_bn_relu(zc, c_out // 2, 3), *conv_bn_relu(c_out // 2, c_out, 3)]
         if hz != h_out:
             compensation.append(nn.Upsample(scale_factor=h_out // hz, mode="nearest"))
         compensation = nn.Sequential(*compensation, TripletAttention())
-        self.num_classes = num_classes
         return SplitModel(edge, nn.Sequential(compensation, base.cloud))
+
+    def compensation_module(self, model: SplitModel) -> nn.Module:
+        """The cloud's channel compensation module (the first stage of ``model.cloud``): what
+        an attacker who knows the cloud applies to z before inverting (Table 6)."""
+        if not self.funnel:
+            raise ValueError("siftfunnel with funnel: false has no compensation module (z already has the plain channels)")
+        return model.cloud[0]
 
     def smoothed_labels(self, y: torch.Tensor) -> torch.Tensor:
         """LS(y): 1 - alpha + alpha / K on the true class, alpha / K elsewhere."""
@@ -120,7 +153,8 @@ class SiftFunnel(Defense):
         return F.one_hot(y, k).float() * (1 - alpha) + alpha / k
 
     def loss_terms(self, model: SplitModel, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        s, use = self.settings, self.settings["terms"]
+        s = self.settings
+        use = {"kl": True, "dcor": True, "pearson": True, "l1": True, **s.get("terms", {})}  # unnamed terms stay on
         z = model.edge(x)
         logits = model.cloud(z).float()
         terms = {}

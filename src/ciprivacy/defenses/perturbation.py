@@ -27,6 +27,9 @@ class GaussianNoise(Defense):
     def observe(self, z: torch.Tensor) -> torch.Tensor:
         return z + self.settings["sigma"] * torch.randn_like(z)
 
+    def observe_parts(self, z: torch.Tensor) -> tuple[torch.Tensor, float]:
+        return z, float(self.settings["sigma"])
+
 
 @DEFENSES.register("dropping")
 class FeatureDropping(Defense):

@@ -95,7 +95,9 @@ def defense_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
     gray-box row and a black-box Gen row, as in the paper."""
     stats = seed_stats(tidy)
     rows = []
-    for defense in L.DEFENSES:
+    # The paper's defenses in its order, then any other that ran here (NoPeek, variants).
+    ran = stats.loc[(stats["dataset"] == dataset) & (stats["arch"] == arch), "defense"]
+    for defense in [*L.DEFENSES, *sorted(set(ran) - set(L.DEFENSES))]:
         if defense in L.GRAY_AND_BLACK:
             rows.append(_row(stats, dataset, arch, defense, "graybox", gen_only=False))
             rows.append(_row(stats, dataset, arch, defense, "blackbox", gen_only=True))

@@ -13,7 +13,11 @@ from ciprivacy.io import load_json, load_torch
 KEYS = ["dataset", "arch", "defense", "seed"]
 TIDY_COLUMNS = [*KEYS[:3], "scenario", "seed", "metric", "value"]
 TARGET_SCENARIO = "target"  # scenario of the measures that belong to the target, not an attack
-TARGET_METRICS = {"test_acc": "test_acc_pct", "delta_z": "delta_z", "edge_params": "edge_params", "epsilon": "epsilon"}
+TARGET_METRICS = {
+    "test_acc": "test_acc_pct", "delta_z": "delta_z", "edge_params": "edge_params", "epsilon": "epsilon",
+    # CEM (issue 9): the Gaussian-mixture bound on I(x; z + noise) and the MSE lower bound it implies.
+    "cem_mi_bound": "cem_mi_bound", "cem_mse_bound": "cem_mse_bound",
+}
 ATTACK_METRICS = ("mse", "psnr", "ssim")
 
 

@@ -1,0 +1,31 @@
+"""Is a dataset's raw data there? Asked before any job runs, so that an experiment whose data
+the user has not supplied is reported as skipped, with the setting to fill in."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ciprivacy.data.sources import SOURCES, source_problems
+
+
+def data_unavailable(name: str, block: Mapping[str, Any]) -> str | None:
+    """None when every path the dataset block ``datasets.<name>`` needs is set and exists;
+    otherwise one message per unmet need, each naming the exact setting
+    (``datasets.<name>.options.root``, ``datasets.<name>.aux_source.options.exclude_list``)
+    and what it must hold and where that comes from.
+
+    Only checks what can be checked without reading the data: a folder with too few images or
+    unreadable files is reported later, as an error, by ``prepare_dataset``. An unknown source
+    name raises the registry's KeyError (a config mistake, not missing data).
+    """
+    parts: list[tuple[str, Mapping[str, Any]]] = [(f"datasets.{name}", block)]
+    if block.get("aux_source"):
+        parts.append((f"datasets.{name}.aux_source", block["aux_source"]))
+    messages = []
+    for prefix, part in parts:
+        source = SOURCES.get(part["source"])
+        options = dict(part.get("options") or {})
+        for option, problem, origin in source_problems(source, options):
+            message = f"{prefix}.options.{option} {problem}."
+            messages.append(f"{message} It must be {origin}." if origin else message)
+    return "\n".join(messages) if messages else None

@@ -1,0 +1,25 @@
+"""NoPeek (Vepakomma et al. 2020): decorrelate what the edge sends from its input."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from ciprivacy.defenses.base import DEFENSES, Defense
+from ciprivacy.defenses.dependence import distance_correlation
+
+
+@DEFENSES.register("nopeek")
+class NoPeek(Defense):
+    """loss = CE + weight * dCor(x, z), the batch's sample distance correlation between the
+    flattened inputs and features (the same estimator SiftFunnel's lambda2 term uses).
+
+    ``weight``: (choice) 0.1, the NoPeek strength of the CEM code (its comment "set to 0.1")
+    and of the public NoPeekNN reference implementation; the CEM code adds it to CE unscaled,
+    as here. The model sends z unchanged.
+    """
+
+    name = "nopeek"
+
+    def loss(self, model, x, y, epoch):
+        z = model.edge(x)
+        return F.cross_entropy(model.cloud(z), y) + self.settings["weight"] * distance_correlation(x, z)

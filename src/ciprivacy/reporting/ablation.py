@@ -1,0 +1,192 @@
+"""Table 6 in the paper's layout: the SiftFunnel ablation.
+
+The paper (section 6.3 (4)) removes, one at a time, the Information Funnel and the Attention
+Blocks from the edge, and the KL (label-smoothing) term, the nonlinear constraint (dCor), the
+linear constraint (Pearson) and the l1 norm from the loss, and reports each variant against the
+generator-based (Gen) attack; it also attacks the features after the cloud's compensation
+module. The paper's text names the measures (accuracy, the attack's MSE, MI) but the table
+itself is not in our copy of the paper, so the columns are those of Tables 2-5 restricted to
+the Gen attack: test accuracy (and its change against the full SiftFunnel), Gen MSE / PSNR /
+SSIM, MI, delta(z) and edge parameters. Each variant has a gray-box row and the black-box
+result on the row below, as SiftFunnel has in Tables 2-5; the last row is the attack on the
+compensated features (scenario ``compensation`` of the full SiftFunnel).
+
+Variants are defense config names ``siftfunnel_no_<part>``; any other ``siftfunnel_no_*``
+that ran is appended after the paper's. Missing runs are rows marked 'not run'.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ciprivacy.reporting import paper_tables as P
+from ciprivacy.reporting.results import seed_stats
+
+FULL = "siftfunnel"
+PREFIX = "siftfunnel_no_"
+# (defense config name, row label), in the paper's order: structure, then loss terms.
+VARIANTS = [
+    (FULL, "SiftFunnel"),
+    ("siftfunnel_no_funnel", "w/o Information Funnel"),
+    ("siftfunnel_no_attention", "w/o Attention Blocks"),
+    ("siftfunnel_no_kl", "w/o KL + label smoothing (CE)"),
+    ("siftfunnel_no_dcor", "w/o dCor (nonlinear)"),
+    ("siftfunnel_no_pearson", "w/o Pearson (linear)"),
+    ("siftfunnel_no_l1", "w/o ℓ1 norm"),
+]
+STRUCTURE_VARIANTS = ["siftfunnel_no_funnel", "siftfunnel_no_attention"]
+LOSS_TERM_VARIANTS = ["siftfunnel_no_kl", "siftfunnel_no_dcor", "siftfunnel_no_pearson", "siftfunnel_no_l1"]
+COMPENSATION = "compensation"  # the scenario of the attack on the compensated features
+COMPENSATION_LABEL = "SiftFunnel, attack on the cloud compensation features"
+GEN_ROWS = ("graybox", "blackbox")
+
+VALUE_COLUMNS = ["test_acc_pct", "test_acc_change", "gen_mse", "gen_psnr", "gen_ssim", "mi", "delta_z", "edge_params"]
+ID_COLUMNS = ["variant", "defense", "arch", "gen_attack", "status", "n_seeds"]
+HEADERS = {**P.HEADERS, "test_acc_change": "Δ acc vs SiftFunnel (pts)"}
+LATEX_HEADERS = {**P.LATEX_HEADERS, "test_acc_change": r"$\Delta$acc"}
+GEN_LABELS = {"graybox": "gray-box", "blackbox": "black-box", COMPENSATION: "inverse network on compensated features"}
+
+
+def ablation_table_name(dataset: str, arch: str) -> str:
+    return f"table6_{dataset}_{arch}"
+
+
+def _variants(stats: pd.DataFrame, dataset: str, arch: str) -> list[tuple[str, str]]:
+    """The paper's variants, then any other siftfunnel_no_* that ran on this dataset/arch."""
+    ran = stats.loc[(stats["dataset"] == dataset) & (stats["arch"] == arch), "defense"]
+    known = {name for name, _ in VARIANTS}
+    extra = sorted(d for d in set(ran) if d.startswith(PREFIX) and d not in known)
+    return [*VARIANTS, *[(d, f"w/o {d[len(PREFIX):]}") for d in extra]]
+
+
+def ablation_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
+    """Table 6 for one dataset/arch: per variant a gray-box row (all columns) and a black-box
+    row (Gen columns only), then the compensation-feature attack row; means over seeds, with
+    `<column>_std` beside them. Δ acc is against the full SiftFunnel."""
+    stats = seed_stats(tidy)
+    rows = []
+    for defense, label in _variants(stats, dataset, arch):
+        for i, gen_attack in enumerate(GEN_ROWS):
+            rows.append({"variant": label, **P._row(stats, dataset, arch, defense, gen_attack, gen_only=i > 0)})
+    rows.append({"variant": COMPENSATION_LABEL, **P._row(stats, dataset, arch, FULL, COMPENSATION, gen_only=True)})
+    frame = pd.DataFrame(rows)
+    for column in VALUE_COLUMNS:
+        if column not in frame:
+            frame[column] = np.nan
+    full = stats[(stats["dataset"] == dataset) & (stats["arch"] == arch) & (stats["defense"] == FULL)
+                 & (stats["metric"] == "test_acc_pct")]["mean"]
+    frame["test_acc_change"] = frame["test_acc_pct"] - (float(full.iloc[0]) if len(full) else np.nan)
+    # The compensation row is 'not run' when that scenario did not run, even if SiftFunnel did.
+    compensated = stats[(stats["dataset"] == dataset) & (stats["arch"] == arch) & (stats["defense"] == FULL)
+                        & (stats["scenario"] == COMPENSATION)]
+    if compensated.empty:
+        frame.loc[frame.index[-1], ["status", "n_seeds"]] = [P.NOT_RUN, 0]
+    stds = [f"{c}_std" for c in VALUE_COLUMNS if c != "test_acc_change"]
+    return frame.reindex(columns=[*ID_COLUMNS, *VALUE_COLUMNS, *stds])
+
+
+def _best_mask(frame: pd.DataFrame) -> pd.DataFrame:
+    """True where a value is the best of its column (privacy direction, as in Tables 2-5)."""
+    mask = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    for column in VALUE_COLUMNS:
+        if column not in P.BEST:
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.notna().sum() < 2:
+            continue
+        best = values.max() if P.BEST[column] else values.min()
+        mask[column] = np.isclose(values, best, rtol=1e-12, atol=0) & values.notna()
+    return mask
+
+
+def _label(row: pd.Series, first: bool) -> str:
+    if row["gen_attack"] == COMPENSATION or first:
+        return row["variant"]
+    return f"{row['variant']} (black-box Gen)"
+
+
+def display_frame(frame: pd.DataFrame, bold=lambda s: f"**{s}**") -> pd.DataFrame:
+    """Formatted strings: means, best in bold, '—' for no value, 'not run' for missing runs."""
+    mask = _best_mask(frame)
+    first = ~frame.duplicated(subset=["variant"], keep="first")
+    out = pd.DataFrame(index=frame.index)
+    out["Variant"] = [_label(r, f) for (_, r), f in zip(frame.iterrows(), first)]
+    out["Gen attack"] = frame["gen_attack"].map(lambda g: GEN_LABELS.get(g, g))
+    for column in VALUE_COLUMNS:
+        cells = []
+        for i, value in enumerate(frame[column]):
+            if frame["status"].iloc[i] == P.NOT_RUN:
+                shows_status = first.iloc[i] or frame["gen_attack"].iloc[i] == COMPENSATION
+                cells.append(P.NOT_RUN if column == "test_acc_pct" and shows_status else "—")
+            elif value is None or (isinstance(value, float) and math.isnan(value)):
+                cells.append("—")
+            else:
+                text = P.FORMATS[column].format(value)
+                cells.append(bold(text) if mask[column].iloc[i] else text)
+        out[HEADERS[column]] = cells
+    out["Seeds"] = [str(n) if s != P.NOT_RUN else "—" for n, s in zip(frame["n_seeds"], frame["status"])]
+    return out
+
+
+def _latex(text: str) -> str:
+    return P._latex_escape(text).replace("ℓ", r"$\ell$")
+
+
+def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
+    """A booktabs table: Variant, Gen attack, accuracy, the Gen attack's MSE/PSNR/SSIM, MI,
+    δ(z), edge parameters, seeds; best values in \\textbf; a rule between the structural
+    variants, the loss-term variants and the compensation row."""
+    shown = display_frame(frame, bold=lambda s: f"\x00{s}\x01")
+    spec = "ll" + "r" * (len(shown.columns) - 2)
+    lines = [
+        r"\begin{table*}[t]", r"\centering", r"\scriptsize", rf"\caption{{{_latex(caption)}}}",
+        rf"\label{{tab:{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+        r" & & & & \multicolumn{3}{c}{Gen attack} & & & & \\", r"\cmidrule(lr){5-7}",
+        "Variant & Gen attack & " + " & ".join(LATEX_HEADERS[c] for c in VALUE_COLUMNS) + r" & Seeds \\",
+        r"\midrule",
+    ]
+    groups = {FULL: 0, **{d: 1 for d in STRUCTURE_VARIANTS}, **{d: 2 for d in LOSS_TERM_VARIANTS}}
+    previous = None
+    for i, (_, row) in enumerate(shown.iterrows()):
+        defense, gen = frame["defense"].iloc[i], frame["gen_attack"].iloc[i]
+        group = 4 if gen == COMPENSATION else groups.get(defense, 3)
+        if previous is not None and group != previous:
+            lines.append(r"\midrule")
+        previous = group
+        cells = [_latex(str(c)).replace("\x00", r"\textbf{").replace("\x01", "}") for c in row]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}", ""]
+    return "\n".join(lines)
+
+
+def write_ablation_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str) -> pd.DataFrame:
+    """`<stem>.csv` (means and standard deviations), `.md`, `.tex` and `.html`."""
+    frame = ablation_table(tidy, dataset, arch)
+    ran = frame.loc[frame["status"] != P.NOT_RUN, "n_seeds"]
+    runs = f"Means over {'/'.join(map(str, sorted(set(ran))))} seed(s); standard deviations in the CSV." if len(ran) else "No run."
+    title = f"{Path(stem).name}: SiftFunnel ablation on {dataset} / {arch}"
+    caption = (
+        "The paper's Table 6: SiftFunnel with one part removed at a time (the Information Funnel or the Attention "
+        "Blocks of the edge; the KL/label-smoothing, dCor, Pearson or ℓ1 term of the loss), against the generator "
+        "attack: gray-box, with the black-box result on the row below. The last row attacks the features after the "
+        "cloud's compensation module of the full SiftFunnel (an attacker who knows the cloud). Δ acc against the full "
+        f"SiftFunnel. {runs} {P.BEST_RULE}"
+    )
+    Path(stem).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(f"{stem}.csv", index=False)
+    shown = display_frame(frame)
+    with open(f"{stem}.md", "w") as fh:
+        fh.write(f"## {title}\n\n{caption}\n\n{shown.to_markdown(index=False)}\n")
+    with open(f"{stem}.tex", "w") as fh:
+        fh.write(to_latex(frame, f"{title}. {caption}", Path(stem).name))
+    html_shown = display_frame(frame, bold=lambda s: f"\x00{s}\x01")
+    body = html_shown.to_html(index=False, escape=True, border=0, classes="results")
+    body = body.replace("\x00", "<b>").replace("\x01", "</b>")
+    with open(f"{stem}.html", "w") as fh:
+        fh.write(P.HTML_PAGE.format(title=html.escape(title), caption=html.escape(caption), body=body))
+    return frame
