@@ -1,38 +1,83 @@
 """Cost of the full default config (config.yaml) projected from measured images per second.
 
-Counts images pushed through each stage: target training (epochs x train split), the two
-inverse networks (epochs x aux split each), rMLE (num_images x iterations), MINE (epochs x
-train split), times the number of defenses and seeds. Evaluation passes (forward only) and
-defense-specific extra cost (DP-SGD's per-sample gradients, SiftFunnel's dCor) are left out,
-so this is a lower bound; the gray-box network is costed like the black-box one.
+Counts images pushed through each stage for every target of the enabled experiments: target
+training (epochs x train split), the inverse networks (epochs x aux split, per scenario
+that trains one), rMLE (num_images x iterations), MINE (epochs x train split). The rates are
+measured on the CNN at the config's resolution; targets of other architectures or resolutions
+are costed by the ratio of their forward FLOPs per image to that CNN's (counted with
+FlopCounterMode), which assumes the same FLOP throughput. Evaluation passes (forward only)
+and defense-specific extra cost (DP-SGD's per-sample gradients, SiftFunnel's dCor) are left
+out, so this is a lower bound; the gray-box network is costed like the black-box one.
+Experiments whose data path is unset (FaceScrub, ChestX-ray) are projected at the sizes of
+Table 1 (FaceScrub ~43k images, CelebA ~200k, ChestX-ray 9,208).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
+import torch
 import yaml
+from torch.utils.flop_counter import FlopCounterMode
 
-CIFAR10_IMAGES = 60_000  # train + test sets of CIFAR-10, pooled (Table 1)
+from ciprivacy import settings as S
+from ciprivacy.experiments import all_targets, experiments, scenarios_of
+from ciprivacy.target import build_target
+
+# Images per dataset when the config does not cap them (the paper's Table 1 sources).
+FULL_SIZES = {"torchvision_cifar10": 60_000, "facescrub_folder": 43_000, "chestxray_folder": 9_208}
+AUX_SIZES = {"torchvision_celeba": 200_000, "celeba_folder": 200_000}
+NUM_CLASSES = {"torchvision_cifar10": 10, "facescrub_folder": 530, "chestxray_folder": 4}
+
+
+@functools.cache
+def _flops(arch: str, defense: str, shape: tuple[int, int, int], classes: int, cfg_text: str) -> float:
+    """Forward FLOPs of one image through the whole model (training cost scales with it)."""
+    cfg = yaml.safe_load(cfg_text)
+    settings = S.target_settings(cfg, "any", arch, defense, 0)
+    model, _ = build_target(settings, classes, shape)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(torch.zeros(1, *shape))
+    return float(counter.get_total_flops())
+
+
+def _sizes(block: dict) -> tuple[float, float, float]:
+    """(train, test, aux) images of one dataset block."""
+    n = block["max_images"] or FULL_SIZES.get(block["source"], 60_000)
+    split = block["split"]
+    aux = split.get("aux", 0) * n
+    if block.get("aux_source"):
+        aux = block["aux_source"].get("max_images") or AUX_SIZES.get(block["aux_source"]["source"], n)
+    return n * split["train"], n * split["test"], aux
 
 
 def project(config_path: Path, ours_ips: dict[str, float], rmle_iterations_measured: int) -> list[dict]:
     """Hours on this machine per stage and in total; ``ours_ips`` maps stage -> images/s."""
-    cfg = yaml.safe_load(config_path.read_text())
-    dataset = cfg["datasets"][cfg["run"]["datasets"][0]]
-    n = dataset["max_images"] or CIFAR10_IMAGES
-    train, aux = n * dataset["split"]["train"], n * dataset["split"]["aux"]
-    jobs = len(cfg["run"]["defenses"]) * len(cfg["seeds"])
+    text = config_path.read_text()
+    cfg = S.typed_config(yaml.safe_load(text), yaml.safe_load((config_path.parent / "workflow/schemas/config.schema.yaml").read_text()))
+    found, _ = experiments(cfg)
+    targets = [t for t in all_targets(found, cfg["seeds"]) if not S.reuses_unprotected_model(cfg, t["defense"])]
+    scenarios = scenarios_of(found, cfg["seeds"])
+    base_block = cfg["datasets"]["cifar10"]
+    base = _flops("cnn", "unprotected", (base_block["channels"], base_block["resolution"], base_block["resolution"]), 10, text)
     wb = cfg["attacks"]["whitebox"]
-    inverse_images = sum(cfg["attacks"][s]["epochs"] * aux for s in ("blackbox", "graybox") if s in cfg["run"]["scenarios"])
-    work = {
-        "target_training": cfg["target_training"]["epochs"] * train,
-        "inverse_training": inverse_images,
-        "rmle": (wb["num_images"] or n * dataset["split"]["test"]) * wb["iterations"] / rmle_iterations_measured,
-        "mine": cfg["mine"]["epochs"] * (cfg["mine"]["max_train"] or train),
-    }
+    work = {"target_training": 0.0, "inverse_training": 0.0, "rmle": 0.0, "mine": 0.0}
+    for t in targets:
+        block = cfg["datasets"][t["dataset"]]
+        shape = (block["channels"], block["resolution"], block["resolution"])
+        scale = _flops(t["arch"], t["defense"], shape, NUM_CLASSES.get(block["source"], 10), text) / base
+        train, test, aux = _sizes(block)
+        attacked = [s for s in scenarios[tuple(t.values())] if s in ("blackbox", "graybox")]
+        work["target_training"] += scale * cfg["target_training"]["epochs"] * train
+        work["inverse_training"] += scale * sum(cfg["attacks"][s]["epochs"] * aux for s in attacked)
+        if "whitebox" in scenarios[tuple(t.values())]:
+            work["rmle"] += scale * (wb["num_images"] or test) * wb["iterations"] / rmle_iterations_measured
+        work["mine"] += scale * cfg["mine"]["epochs"] * (cfg["mine"]["max_train"] or train)
+    jobs = len(targets)
     rows = [
-        {"stage": stage, "images_per_job": round(images), "jobs": jobs, "hours": images * jobs / ours_ips[stage] / 3600}
+        {"stage": stage, "images_per_job": round(images / max(1, jobs)), "jobs": jobs, "hours": images / ours_ips[stage] / 3600}
         for stage, images in work.items()
     ]
     rows.append({"stage": "total", "images_per_job": None, "jobs": jobs, "hours": sum(r["hours"] for r in rows)})

@@ -26,7 +26,12 @@ TARGETS = ["results/demo/tables/summary.csv", "results/demo/figures/reconstructi
 
 # The demo at toy size: every rule runs, in seconds.
 TINY = {
-    "run": {"defenses": ["unprotected"]},
+    "experiments": {
+        "cifar_cnn": {"defenses": ["unprotected"]},
+        **{name: {"enabled": False} for name in
+           ("depth", "cifar_resnet", "facescrub", "architectures", "ablation", "chestxray", "latency", "cem")},
+    },
+    "figures": {"per_target": True},
     "datasets": {"photos": {"options": {"images_per_class": 12}, "resolution": 16}},
     "target_training": {"epochs": 1, "eval_every": 1, "batch_size": 32},
     "archs": {"cnn": {"model": {"width": 8}}},

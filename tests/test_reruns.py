@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ciprivacy.defenses import DEFENSES
+from ciprivacy.settings import deep_merge
 
 from test_workflow import ROOT, workflow_copy
 
@@ -32,9 +33,7 @@ def merged_config(wf=ROOT):
         config = yaml.safe_load(fh)
     with open(wf / "presets/demo.yaml") as fh:
         preset = yaml.safe_load(fh)
-    for key, value in preset.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) else value
-    return config
+    return deep_merge(config, preset)
 
 
 def defenses_in_config(wf):
@@ -80,10 +79,14 @@ def per_target_rules(defense):
 
 @pytest.fixture(scope="module")
 def done(tmp_path_factory):
-    """The demo DAG (all configured defenses, two seeds) marked complete with --touch."""
+    """The demo's cifar_cnn experiment (every registered defense, two seeds, a figure per
+    target) marked complete with --touch."""
     wf = workflow_copy(tmp_path_factory.mktemp("reruns"))
-    run = {**merged_config(wf)["run"], "defenses": defenses_in_config(wf)}
-    (wf / "test.yaml").write_text(yaml.safe_dump({"seeds": SEEDS, "run": run}))
+    experiments = {name: {"enabled": False} for name in merged_config(wf)["experiments"]}
+    experiments["cifar_cnn"] = {"enabled": True, "defenses": defenses_in_config(wf)}
+    (wf / "test.yaml").write_text(
+        yaml.safe_dump({"seeds": SEEDS, "experiments": experiments, "figures": {"per_target": True}})
+    )
     files = [line.split("\t")[0] for line in snakemake(wf, "--summary").splitlines()[1:] if line.strip()]
     for name in files:
         (wf / name).parent.mkdir(parents=True, exist_ok=True)

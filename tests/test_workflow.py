@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -46,44 +47,79 @@ def test_bad_setting_is_stopped_before_any_job_with_the_schemas_message(tmp_path
     assert "tpu" in proc.stdout + proc.stderr
 
 
+def test_paper_config_plans_every_experiment_whose_data_is_there_and_names_what_is_missing(tmp_path):
+    out = run(["-n", "--cores", "1"], workflow_copy(tmp_path))
+    for rule in ("train_target", "attack_compensation", "ablation_table", "cem_table", "measure_latency", "figure2_depth",
+                 "arch_table", "defense_table", "claims_check", "paper_comparison", "criteria_plot"):
+        assert f"rule {rule}:" in out, rule
+    for name in ("depth", "cifar_cnn", "cifar_resnet", "architectures", "ablation", "latency", "cem"):
+        assert f"experiments/{name}/results_long.csv" in out or name == "latency", name
+    assert "experiment 'facescrub' skipped: datasets.facescrub.options.root is not set" in out
+    assert "experiment 'chestxray' skipped: datasets.chestxray.options.root is not set" in out
+    assert "wildcards: dataset=cifar10, arch=cnn, defense=siftfunnel+cem, seed=0" in out
+    assert "dataset=facescrub" not in out and "dataset=chestxray" not in out
+
+
+def test_one_experiment_alone_plans_only_its_targets(tmp_path):
+    out = run(["depth", "-n", "--cores", "1", "--configfile", "presets/demo.yaml"], workflow_copy(tmp_path))
+    defenses = set(re.findall(r"wildcards: dataset=\w+, arch=\w+, defense=([\w+]+)", out))
+    assert defenses == {"unprotected"}
+    assert "rule figure2_depth:" in out and "rule defense_table:" not in out and "rule claims_check:" not in out
+
+
 @pytest.mark.slow
-def test_demo_runs_every_stage_and_fills_the_summary_table(tmp_path):
+def test_demo_runs_every_experiment_and_builds_the_report(tmp_path):
     wf = workflow_copy(tmp_path)
     run(["--cores", "2", "--configfile", "presets/demo.yaml"], wf)
-    table = pd.read_csv(wf / "results/demo/tables/summary.csv")
-    defenses = sorted(DEFENSES.names())
-    assert len(table) == 3 * len(defenses)
-    assert sorted(set(table["defense"])) == defenses and set(table["arch"]) == {"cnn"}
-    assert (table.groupby("defense")["scenario"].apply(sorted) == [["blackbox", "graybox", "whitebox"]] * len(defenses)).all()
+    out, tables = wf / "results/demo", wf / "results/demo/tables"
+    table = pd.read_csv(tables / "summary.csv")
     for col in ("test_acc", "mse", "psnr", "ssim", "mi", "delta_z", "edge_params"):
         assert table[col].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v)).all(), col
+    # Table 2 (cifar_cnn on the stand-in photos): every defense of the paper, three scenarios.
+    paper = sorted(set(DEFENSES.names()) - {"nopeek"})
+    cnn = table[table["arch"] == "cnn"]
+    assert set(paper) <= set(cnn["defense"])
     assert math.isfinite(table.loc[table["defense"] == "dpsgd", "epsilon"].iloc[0])
     demo_cnn = create_model("cnn", 6, (3, 32, 32), width=64)
-    unprotected = table[table["defense"] == "unprotected"].set_index("scenario")
+    unprotected = cnn[(cnn["defense"] == "unprotected") & (cnn["dataset"] == "photos")].set_index("scenario")
     assert (unprotected["edge_params"] == count_params(demo_cnn.edge)).all()
     # The attacks work on the unprotected model: far better than chance in every scenario.
-    assert (unprotected["ssim"] > 0.4).all()
-    assert unprotected.loc["whitebox", "ssim"] > 0.8
-    assert (table["test_acc"] > 1 / 6).all()
-    assert (wf / "results/demo/tables/summary.md").read_text().count("siftfunnel") == 3
-    for defense in defenses:
-        assert (wf / f"results/demo/figures/reconstructions/photos-cnn-{defense}-seed0.png").stat().st_size > 10_000
-    # Aggregation (issue 8): paper-layout tables, claims, comparison, provenance, figures.
-    tables = wf / "results/demo/tables"
+    assert (unprotected["ssim"] > 0.4).all() and unprotected.loc["whitebox", "ssim"] > 0.8
+    assert unprotected["test_acc"].iloc[0] > 0.5
     table2 = pd.read_csv(tables / "table2_photos_cnn.csv")
-    assert (table2.drop_duplicates("defense")["status"] == "ran").all() and len(table2) == len(defenses) + 2
+    assert (table2.loc[table2["defense"].isin(paper)].drop_duplicates("defense")["status"] == "ran").all()
     assert r"\toprule" in (tables / "table2_photos_cnn.tex").read_text()
+    # Every experiment's own output.
     assert set(pd.read_csv(tables / "table5_photos.csv")["arch"]) == {"cnn", "resnet18", "vgg16"}
+    table6 = pd.read_csv(tables / "table6_photos_cnn.csv")
+    assert {"siftfunnel", "siftfunnel_no_funnel", "siftfunnel_no_attention", "siftfunnel_no_kl", "siftfunnel_no_dcor",
+            "siftfunnel_no_pearson", "siftfunnel_no_l1"} <= set(table6["defense"])
+    cem = pd.read_csv(tables / "cem_photos_cnn.csv").set_index("defense")
+    assert {"noise", "noise+cem", "siftfunnel", "siftfunnel+cem"} <= set(cem.index)
+    assert math.isfinite(cem.loc["noise+cem", "gen_mse_change_pct"]) and math.isfinite(cem.loc["noise+cem", "cem_mi_bound"])
+    latency = pd.read_csv(tables / "latency.csv")
+    assert set(latency["arch"]) == {"cnn", "resnet18", "vgg16"} and (latency["latency_median_ms"] > 0).all()
+    assert "nopeek" in set(latency["defense"])
+    for name in ("table2_faces_cnn", "table2_xray_vgg16_split5", "table2_photos_resnet18"):
+        assert pd.read_csv(tables / f"{name}.csv").query("status == 'ran'").shape[0] >= 2, name
     assert sorted(set(pd.read_csv(tables / "claims.csv")["claim"])) == [1, 2, 3, 4, 5, 6]
+    claims = pd.read_csv(tables / "claims.csv")
+    assert set(claims.loc[claims["claim"].isin([5, 6]), "verdict"]) <= {"holds", "does not hold"}  # depth and ablation ran
     assert "compared" not in set(pd.read_csv(tables / "paper_comparison.csv")["status"])  # photos is no paper dataset
-    assert len(pd.read_csv(tables / "results_long.csv")) > 3 * 3 * len(defenses)
-    assert len(json.loads((wf / "results/demo/provenance.json").read_text())["runs"]) == 4 * len(defenses)
-    for name in ("figure4_photos-cnn", "privacy_utility_photos-cnn", "criteria", "figure2_depth"):
-        assert (wf / f"results/demo/figures/{name}.png").stat().st_size > 5_000, name
-    for log in (wf / "results/demo/logs").rglob("*.log"):
+    criteria = pd.read_csv(tables / "criteria_spearman.csv")
+    assert set(criteria["criterion"]) == {"mi", "delta_z", "cem_mi_bound"} and (criteria["status"] == "measured").all()
+    runs = json.loads((out / "provenance.json").read_text())["runs"]
+    assert len(runs) == len(list((out / "targets").rglob("model.pt"))) + len(list((out / "attacks").rglob("metrics.json")))
+    for name in ("figure4_photos-cnn", "figure4_faces-cnn", "figure4_xray-vgg16_split5", "privacy_utility_photos-cnn",
+                 "criteria", "figure2_depth"):
+        assert (out / f"figures/{name}.png").stat().st_size > 5_000, name
+    for log in (out / "logs").rglob("*.log"):
         assert "Traceback" not in log.read_text(), log
-    # A second run has nothing left to do.
+    # A second run has nothing left to do; the report collects everything.
     assert "Nothing to be done" in run(["--cores", "2", "--configfile", "presets/demo.yaml"], wf)
+    run(["--configfile", "presets/demo.yaml", "--report", "results/demo/report.html"], wf)
+    report = (out / "report.html").read_text()
+    assert "table6_photos_cnn" in report and "cem_photos_cnn" in report and "figure2_depth.png" in report
 
 
 def test_workflow_passes_snakemakes_linter_and_formatter():

@@ -21,7 +21,9 @@ TARGET_NAME = "{dataset}-{arch}-{defense}-seed{seed}"
 SEEDS = config["seeds"]
 
 # The enabled experiments whose data is there; the others are named with the setting to fill in.
-EXPERIMENTS, SKIPPED = X.experiments(config, unavailable=lambda name: S.dataset_unavailable(config, name))
+EXPERIMENTS, SKIPPED = X.experiments(
+    config, unavailable=lambda name: S.dataset_unavailable(config, name)
+)
 for _message in SKIPPED:
     print(f"NOTE: {_message}", file=sys.stderr)
 TARGETS = X.all_targets(EXPERIMENTS, SEEDS)
@@ -41,11 +43,19 @@ wildcard_constraints:
 
 def per_target(path, experiment=None):
     """`path` filled in for every target (of one experiment, or of all)."""
-    return [path.format(**t) for t in REPORT_PLAN.experiment_targets(EXPERIMENTS, SEEDS, experiment)]
+    return [
+        path.format(**t)
+        for t in REPORT_PLAN.experiment_targets(EXPERIMENTS, SEEDS, experiment)
+    ]
 
 
 def attack_metrics(experiment=None):
     return REPORT_PLAN.attack_files(EXPERIMENTS, SEEDS, OUT, "metrics.json", experiment)
+
+
+def experiment_tidy(experiment):
+    """The tidy results of one experiment's targets, which its tables and figures read."""
+    return f"{OUT}/experiments/{experiment}/results_long.csv"
 
 
 def final_outputs():
@@ -54,7 +64,9 @@ def final_outputs():
         if config["figures"]["per_target"]
         else []
     )
-    summary = [f"{OUT}/tables/summary.csv", f"{OUT}/tables/summary.md"] if TARGETS else []
+    summary = (
+        [f"{OUT}/tables/summary.csv", f"{OUT}/tables/summary.md"] if TARGETS else []
+    )
     return [
         *summary,
         *per_target_figures,

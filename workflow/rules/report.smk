@@ -12,10 +12,6 @@ ABLATION_TABLES = REPORT_PLAN.ablation_tables(EXPERIMENTS)
 LATENCY = [name for name, exp in EXPERIMENTS.items() if exp.kind == "latency"]
 
 
-def experiment_tidy(experiment):
-    return f"{OUT}/experiments/{experiment}/results_long.csv"
-
-
 rule summary_table:
     input:
         evaluations=per_target(f"{OUT}/targets/{TARGET}/evaluation.json"),
@@ -406,6 +402,7 @@ rule criteria_plot:
             subcategory="Privacy criteria",
         ),
         table=f"{OUT}/tables/criteria_spearman.csv",
+        violations=f"{OUT}/tables/criteria_spearman_bound_violations.csv",
     log:
         f"{OUT}/logs/criteria_plot.log",
     benchmark:

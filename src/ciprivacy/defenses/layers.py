@@ -5,13 +5,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import SqueezeExcitation
 
 from ciprivacy.defenses.dependence import gaussian_kl
 
 
-def squeeze_excitation(channels: int, reduction: int) -> SqueezeExcitation:
+def squeeze_excitation(channels: int, reduction: int) -> nn.Module:
     """SE block (Hu et al. 2018) from torchvision: pool -> 1x1 down -> ReLU -> 1x1 up -> sigmoid."""
+    # Imported here: `import torchvision` costs ~1.2 s (it loads torch._dynamo), which every
+    # short job would pay; only jobs that build an SE block do.
+    from torchvision.ops import SqueezeExcitation
+
     return SqueezeExcitation(channels, max(1, channels // reduction))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
-from torchvision.models import vgg16
 
 from ciprivacy.models.base import ARCHS, Normalize, SplitModel, normalization_for
 
@@ -15,6 +14,8 @@ def build_vgg16(num_classes: int, image_shape: tuple[int, int, int], split_block
     """The edge ends at the ReLU after the ``split_block``-th convolution. The default (3)
     is the first ReLU after a max-pool (Table 5): 112,576 parameters, z = 128 x H/2 x W/2; 5
     is the first ReLU after the second max-pool (the data-type study)."""
+    from torchvision.models import vgg16  # here: `import torchvision` costs ~1.2 s per job
+
     net = vgg16(weights=None, num_classes=num_classes)
     channels = image_shape[0]
     net.features[0] = nn.Conv2d(channels, 64, kernel_size=3, padding=1)

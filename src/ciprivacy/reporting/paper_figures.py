@@ -1,5 +1,5 @@
 """The paper's figures from our runs (seaborn/matplotlib): Figure 4's reconstruction grid, the
-privacy-utility plot, the MI/delta(z)-vs-attack criteria plot with Spearman's rho, and
+privacy-utility plot, the criteria plot (MI, delta(z), CEM bound vs attack MSE/SSIM, Spearman's rho), and
 Figure 2's depth study (a clear 'no depth runs' panel until depth runs exist)."""
 
 from __future__ import annotations
@@ -115,32 +115,129 @@ def privacy_utility(tidy: pd.DataFrame, dataset: str, arch: str, output: str) ->
     _save(fig, output)
 
 
+# The criteria compared with attack success (issue 8/9): column of target_wide -> axis label.
+CRITERIA = {
+    "mi": "MI estimate of I(x; z)",
+    "delta_z": "δ(z): non-zero elements of z",
+    "cem_mi_bound": "CEM bound on I(x; z + noise) (nats)",
+}
+# Attack metric -> (axis label, the sign of rho a good criterion has): more information in z
+# should mean a better reconstruction, i.e. a lower MSE (rho < 0) and a higher SSIM (rho > 0).
+CRITERIA_ATTACK = {
+    "mse": ("MSE of the best attack (higher = more private)", -1),
+    "ssim": ("SSIM of the best attack (lower = more private)", +1),
+}
+CRITERIA_COLUMNS = ["criterion", "attack_metric", "spearman_rho", "p_value", "n_runs", "expected_sign", "agreement",
+                    "status"]
+VIOLATION_COLUMNS = ["dataset", "arch", "defense", "seed", "scenario", "mse", "cem_mse_bound"]
+
+
+def violations_path(table: str) -> Path:
+    """Where `criteria` writes the runs that beat the CEM MSE bound: next to `table`."""
+    path = Path(table)
+    return path.with_name(f"{path.stem}_bound_violations.csv")
+
+
+def _spearman(frame: pd.DataFrame, x: str, y: str) -> tuple[float, float, int, str]:
+    """Spearman's rho, its p-value, the number of runs with both values, and a status:
+    'measured', 'not measured' (no run has `x`), 'too few runs' (< 3) or 'constant'
+    (one side takes a single value, where rho is undefined)."""
+    nan = float("nan")
+    if x not in frame or frame[x].isna().all():
+        return nan, nan, 0, "not measured"
+    ok = frame.dropna(subset=[x, y])
+    if len(ok) < 3:
+        return nan, nan, len(ok), "too few runs"
+    if ok[x].nunique() < 2 or ok[y].nunique() < 2:
+        return nan, nan, len(ok), "constant"
+    rho, p = spearmanr(ok[x], ok[y])
+    return float(rho), float(p), len(ok), "measured"
+
+
+def bound_violations(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs of `frame` (target_wide merged with best_attack) whose best attack reached an
+    MSE below the run's `cem_mse_bound`: the Gaussian-input assumption behind that bound fails
+    there (see ciprivacy.metrics.cem). Runs without a bound are not checked."""
+    if "cem_mse_bound" not in frame:
+        return pd.DataFrame(columns=VIOLATION_COLUMNS)
+    below = frame[frame["cem_mse_bound"].notna() & frame["mse"].notna() & (frame["mse"] < frame["cem_mse_bound"])]
+    return below[VIOLATION_COLUMNS].sort_values(KEYS).reset_index(drop=True)
+
+
 def criteria(tidy: pd.DataFrame, output: str, table: str) -> pd.DataFrame:
-    """MI and delta(z) against the best attack's MSE over all runs, with Spearman's rank
-    correlation on each panel and in `table` (CSV)."""
+    """Which privacy criterion predicts attack success? MI, delta(z) and the CEM bound
+    `cem_mi_bound` (rows) against the best attack on z's MSE and SSIM (columns), one point per
+    run (dataset, arch, defense, seed), with Spearman's rho, p-value and n in each panel.
+
+    `table` (CSV) gets one row per criterion x attack metric (CRITERIA_COLUMNS): `expected_sign`
+    is the sign a good criterion's rho has (-1 for MSE, +1 for SSIM), `agreement` = rho x
+    expected_sign (1: ranks the runs exactly as the attack does; negative: backwards) and
+    `status` says why rho is missing ('not measured', 'too few runs', 'constant'); a criterion
+    missing from `tidy` gets a 'not measured' panel. Runs whose best-attack MSE is below their
+    `cem_mse_bound` are marked (red x) in the MSE panels and written to
+    `<table stem>_bound_violations.csv` (VIOLATION_COLUMNS; header only when there are none).
+    The best attack is best_attack's default, the attacks on the transmitted z only."""
     target = target_wide(tidy)
-    best = best_attack(tidy).rename(columns={"mse": "best_mse"})[[*KEYS, "best_mse"]]
+    best = best_attack(tidy)
+    best = best[[*KEYS, "scenario", *(m for m in CRITERIA_ATTACK if m in best)]]
     frame = target.merge(best, on=KEYS, how="inner")
+    for metric in CRITERIA_ATTACK:
+        if metric not in frame:
+            frame[metric] = float("nan")
     frame["run"] = frame["dataset"] + "/" + frame["arch"]
+    violations = bound_violations(frame)
+    flagged = frame.merge(violations[KEYS], on=KEYS, how="inner")
+
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    rows = []
-    for ax, y, label in zip(axes, ("mi", "delta_z"), ("MI estimate", "δ(z): non-zero elements of z")):
-        ok = frame.dropna(subset=[y, "best_mse"])
-        rho, p = spearmanr(ok["best_mse"], ok[y]) if len(ok) >= 3 else (float("nan"), float("nan"))
-        rows.append({"criterion": y, "spearman_rho": rho, "p_value": p, "n_runs": len(ok)})
-        sns.scatterplot(data=ok, x="best_mse", y=y, hue="run", ax=ax, s=60)
-        for _, row in ok.iterrows():
-            ax.annotate(L.LABELS.get(row["defense"], row["defense"]), (row["best_mse"], row[y]), xytext=(4, 3),
-                        textcoords="offset points", fontsize=7)
-        ax.set_xlabel("MSE of the best attack (higher = more private)")
-        ax.set_ylabel(label)
-        ax.set_title(f"Spearman ρ = {rho:.2f} (p = {p:.2g}, n = {len(ok)})", fontsize=9)
-    fig.suptitle("Do MI and δ(z) track how well the strongest attack reconstructs? (one point per run)", fontsize=10)
+    fig, axes = plt.subplots(len(CRITERIA), len(CRITERIA_ATTACK), figsize=(11, 3.9 * len(CRITERIA)), squeeze=False)
+    rows, legend = [], True  # the runs' colour legend once, in the first drawn panel
+    for i, (criterion, xlabel) in enumerate(CRITERIA.items()):
+        for j, (metric, (ylabel, sign)) in enumerate(CRITERIA_ATTACK.items()):
+            ax = axes[i, j]
+            rho, p, n, status = _spearman(frame, criterion, metric)
+            rows.append({"criterion": criterion, "attack_metric": metric, "spearman_rho": rho, "p_value": p,
+                         "n_runs": n, "expected_sign": sign, "agreement": rho * sign, "status": status})
+            if status == "not measured":
+                ax.text(0.5, 0.5, f"{xlabel}:\nnot measured in these runs", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=10)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_title(f"{criterion} vs {metric.upper()}", fontsize=9)
+                continue
+            ok = frame.dropna(subset=[criterion, metric])
+            sns.scatterplot(data=ok, x=criterion, y=metric, hue="run", ax=ax, s=60, legend=legend and not ok.empty)
+            legend = legend and ok.empty
+            for _, row in ok.iterrows():
+                ax.annotate(L.LABELS.get(row["defense"], row["defense"]), (row[criterion], row[metric]),
+                            xytext=(4, 3), textcoords="offset points", fontsize=7)
+            marked = flagged.dropna(subset=[criterion, metric]) if metric == "mse" else flagged.iloc[0:0]
+            if not marked.empty:
+                ax.scatter(marked[criterion], marked[metric], marker="x", color="red", s=110, linewidths=2,
+                           zorder=5, label="MSE below the CEM bound")
+                ax.legend(fontsize=7)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            stat = f"Spearman ρ = {rho:.2f} (p = {p:.2g}, n = {n})"
+            if status != "measured":
+                stat = f"ρ: {status} (n = {n})"
+            ax.set_title(f"{criterion} vs {metric.upper()}: {stat}", fontsize=9)
+    result = pd.DataFrame(rows, columns=CRITERIA_COLUMNS)
+
+    verdicts = []
+    for metric in CRITERIA_ATTACK:
+        scored = result[(result["attack_metric"] == metric) & (result["status"] == "measured")]
+        if not scored.empty:
+            top = scored.loc[scored["agreement"].idxmax()]
+            verdicts.append(f"best predictor of {metric.upper()}: {top['criterion']} (ρ = {top['spearman_rho']:.2f})")
+    fig.suptitle("Which criterion tracks how well the strongest attack on z reconstructs? One point per run; "
+                 "a good criterion has ρ < 0 with MSE and ρ > 0 with SSIM.\n"
+                 + ("; ".join(verdicts) or "no criterion has a defined ρ")
+                 + f"; {len(violations)} run(s) with MSE below the CEM bound (red x)", fontsize=10)
     fig.tight_layout()
     _save(fig, output)
-    result = pd.DataFrame(rows)
+    Path(table).parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(table, index=False)
+    violations.to_csv(violations_path(table), index=False)
     return result
 
 
