@@ -165,3 +165,12 @@ def test_tidy_frame_from_result_files(tmp_path):
     values = tidy.set_index(["scenario", "metric"])["value"]
     assert values[("target", "test_acc_pct")] == 50.0 and values[("whitebox", "ssim")] == 0.2
     assert ("target", "epsilon") not in values.index and len(tidy) == 7
+
+
+def test_tables_show_the_spread_over_seeds_when_several_ran(tmp_path):
+    from ciprivacy.reporting.paper_tables import write_defense_table
+
+    write_defense_table(fixture_tidy(seeds=(0, 1)), "cifar10", "cnn", str(tmp_path / "two"))
+    write_defense_table(fixture_tidy(seeds=(0,)), "cifar10", "cnn", str(tmp_path / "one"))
+    assert "±" in (tmp_path / "two.md").read_text()  # test accuracy differs by seed in the fixture
+    assert "±" not in (tmp_path / "one.md").read_text()

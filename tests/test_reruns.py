@@ -59,7 +59,10 @@ def per_target(rules, defenses, seeds=SEEDS):
 
 
 # Aggregation jobs (no defense wildcard): the rules of report.smk, and `all`.
-AGGREGATION_RULES = set(re.findall(r"^rule (\w+):", (ROOT / "workflow/rules/report.smk").read_text(), re.M)) | {"all"}
+REPORT_SMK = (ROOT / "workflow/rules/report.smk").read_text()
+AGGREGATION_RULES = (
+    set(re.findall(r"^rule (\w+):", REPORT_SMK, re.M)) | set(re.findall(r"^use rule \w+ as (\w+)", REPORT_SMK, re.M)) | {"all"}
+)
 
 
 def split_plan(jobs):

@@ -126,7 +126,7 @@ def display_frame(frame: pd.DataFrame, bold=lambda s: f"**{s}**") -> pd.DataFram
             elif value is None or (isinstance(value, float) and math.isnan(value)):
                 cells.append("—")
             else:
-                text = P.FORMATS[column].format(value)
+                text = P.mean_and_spread(frame, column, i, P.FORMATS[column])
                 cells.append(bold(text) if mask[column].iloc[i] else text)
         out[HEADERS[column]] = cells
     out["Seeds"] = [str(n) if s != P.NOT_RUN else "—" for n, s in zip(frame["n_seeds"], frame["status"])]

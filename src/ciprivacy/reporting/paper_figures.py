@@ -15,12 +15,41 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
 from ciprivacy.io import load_json, load_torch  # noqa: E402
 from ciprivacy.reporting import layout as L  # noqa: E402
+from ciprivacy.reporting.ablation import PREFIX as ABLATION_PREFIX, VARIANTS as ABLATION_VARIANTS  # noqa: E402
 from ciprivacy.reporting.claims import depth_frame  # noqa: E402
 from ciprivacy.reporting.results import KEYS, best_attack, target_wide  # noqa: E402
 
 SCENARIO_LABELS = {"whitebox": "white-box rMLE", "blackbox": "black-box Gen", "graybox": "gray-box Gen"}
+CEM_SUFFIX = "+cem"
+ABLATION_LABELS = dict(ABLATION_VARIANTS)
+# The unit a split depth counts, per base architecture (the models' split_block): the depth
+# axis of Figure 2 is drawn per architecture, since these units differ.
+DEPTH_UNITS = {"cnn": "convolution blocks on the edge", "resnet18": "basic blocks after the stem",
+               "vgg16": "convolutions on the edge"}
+
+
+def _label(defense: str) -> str:
+    """A defense's name as the tables print it: 'Noise', 'SiftFunnel + CEM', 'SiftFunnel w/o
+    dCor (nonlinear)', rather than the config names ('noise+cem', 'siftfunnel_no_dcor')."""
+    if defense.endswith(CEM_SUFFIX):
+        return f"{_label(defense[:-len(CEM_SUFFIX)])} + CEM"
+    if defense in ABLATION_LABELS and defense.startswith(ABLATION_PREFIX):
+        return f"SiftFunnel {ABLATION_LABELS[defense]}"
+    return L.LABELS.get(defense, defense)
+
+
+def _family(defense: str) -> str:
+    """The legend group of a defense: its paper family, '<family> + CEM' for a CEM variant,
+    'SiftFunnel ablation' for a siftfunnel_no_* variant, 'unprotected' only for itself."""
+    if defense.endswith(CEM_SUFFIX):
+        return f"{_family(defense[:-len(CEM_SUFFIX)])} + CEM"
+    if defense.startswith(ABLATION_PREFIX):
+        return "SiftFunnel ablation"
+    return L.FAMILY_OF.get(defense) or ("unprotected" if defense == "unprotected" else "other")
 
 
 def _save(fig, output: str) -> None:
@@ -67,10 +96,11 @@ def figure4(sample_files: Sequence[str], metric_files: Sequence[str], output: st
                 else:
                     _image(axes[i, col], run["reconstructed"][j])
         axes[0, b * n].set_title(SCENARIO_LABELS[scenario], loc="left", fontsize=9)
-    for i, label in enumerate(["original", *(L.LABELS.get(d, d) for d in defenses)]):
+    for i, label in enumerate(["original", *(_label(d) for d in defenses)]):
         axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=11)
+    if title:  # above the scenario titles: matplotlib's default y overlaps them on short grids
+        top = axes[0, 0].get_position().y1
+        fig.suptitle(title, fontsize=11, y=top + 0.32 / fig.get_figheight(), va="bottom")
     _save(fig, output)
 
 
@@ -80,8 +110,8 @@ def _per_seed(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
         columns={"ssim": "best_ssim", "mse": "best_mse", "scenario": "best_scenario"})
     frame = target.merge(best, on=KEYS, how="inner")
     frame = frame[(frame["dataset"] == dataset) & (frame["arch"] == arch)].copy()
-    frame["family"] = frame["defense"].map(lambda d: L.FAMILY_OF.get(d) or "unprotected")
-    frame["label"] = frame["defense"].map(lambda d: L.LABELS.get(d, d))
+    frame["family"] = frame["defense"].map(_family)
+    frame["label"] = frame["defense"].map(_label)
     return frame
 
 
@@ -91,6 +121,7 @@ def privacy_utility(tidy: pd.DataFrame, dataset: str, arch: str, output: str) ->
     frame = _per_seed(tidy, dataset, arch)
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    handles, labels = [], []
     if frame.empty:
         for ax in axes:
             ax.text(0.5, 0.5, f"no runs for {dataset}/{arch}", ha="center", va="center", transform=ax.transAxes)
@@ -108,10 +139,15 @@ def privacy_utility(tidy: pd.DataFrame, dataset: str, arch: str, output: str) ->
                         textcoords="offset points", fontsize=7)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
-        ax.legend(fontsize=7, title=None)
+        handles, labels = ax.get_legend_handles_labels()
+        if ax.get_legend() is not None:  # one legend for both panels, outside them (it hid points)
+            ax.get_legend().remove()
     seeds = frame["seed"].nunique() if not frame.empty else 0
     fig.suptitle(f"Privacy vs utility, {dataset} / {arch} ({seeds} seed(s); error bars: std over seeds)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.84 if handles else 1, 1))
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.845, 0.5), fontsize=8, title="family",
+                   frameon=False)
     _save(fig, output)
 
 
@@ -121,15 +157,34 @@ CRITERIA = {
     "delta_z": "δ(z): non-zero elements of z",
     "cem_mi_bound": "CEM bound on I(x; z + noise) (nats)",
 }
+CRITERIA_SHORT = {"mi": "MI", "delta_z": "δ(z)", "cem_mi_bound": "CEM bound"}  # panel titles
 # Attack metric -> (axis label, the sign of rho a good criterion has): more information in z
 # should mean a better reconstruction, i.e. a lower MSE (rho < 0) and a higher SSIM (rho > 0).
 CRITERIA_ATTACK = {
-    "mse": ("MSE of the best attack (higher = more private)", -1),
-    "ssim": ("SSIM of the best attack (lower = more private)", +1),
+    "mse": ("MSE of the best attack\n(higher = more private)", -1),  # two lines: fits a short panel
+    "ssim": ("SSIM of the best attack\n(lower = more private)", +1),
 }
 CRITERIA_COLUMNS = ["criterion", "attack_metric", "spearman_rho", "p_value", "n_runs", "expected_sign", "agreement",
                     "status"]
 VIOLATION_COLUMNS = ["dataset", "arch", "defense", "seed", "scenario", "mse", "cem_mse_bound"]
+
+
+def _log_x(ax, values: pd.Series) -> str:
+    """Log x axis (symlog when a value is <= 0, as an MI estimate near 0 can be) where the
+    criterion spans two or more decades: on a linear axis one large value (an unprotected
+    ResNet's) pressed every other run against the y axis. Spearman's rho uses ranks only, so
+    the log axis shows what it measures. Returns the axis-label suffix."""
+    values = values.dropna()
+    positive = values[values > 0]
+    if len(positive) < 2 or positive.max() < 100 * positive.min():
+        return ""
+    if (values <= 0).any():  # linear up to the largest |value <= 0| (estimates of about 0), log beyond
+        linthresh = float(max(positive.min(), -values.min()))
+        ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_xlim(left=-2 * linthresh)  # the autoscaled margin opened empty negative decades
+        return " (symlog scale)"
+    ax.set_xscale("log")
+    return " (log scale)"
 
 
 def violations_path(table: str) -> Path:
@@ -184,16 +239,20 @@ def criteria(tidy: pd.DataFrame, output: str, table: str) -> pd.DataFrame:
     for metric in CRITERIA_ATTACK:
         if metric not in frame:
             frame[metric] = float("nan")
-    frame["run"] = frame["dataset"] + "/" + frame["arch"]
+    frame["run"] = frame["dataset"] + " / " + frame["arch"]
+    runs = sorted(frame["run"].unique())
     violations = bound_violations(frame)
     flagged = frame.merge(violations[KEYS], on=KEYS, how="inner")
 
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(len(CRITERIA), len(CRITERIA_ATTACK), figsize=(11, 3.9 * len(CRITERIA)), squeeze=False)
-    rows, legend = [], True  # the runs' colour legend once, in the first drawn panel
+    # At most ~0.75 high per unit width: the report's viewer scales an image to its width and
+    # centres it vertically, so a taller one lost its top (title, verdicts) off screen.
+    fig, axes = plt.subplots(len(CRITERIA), len(CRITERIA_ATTACK), figsize=(12.5, 2.8 * len(CRITERIA)), squeeze=False)
+    rows, handles, labels = [], [], []  # the runs' colour legend once, beside the panels
     for i, (criterion, xlabel) in enumerate(CRITERIA.items()):
         for j, (metric, (ylabel, sign)) in enumerate(CRITERIA_ATTACK.items()):
             ax = axes[i, j]
+            name = f"{CRITERIA_SHORT[criterion]} vs {metric.upper()}"
             rho, p, n, status = _spearman(frame, criterion, metric)
             rows.append({"criterion": criterion, "attack_metric": metric, "spearman_rho": rho, "p_value": p,
                          "n_runs": n, "expected_sign": sign, "agreement": rho * sign, "status": status})
@@ -202,25 +261,28 @@ def criteria(tidy: pd.DataFrame, output: str, table: str) -> pd.DataFrame:
                         transform=ax.transAxes, fontsize=10)
                 ax.set_xticks([])
                 ax.set_yticks([])
-                ax.set_title(f"{criterion} vs {metric.upper()}", fontsize=9)
+                ax.set_title(name, fontsize=9)
                 continue
             ok = frame.dropna(subset=[criterion, metric])
-            sns.scatterplot(data=ok, x=criterion, y=metric, hue="run", ax=ax, s=60, legend=legend and not ok.empty)
-            legend = legend and ok.empty
+            sns.scatterplot(data=ok, x=criterion, y=metric, hue="run", hue_order=runs, ax=ax, s=60,
+                            legend=not handles and not ok.empty)
+            if ax.get_legend() is not None:
+                handles, labels = ax.get_legend_handles_labels()
+                ax.get_legend().remove()
             for _, row in ok.iterrows():
-                ax.annotate(L.LABELS.get(row["defense"], row["defense"]), (row[criterion], row[metric]),
-                            xytext=(4, 3), textcoords="offset points", fontsize=7)
+                ax.annotate(_label(row["defense"]), (row[criterion], row[metric]),
+                            xytext=(4, 3), textcoords="offset points", fontsize=6)
             marked = flagged.dropna(subset=[criterion, metric]) if metric == "mse" else flagged.iloc[0:0]
             if not marked.empty:
                 ax.scatter(marked[criterion], marked[metric], marker="x", color="red", s=110, linewidths=2,
                            zorder=5, label="MSE below the CEM bound")
                 ax.legend(fontsize=7)
-            ax.set_xlabel(xlabel)
+            ax.set_xlabel(xlabel + _log_x(ax, ok[criterion]))
             ax.set_ylabel(ylabel)
             stat = f"Spearman ρ = {rho:.2f} (p = {p:.2g}, n = {n})"
             if status != "measured":
                 stat = f"ρ: {status} (n = {n})"
-            ax.set_title(f"{criterion} vs {metric.upper()}: {stat}", fontsize=9)
+            ax.set_title(f"{name}: {stat}", fontsize=9)
     result = pd.DataFrame(rows, columns=CRITERIA_COLUMNS)
 
     verdicts = []
@@ -228,12 +290,16 @@ def criteria(tidy: pd.DataFrame, output: str, table: str) -> pd.DataFrame:
         scored = result[(result["attack_metric"] == metric) & (result["status"] == "measured")]
         if not scored.empty:
             top = scored.loc[scored["agreement"].idxmax()]
-            verdicts.append(f"best predictor of {metric.upper()}: {top['criterion']} (ρ = {top['spearman_rho']:.2f})")
+            verdicts.append(f"best predictor of {metric.upper()}: {CRITERIA_SHORT[top['criterion']]} "
+                            f"(ρ = {top['spearman_rho']:.2f})")
     fig.suptitle("Which criterion tracks how well the strongest attack on z reconstructs? One point per run; "
                  "a good criterion has ρ < 0 with MSE and ρ > 0 with SSIM.\n"
                  + ("; ".join(verdicts) or "no criterion has a defined ρ")
                  + f"; {len(violations)} run(s) with MSE below the CEM bound (red x)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.85 if handles else 1, 1))
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.855, 0.5), fontsize=8,
+                   title="run (dataset / arch)", frameon=False)
     _save(fig, output)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(table, index=False)
@@ -242,9 +308,11 @@ def criteria(tidy: pd.DataFrame, output: str, table: str) -> pd.DataFrame:
 
 
 def figure2_depth(tidy: pd.DataFrame, output: str) -> bool:
-    """Unprotected MI, delta(z) and best-attack SSIM/MSE per split depth, one line per
-    dataset/base architecture. Without runs at two or more depths it draws a single panel
-    that says so, and returns False."""
+    """Unprotected MI, delta(z) and best-attack SSIM/MSE per split depth: one row of panels per
+    dataset/base architecture, since a depth counts each architecture's own unit (DEPTH_UNITS;
+    one shared axis put CNN blocks and ResNet basic blocks on one scale, and the larger
+    ResNet values flattened the CNN line). Without runs at two or more depths it draws a single
+    panel that says so, and returns False."""
     depth = depth_frame(tidy)
     depth = depth[depth.groupby(["dataset", "base_arch"])["split"].transform("nunique") >= 2]
     sns.set_theme(style="whitegrid", context="paper")
@@ -255,14 +323,21 @@ def figure2_depth(tidy: pd.DataFrame, output: str) -> bool:
                 "depths\nof one dataset/architecture (issue 7).", ha="center", va="center", fontsize=11)
         _save(fig, output)
         return False
-    depth = depth.assign(series=depth["dataset"] + "/" + depth["base_arch"])
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
-    for ax, y, label in zip(axes, ("mi", "delta_z", "best_ssim", "best_mse"),
-                            ("MI", "δ(z)", "best-attack SSIM", "best-attack MSE")):
-        sns.lineplot(data=depth.sort_values("split"), x="split", y=y, hue="series", marker="o", ax=ax)
-        ax.set_xlabel("split depth (edge blocks)")
-        ax.set_ylabel(label)
-    fig.suptitle("Figure 2: the unprotected model split at increasing depth", fontsize=10)
+    series = list(depth.groupby(["dataset", "base_arch"]))
+    panels = (("mi", "MI"), ("delta_z", "δ(z)"), ("best_ssim", "best-attack SSIM"), ("best_mse", "best-attack MSE"))
+    fig, axes = plt.subplots(len(series), len(panels), figsize=(14, 3.0 * len(series)), squeeze=False)
+    for r, ((dataset, base), group) in enumerate(series):
+        group = group.sort_values("split")
+        unit = DEPTH_UNITS.get(base, "edge blocks")
+        for c, (y, label) in enumerate(panels):
+            ax = axes[r, c]
+            ax.plot(group["split"], group[y], marker="o", color=f"C{r}")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel(f"split depth ({unit})")
+            ax.set_ylabel(label)
+            ax.set_title(f"{dataset} / {base}: {label}", fontsize=9)
+    fig.suptitle("Figure 2: the unprotected model split at increasing depth (one row per dataset / architecture)",
+                 fontsize=10)
     fig.tight_layout()
     _save(fig, output)
     return True

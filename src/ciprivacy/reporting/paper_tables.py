@@ -46,7 +46,7 @@ LATEX_HEADERS = {
 BEST = {c: L.HIGHER_IS_BETTER[m] for c, _, m in VALUE_COLUMNS if m is not None}
 FORMATS = {
     "test_acc_pct": "{:.2f}", "test_acc_change": "{:+.2f}", "mle_mse": "{:.4g}", "mle_psnr": "{:.2f}", "mle_ssim": "{:.4f}",
-    "gen_mse": "{:.4g}", "gen_psnr": "{:.2f}", "gen_ssim": "{:.4f}", "mi": "{:.4f}", "delta_z": "{:,.0f}",
+    "gen_mse": "{:.4g}", "gen_psnr": "{:.2f}", "gen_ssim": "{:.4f}", "mi": "{:.3g}", "delta_z": "{:,.0f}",
     "edge_params": "{:,.0f}",
 }
 NOT_RUN = "not run"
@@ -153,11 +153,20 @@ def display_frame(frame: pd.DataFrame, by: str = "defense", bold=lambda s: f"**{
             elif value is None or (isinstance(value, float) and math.isnan(value)):
                 cells.append("—")
             else:
-                text = FORMATS[column].format(value)
+                text = mean_and_spread(frame, column, i, FORMATS[column])
                 cells.append(bold(text) if mask[column].iloc[i] else text)
         out[HEADERS[column]] = cells
     out["Seeds"] = [str(n) if s != NOT_RUN else "—" for n, s in zip(frame["n_seeds"], frame["status"])]
     return out
+
+
+def mean_and_spread(frame: pd.DataFrame, column: str, i: int, fmt: str) -> str:
+    """The mean, and '± std' over seeds when more than one seed ran (the CSV holds both)."""
+    text = fmt.format(frame[column].iloc[i])
+    std = frame[f"{column}_std"].iloc[i] if f"{column}_std" in frame else float("nan")
+    if frame["n_seeds"].iloc[i] > 1 and isinstance(std, float) and not math.isnan(std):
+        text += " ± " + fmt.replace("+", "").format(std)
+    return text
 
 
 def _latex_escape(text: str) -> str:
@@ -195,25 +204,62 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str, by: str = "defense")
 
 
 def to_html(frame: pd.DataFrame, title: str, caption: str, by: str = "defense") -> str:
+    """HTML_PAGE around the display frame. Rows get classes for the eye only: `group` starts a
+    defense family (by='defense') or an architecture (by='arch') with a rule above it, as the
+    LaTeX table's midrules do; `sub` greys the label of the black-box Gen row under its gray-box
+    row (its numbers stay black), so the pair reads as one entry."""
     shown = display_frame(frame, by=by, bold=lambda s: f"\x00{s}\x01")
     body = shown.to_html(index=False, escape=True, border=0, classes="results")
     body = body.replace("\x00", "<b>").replace("\x01", "</b>")
+    key = list(frame["family"] if by == "defense" else frame["arch"])
+    sub = list(frame.duplicated(subset=["defense", "arch"], keep="first"))
+    head, sep, rows = body.partition("<tbody>")
+    parts = rows.split("<tr>")
+    for i in range(min(len(key), len(parts) - 1)):
+        classes = [c for c, on in (("group", i > 0 and key[i] != key[i - 1]), ("sub", sub[i])) if on]
+        if classes:
+            parts[i + 1] = f' class="{" ".join(classes)}">' + parts[i + 1]
+        else:
+            parts[i + 1] = ">" + parts[i + 1]
+    body = head + sep + "<tr".join(parts)
     return HTML_PAGE.format(title=html.escape(title), caption=html.escape(caption), body=body)
 
 
+# Sized for the report viewer's frame (about 1050 px wide beside the sidebar): headers wrap onto
+# two lines so a 15-column paper table fits without sideways scrolling, and stay on top
+# (sticky) while a long table (latency, paper comparison) scrolls. The script aligns each column
+# by its content (text left, numbers right) for every table written with this page (CEM,
+# latency, paper comparison have text beyond the first three columns; a column of only '—' is
+# numeric); without scripts the first three columns are left-aligned.
 HTML_PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>
-body {{ font-family: sans-serif; font-size: 13px; margin: 8px; }}
+body {{ font-family: sans-serif; font-size: 12px; margin: 8px; }}
 table.results {{ border-collapse: collapse; }}
-table.results th, table.results td {{ padding: 3px 7px; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }}
-table.results th {{ border-bottom: 2px solid #444; }}
+table.results th, table.results td {{ padding: 2px 6px; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }}
+table.results th {{ white-space: normal; vertical-align: bottom; position: sticky; top: 0; background: #fff;
+  border-bottom: none; box-shadow: inset 0 -2px 0 #444; }}
 table.results td:nth-child(-n+3), table.results th:nth-child(-n+3) {{ text-align: left; }}
+table.results tr.group td {{ border-top: 2px solid #999; }}
+table.results tr.sub td:nth-child(-n+3) {{ color: #777; }}
+table.results tbody tr:hover td {{ background: #eef3fa; }}
 p.caption {{ max-width: 70em; color: #333; }}
 </style></head><body>
 <h3>{title}</h3>
 <p class="caption">{caption}</p>
 {body}
+<script>
+for (const table of document.querySelectorAll("table.results")) {{
+  const rows = Array.from(table.rows);
+  const width = Math.max(...rows.map(r => r.cells.length));
+  for (let c = 0; c < width; c++) {{
+    const values = rows.slice(1).map(r => r.cells[c]).filter(Boolean).map(x => x.textContent.trim())
+      .filter(v => v && v !== "\u2014" && v !== "not run");
+    const numeric = values.every(v => /^[-+]?[0-9.,]+(e[-+]?[0-9]+)?%?$/i.test(v));
+    for (const r of rows) if (r.cells[c]) r.cells[c].style.textAlign = numeric ? "right" : "left";
+  }}
+}}
+</script>
 </body></html>
 """
 

@@ -15,7 +15,6 @@ from ciprivacy.experiments import Experiment, all_targets, scenarios_of
 from ciprivacy.reporting import layout as L
 
 TARGET = "{dataset}/{arch}/{defense}/seed{seed}"
-DEFENSE_KINDS = ("defenses", "cem")
 
 
 def _pairs(exp: Experiment) -> list[tuple[str, str]]:
@@ -46,8 +45,14 @@ def cem_tables(found: dict[str, Experiment]) -> dict[str, tuple[str, str, str]]:
 
 
 def figure_pairs(found: dict[str, Experiment]) -> dict[str, str]:
-    """`<dataset>-<arch>` -> experiment, for Figure 4 and the privacy-utility plot."""
-    return {f"{d}-{a}": exp.name for exp in found.values() if exp.kind in DEFENSE_KINDS for d, a in _pairs(exp)}
+    """`<dataset>-<arch>` -> the first defenses experiment on it, for Figure 4 and the
+    privacy-utility plot (the CEM experiment on the same pair has its own table)."""
+    pairs: dict[str, str] = {}
+    for exp in found.values():
+        if exp.kind == "defenses":
+            for d, a in _pairs(exp):
+                pairs.setdefault(f"{d}-{a}", exp.name)
+    return pairs
 
 
 COMPENSATION = "compensation"
@@ -153,9 +158,11 @@ def provenance_runs(found: dict[str, Experiment], seeds: list[int], config: dict
             benchmark=f"{out}/benchmarks/train_target/{name}.tsv",
             settings=S.target_settings(config, t["dataset"], t["arch"], t["defense"], t["seed"]),
         ))
-        for s in scenarios:
+        compensation = [COMPENSATION] if t in compensation_targets(found, seeds) else []
+        for s in [*scenarios, *compensation]:
             runs.append(dict(
                 id=f"attack_{s}/{name}", step=f"attack_{s}", outputs=[f"{out}/attacks/{name}/{s}/metrics.json"],
-                benchmark=f"{out}/benchmarks/attack_{s}/{name}.tsv", settings=S.attack_settings(config, s, t["seed"]),
+                benchmark=f"{out}/benchmarks/attack_{s}/{name}.tsv",
+                settings=S.attack_settings(config, "blackbox" if s == COMPENSATION else s, t["seed"]),
             ))
     return runs
