@@ -152,7 +152,11 @@ def evaluate_claims(tidy: pd.DataFrame) -> pd.DataFrame:
     """One row per claim and dataset/arch it can be checked on (claims 1-4 per dataset/arch)."""
     means = _means(tidy)
     rows = []
-    for (dataset, arch), group in means.groupby(["dataset", "arch"]):
+    # Claims 1-4 are about SiftFunnel: checked on every dataset/arch where it ran (the depth
+    # study's unprotected-only splits would only add 'not run' rows), or 'not run' once.
+    with_sf = means.groupby(["dataset", "arch"]).filter(lambda g: (g["defense"] == "siftfunnel").any())
+    groups = with_sf.groupby(["dataset", "arch"]) if len(with_sf) else [(("", ""), means.iloc[0:0])]
+    for (dataset, arch), group in groups:
         for claim, verdict, evidence in _claims_1_to_4(group):
             rows.append({"claim": claim, "dataset": dataset, "arch": arch, "verdict": verdict, "evidence": evidence})
     rows += _claim_5(tidy) + _claim_6(tidy)
