@@ -7,7 +7,8 @@ import pytest
 import torch
 import yaml
 
-from ciprivacy.attacks.compensation import CompensatedTarget, compensation_features, run_compensation_attack
+from ciprivacy.attacks import run_attack
+from ciprivacy.attacks.compensation import CompensatedTarget, compensation_features
 from ciprivacy.data.batches import to_float
 from ciprivacy.defenses import create_defense
 from ciprivacy.defenses.layers import CBAM, TripletAttention
@@ -147,8 +148,8 @@ def test_compensation_attack_runs_the_inverse_network_and_writes_its_files(tmp_p
                     eval_every=1, width=1.0, extra_convs=0, match_depth=False, amp=False, seed=0, device="cpu",
                     n_samples=2)
     out = {k: str(tmp_path / f"compensation/{k}") for k in ("metrics.json", "samples.pt", "attacker.pt")}
-    result = run_compensation_attack(str(model_path), str(tmp_path / "data.pt"), out["metrics.json"], out["samples.pt"],
-                                     settings, attacker_path=out["attacker.pt"])
+    result = run_attack("compensation", str(model_path), str(tmp_path / "data.pt"), out["metrics.json"], out["samples.pt"],
+                        settings, attacker_path=out["attacker.pt"])
     written = load_json(out["metrics.json"])
     assert written["scenario"] == "compensation" and written["defense"] == "siftfunnel"
     assert {"mse", "psnr", "ssim"} <= set(written) and result["attacked_images"] == 8

@@ -12,13 +12,14 @@ from scipy.cluster.vq import kmeans2
 
 import ciprivacy.defenses.cem as cem_module
 import ciprivacy.target as T
-from ciprivacy.data import prepare_dataset
 from ciprivacy.data.batches import to_float
 from ciprivacy.io import load_torch
 from ciprivacy.defenses import PLUGINS, create_defense, split_plugins
 from ciprivacy.defenses.cem import CEM, VARIANCE_FLOOR, cem_loss, class_kmeans, pad_by_class
 from ciprivacy.metrics.cem import cem_metrics, gaussian_log_det_per_dim, mixture_mi_bound, mse_lower_bound
 from ciprivacy.target import Target
+
+from conftest import tiny_target_settings
 
 with open("config.yaml") as fh:
     CONFIG = yaml.safe_load(fh)
@@ -265,35 +266,14 @@ class Killed(Exception):
     pass
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "photos.pt"
-    prepare_dataset(
-        "photos",
-        {
-            "source": "skimage_patches", "options": {"images_per_class": 12}, "resolution": 16, "channels": 3,
-            "split": {"train": 0.5, "test": 0.25, "aux": 0.25}, "split_seed": 0, "max_images": None,
-        },
-        str(path),
-    )
-    return str(path)
 
 
 def resume_settings():
-    train = {
-        "epochs": EPOCHS, "batch_size": 12, "lr": 1e-3, "betas": [0.5, 0.999], "weight_decay": 0.0,
-        "scheduler_factor": 0.5, "scheduler_patience": 0, "hflip": True, "color_jitter": 0.2,
-        "amp": False, "eval_every": 1,
-    }
-    return {
-        "dataset": "photos", "arch": "cnn", "defense": "noise+cem", "seed": 3, "device": "cpu",
-        "arch_settings": {"width": 8, "split_block": 2},
-        "defense_settings": {"sigma": 0.3, "cem": dict(CEM_SETTINGS)}, "train": train,
-    }
+    return tiny_target_settings("noise+cem", {"sigma": 0.3, "cem": dict(CEM_SETTINGS)}, EPOCHS)
 
 
-def test_noise_cem_resumes_with_the_same_centroids_and_weights(photos, tmp_path, monkeypatch):
-    full = T.train_target(photos, str(tmp_path / "full.pt"), resume_settings())
+def test_noise_cem_resumes_with_the_same_centroids_and_weights(tiny_photos, tmp_path, monkeypatch):
+    full = T.train_target(tiny_photos, str(tmp_path / "full.pt"), resume_settings())
 
     calls = []
     real = T.augment
@@ -307,7 +287,7 @@ def test_noise_cem_resumes_with_the_same_centroids_and_weights(photos, tmp_path,
     ckpt = tmp_path / "ckpt.pt"
     monkeypatch.setattr(T, "augment", augment)
     with pytest.raises(Killed):
-        T.train_target(photos, str(tmp_path / "resumed.pt"), resume_settings(), checkpoint=str(ckpt))
+        T.train_target(tiny_photos, str(tmp_path / "resumed.pt"), resume_settings(), checkpoint=str(ckpt))
     monkeypatch.setattr(T, "augment", real)
     saved = load_torch(ckpt)
     assert saved["epoch"] == 1 and saved["defense"]["centroids"].shape[:2] == (full.meta["num_classes"], 2)
@@ -319,7 +299,7 @@ def test_noise_cem_resumes_with_the_same_centroids_and_weights(photos, tmp_path,
         return real_kmeans(padded, mask, k, iters, init)
 
     monkeypatch.setattr(cem_module, "class_kmeans", kmeans)
-    resumed = T.train_target(photos, str(tmp_path / "resumed.pt"), resume_settings(), checkpoint=str(ckpt))
+    resumed = T.train_target(tiny_photos, str(tmp_path / "resumed.pt"), resume_settings(), checkpoint=str(ckpt))
 
     assert len(starts) == EPOCHS - 1, "the resumed run clusters once per remaining epoch"
     torch.testing.assert_close(starts[0], saved["defense"]["centroids"], msg="warm start from the checkpoint")

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import ciprivacy.target as T
-from ciprivacy.data import prepare_dataset
 from ciprivacy.io import load_torch
+
+from conftest import tiny_target_settings
 
 EPOCHS, BATCHES_PER_EPOCH = 3, 3
 
@@ -15,30 +16,10 @@ class Killed(Exception):
     """Stands in for SIGKILL / a SLURM time limit in the middle of an epoch."""
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "photos.pt"
-    prepare_dataset(
-        "photos",
-        {
-            "source": "skimage_patches", "options": {"images_per_class": 12}, "resolution": 16, "channels": 3,
-            "split": {"train": 0.5, "test": 0.25, "aux": 0.25}, "split_seed": 0, "max_images": None,
-        },
-        str(path),
-    )
-    return str(path)
 
 
 def settings():
-    train = {
-        "epochs": EPOCHS, "batch_size": 12, "lr": 1e-3, "betas": [0.5, 0.999], "weight_decay": 0.0,
-        "scheduler_factor": 0.5, "scheduler_patience": 0, "hflip": True, "color_jitter": 0.2,
-        "amp": False, "eval_every": 1,
-    }
-    return {
-        "dataset": "photos", "arch": "cnn", "defense": "unprotected", "seed": 3, "device": "cpu",
-        "arch_settings": {"width": 8, "split_block": 2}, "defense_settings": {}, "train": train,
-    }
+    return tiny_target_settings("unprotected", {}, EPOCHS)
 
 
 def counting_augment(monkeypatch, kill_at=None):
@@ -56,10 +37,10 @@ def counting_augment(monkeypatch, kill_at=None):
     return calls
 
 
-def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(data, tmp_path, monkeypatch):
+def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(tiny_photos, tmp_path, monkeypatch):
     full = tmp_path / "full.pt"
     calls = counting_augment(monkeypatch)
-    T.train_target(data, str(full), settings())
+    T.train_target(tiny_photos, str(full), settings())
     assert len(calls) == EPOCHS * BATCHES_PER_EPOCH
 
     ckpt = tmp_path / "checkpoints" / "target.pt"
@@ -67,12 +48,12 @@ def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     # Killed in the middle of the second epoch: the first epoch's checkpoint is on disk.
     counting_augment(monkeypatch, kill_at=BATCHES_PER_EPOCH + 2)
     with pytest.raises(Killed):
-        T.train_target(data, str(out), settings(), checkpoint=str(ckpt))
+        T.train_target(tiny_photos, str(out), settings(), checkpoint=str(ckpt))
     assert not out.exists() and load_torch(ckpt)["epoch"] == 1
     assert not list(ckpt.parent.glob("*.tmp")), "checkpoint writes must be atomic"
 
     calls = counting_augment(monkeypatch)
-    T.train_target(data, str(out), settings(), checkpoint=str(ckpt))
+    T.train_target(tiny_photos, str(out), settings(), checkpoint=str(ckpt))
     assert len(calls) == (EPOCHS - 1) * BATCHES_PER_EPOCH, "the rerun must skip the finished epoch"
     assert not ckpt.exists(), "the checkpoint is removed once the model is written"
 
@@ -83,13 +64,13 @@ def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     assert [r["train_loss"] for r in b["meta"]["history"]] == pytest.approx([r["train_loss"] for r in a["meta"]["history"]], rel=1e-5)
 
 
-def test_a_checkpoint_from_other_settings_is_not_resumed(data, tmp_path, monkeypatch):
+def test_a_checkpoint_from_other_settings_is_not_resumed(tiny_photos, tmp_path, monkeypatch):
     ckpt = tmp_path / "target.pt"
     counting_augment(monkeypatch, kill_at=BATCHES_PER_EPOCH + 1)
     with pytest.raises(Killed):
-        T.train_target(data, str(tmp_path / "m.pt"), settings(), checkpoint=str(ckpt))
+        T.train_target(tiny_photos, str(tmp_path / "m.pt"), settings(), checkpoint=str(ckpt))
     changed = settings()
     changed["train"]["lr"] = 5e-4
     calls = counting_augment(monkeypatch)
-    T.train_target(data, str(tmp_path / "m.pt"), changed, checkpoint=str(ckpt))
+    T.train_target(tiny_photos, str(tmp_path / "m.pt"), changed, checkpoint=str(ckpt))
     assert len(calls) == EPOCHS * BATCHES_PER_EPOCH

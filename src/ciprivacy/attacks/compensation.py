@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ciprivacy.attacks.scenarios import ATTACK_METHOD, SCENARIOS, run_attack
+from ciprivacy.attacks.scenarios import ATTACK_METHOD, SCENARIOS
 from ciprivacy.target import Target
 
 SCENARIO = "compensation"
@@ -77,17 +77,3 @@ def compensation_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, s
 
 
 ATTACK_METHOD[SCENARIO] = "inverse_network_on_compensation"
-
-
-def run_compensation_attack(
-    model_path: str,
-    data_path: str,
-    metrics_path: str,
-    samples_path: str,
-    settings: dict[str, Any],
-    attacker_path: str | None = None,
-) -> dict[str, Any]:
-    """``run_attack`` for the compensation scenario: writes metrics.json (dataset, arch, defense,
-    seed, scenario 'compensation', mse, psnr, ssim, ...), samples.pt and, with attacker_path,
-    the inverse network."""
-    return run_attack(SCENARIO, model_path, data_path, metrics_path, samples_path, settings, attacker_path)
