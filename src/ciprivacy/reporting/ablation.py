@@ -151,15 +151,8 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
         r"\midrule",
     ]
     groups = {FULL: 0, **{d: 1 for d in STRUCTURE_VARIANTS}, **{d: 2 for d in LOSS_TERM_VARIANTS}}
-    previous = None
-    for i, (_, row) in enumerate(shown.iterrows()):
-        defense, gen = frame["defense"].iloc[i], frame["gen_attack"].iloc[i]
-        group = 4 if gen == COMPENSATION else groups.get(defense, 3)
-        if previous is not None and group != previous:
-            lines.append(r"\midrule")
-        previous = group
-        cells = [_latex(str(c)).replace("\x00", r"\textbf{").replace("\x01", "}") for c in row]
-        lines.append(" & ".join(cells) + r" \\")
+    row_groups = [4 if g == COMPENSATION else groups.get(d, 3) for d, g in zip(frame["defense"], frame["gen_attack"])]
+    lines += P.latex_rows(shown, row_groups, escape=_latex)
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}", ""]
     return "\n".join(lines)
 

@@ -191,16 +191,24 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str, by: str = "defense")
         + " & " + " & ".join(LATEX_HEADERS[c] for c, _, _ in VALUE_COLUMNS) + r" & Seeds \\",
         r"\midrule",
     ]
-    previous = None
-    for i, (_, row) in enumerate(shown.iterrows()):
-        family = frame["family"].iloc[i]
-        if by == "defense" and previous is not None and family != previous:
-            lines.append(r"\midrule")
-        previous = family
-        cells = [_latex_escape(str(c)).replace("\x00", r"\textbf{").replace("\x01", "}") for c in row]
-        lines.append(" & ".join(cells) + r" \\")
+    groups = list(frame["family"]) if by == "defense" else [None] * len(frame)
+    lines += latex_rows(shown, groups)
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}", ""]
     return "\n".join(lines)
+
+
+def latex_rows(shown: pd.DataFrame, groups: list, escape=None) -> list[str]:
+    """Body rows of a booktabs table, a midrule where the group changes; bold marks
+    (\\x00 ... \\x01 from display_frame) become \\textbf."""
+    escape = escape or _latex_escape
+    lines, previous = [], None
+    for i, (_, row) in enumerate(shown.iterrows()):
+        if previous is not None and groups[i] != previous:
+            lines.append(r"\midrule")
+        previous = groups[i]
+        cells = [escape(str(c)).replace("\x00", r"\textbf{").replace("\x01", "}") for c in row]
+        lines.append(" & ".join(cells) + r" \\")
+    return lines
 
 
 def to_html(frame: pd.DataFrame, title: str, caption: str, by: str = "defense") -> str:
