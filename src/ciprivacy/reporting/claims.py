@@ -126,7 +126,7 @@ def _claim_5(tidy: pd.DataFrame) -> list[dict]:
         rows.append({"claim": 5, "dataset": dataset, "arch": base, "verdict": _verdict(ok), "evidence": evidence})
     if not rows:
         rows.append({"claim": 5, "dataset": "", "arch": "", "verdict": NOT_RUN,
-                     "evidence": "no unprotected runs at two or more split depths (the depth study comes with issue 7)"})
+                     "evidence": "no unprotected runs at two or more split depths (enable experiments.depth; the demo has it in presets/demo-all.yaml)"})
     return rows
 
 
@@ -144,7 +144,7 @@ def _claim_6(tidy: pd.DataFrame) -> list[dict]:
                      "evidence": "best-attack MSE: " + ", ".join(f"{d} {v:.4g}" for d, v in variants.sort_values().items())})
     if not rows:
         rows.append({"claim": 6, "dataset": "", "arch": "", "verdict": NOT_RUN,
-                     "evidence": "no loss-term ablation runs (siftfunnel_no_kl / _dcor / _pearson / _l1)"})
+                     "evidence": "no loss-term ablation runs (siftfunnel_no_kl / _dcor / _pearson / _l1; enable experiments.ablation)"})
     return rows
 
 

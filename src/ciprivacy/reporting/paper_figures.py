@@ -320,7 +320,7 @@ def figure2_depth(tidy: pd.DataFrame, output: str) -> bool:
         fig, ax = plt.subplots(figsize=(7, 1.6))
         ax.axis("off")
         ax.text(0.5, 0.5, "Figure 2 (depth study): no depth runs.\nIt needs unprotected targets at two or more split "
-                "depths\nof one dataset/architecture (issue 7).", ha="center", va="center", fontsize=11)
+                "depths\nof one dataset/architecture (experiments.depth).", ha="center", va="center", fontsize=11)
         _save(fig, output)
         return False
     series = list(depth.groupby(["dataset", "base_arch"]))
