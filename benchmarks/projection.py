@@ -1,7 +1,8 @@
 """Cost of the full default config (config.yaml) projected from measured images per second.
 
 Counts images pushed through each stage for every target of the enabled experiments: target
-training (epochs x train split), the inverse networks (epochs x aux split, per scenario
+training (epochs x train split; not for post-hoc defenses and split-point variants, which reuse a
+trained model), the inverse networks (epochs x aux split, per scenario
 that trains one), rMLE (num_images x iterations), MINE (epochs x train split). The rates are
 measured on the CNN at the config's resolution; targets of other architectures or resolutions
 are costed by the ratio of their forward FLOPs per image to that CNN's (counted with
@@ -58,24 +59,29 @@ def project(config_path: Path, ours_ips: dict[str, float], rmle_iterations_measu
     text = config_path.read_text()
     cfg = S.typed_config(yaml.safe_load(text), yaml.safe_load((config_path.parent / "workflow/schemas/config.schema.yaml").read_text()))
     found, _ = experiments(cfg)
-    targets = [t for t in all_targets(found, cfg["seeds"]) if not S.reuses_unprotected_model(cfg, t["defense"])]
+    targets = all_targets(found, cfg["seeds"])
+    recut = S.recut_pairs(cfg, targets)
+    # Post-hoc defenses reuse the unprotected model and split-point variants their base's:
+    # attacked and measured, not trained.
+    trained = [not S.reuses_unprotected_model(cfg, t["defense"]) and not (t["defense"] == "unprotected" and
+               (t["dataset"], t["arch"]) in recut) for t in targets]
     scenarios = scenarios_of(found, cfg["seeds"])
     base_block = cfg["datasets"]["cifar10"]
     base = _flops("cnn", "unprotected", (base_block["channels"], base_block["resolution"], base_block["resolution"]), 10, text)
     wb = cfg["attacks"]["whitebox"]
     work = {"target_training": 0.0, "inverse_training": 0.0, "rmle": 0.0, "mine": 0.0}
-    for t in targets:
+    for t, trains in zip(targets, trained):
         block = cfg["datasets"][t["dataset"]]
         shape = (block["channels"], block["resolution"], block["resolution"])
         scale = _flops(t["arch"], t["defense"], shape, NUM_CLASSES.get(block["source"], 10), text) / base
         train, test, aux = _sizes(block)
         attacked = [s for s in scenarios[tuple(t.values())] if s in ("blackbox", "graybox")]
-        work["target_training"] += scale * cfg["target_training"]["epochs"] * train
+        work["target_training"] += trains * scale * cfg["target_training"]["epochs"] * train
         work["inverse_training"] += scale * sum(cfg["attacks"][s]["epochs"] * aux for s in attacked)
         if "whitebox" in scenarios[tuple(t.values())]:
             work["rmle"] += scale * (wb["num_images"] or test) * wb["iterations"] / rmle_iterations_measured
         work["mine"] += scale * cfg["mine"]["epochs"] * (cfg["mine"]["max_train"] or train)
-    jobs = len(targets)
+    jobs = len(targets)  # attacked targets; sum(trained) of them train
     rows = [
         {"stage": stage, "images_per_job": round(images / max(1, jobs)), "jobs": jobs, "hours": images / ours_ips[stage] / 3600}
         for stage, images in work.items()

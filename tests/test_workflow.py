@@ -67,6 +67,10 @@ def test_one_experiment_alone_plans_only_its_targets(tmp_path):
     defenses = set(re.findall(r"wildcards: dataset=\w+, arch=\w+, defense=([\w+]+)", out))
     assert defenses == {"unprotected"}
     assert "rule figure2_depth:" in out and "rule defense_table:" not in out and "rule claims_check:" not in out
+    # Split-point variants are cut from their base's one training.
+    trained = set(re.findall(r"rule train_target:\n(?:.*\n)*?\s+wildcards: dataset=photos, arch=(\w+)", out))
+    recut = set(re.findall(r"wildcards: recut=photos/(\w+), seed=0", out))
+    assert trained == {"cnn", "resnet18"} and recut == {"cnn_split1", "cnn_split3", "cnn_split4", "resnet18_split4"}
 
 
 @pytest.mark.slow

@@ -127,6 +127,27 @@ def arch_block(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
     return arch, {"model": {**base["model"], **block.get("model", {})}, "train": {**base["train"], **block.get("train", {})}}
 
 
+def recut_base(config: dict[str, Any], name: str) -> str | None:
+    """The archs entry ``name`` is the same network of, split elsewhere: its ``base`` when the two
+    merged blocks differ only in ``model.split_block``, else None. Their unprotected targets are
+    one training (ciprivacy.recut)."""
+    base = config["archs"][name].get("base")
+    if base is None:
+        return None
+
+    def without_split(block: dict[str, Any]) -> dict[str, Any]:
+        return {**block, "model": {k: v for k, v in block["model"].items() if k != "split_block"}}
+
+    return base if without_split(arch_block(config, name)[1]) == without_split(arch_block(config, base)[1]) else None
+
+
+def recut_pairs(config: dict[str, Any], targets: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(dataset, arch) of the unprotected targets cut from their base's training: a split-point
+    variant whose base architecture is itself an unprotected target of the same dataset."""
+    unprotected = {(t["dataset"], t["arch"]) for t in targets if t["defense"] == "unprotected"}
+    return {(d, a) for d, a in unprotected if (d, recut_base(config, a)) in unprotected}
+
+
 def _defense_entry(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
     """(registry defense, merged entry) following ``base`` links; may hold a ``cem`` key."""
     entry = {k: v for k, v in config["defenses"][name].items() if k != "base"}

@@ -30,6 +30,9 @@ TARGETS = X.all_targets(EXPERIMENTS, SEEDS)
 DEFENSE_NAMES = sorted({t["defense"] for t in TARGETS}) or ["unprotected"]
 # Defenses that only perturb the unprotected model's z reuse its model (derive_posthoc_target).
 POSTHOC = [name for name in DEFENSE_NAMES if S.reuses_unprotected_model(config, name)]
+# "dataset/arch" of unprotected split-point variants whose base architecture is trained anyway
+# (the depth study): cut from the base's model (derive_split_target), not trained again.
+RECUT = sorted(f"{dataset}/{arch}" for dataset, arch in S.recut_pairs(config, TARGETS))
 
 
 wildcard_constraints:
@@ -82,6 +85,17 @@ def retry_runtime(minutes):
 
 def train_params(wc):
     return S.target_settings(config, wc.dataset, wc.arch, wc.defense, int(wc.seed))
+
+
+def recut_params(wc):
+    dataset, arch = wc.recut.split("/")
+    return S.target_settings(config, dataset, arch, "unprotected", int(wc.seed))
+
+
+def recut_base_model(wc):
+    dataset, arch = wc.recut.split("/")
+    base = S.recut_base(config, arch)
+    return f"{OUT}/targets/{dataset}/{base}/unprotected/seed{wc.seed}/model.pt"
 
 
 def attack_params(scenario):

@@ -44,3 +44,27 @@ rule derive_posthoc_target:
         settings=train_params,
     script:
         "../scripts/derive_posthoc_target.py"
+
+
+# Split-point variants of an architecture trained anyway (cnn_split1 beside cnn): one training,
+# cut at each depth (ciprivacy.recut).
+ruleorder: derive_split_target > train_target
+
+
+rule derive_split_target:
+    input:
+        base=recut_base_model,
+    output:
+        model=f"{OUT}/targets/{{recut}}/unprotected/seed{{seed}}/model.pt",
+    log:
+        f"{OUT}/logs/derive_split_target/{{recut}}/unprotected/seed{{seed}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/derive_split_target/{{recut}}/unprotected/seed{{seed}}.tsv"
+    wildcard_constraints:
+        recut="|".join(RECUT) or "(?!)",
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        settings=recut_params,
+    script:
+        "../scripts/derive_split_target.py"
