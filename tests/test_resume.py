@@ -74,3 +74,98 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tiny_photos, tmp_path, 
     calls = counting_augment(monkeypatch)
     T.train_target(tiny_photos, str(tmp_path / "m.pt"), changed, checkpoint=str(ckpt))
     assert len(calls) == EPOCHS * BATCHES_PER_EPOCH
+
+
+# --- attacks: the inverse network resumes after its last finished epoch, rMLE after its last batch ---
+
+import json  # noqa: E402
+
+import yaml  # noqa: E402
+
+import ciprivacy.attacks.inverse as inverse  # noqa: E402
+import ciprivacy.attacks.scenarios as scenarios  # noqa: E402
+from ciprivacy.attacks import run_attack  # noqa: E402
+from test_workflow import ROOT  # noqa: E402
+
+
+def attack_settings(scenario):
+    block = yaml.safe_load((ROOT / "config.yaml").read_text())["attacks"][scenario]
+    small = {"epochs": 4, "batch_size": 8, "eval_every": 1, "amp": False} if scenario != "whitebox" else \
+        {"iterations": 5, "batch_size": 4, "num_images": 12, "amp": False}
+    return {**block, **small, "seed": 0, "device": "cpu", "channels_last": False, "n_samples": 2}
+
+
+def killed_on_call(monkeypatch, module, name, kill_at=None):
+    """Count calls of module.name; raise Killed on call ``kill_at`` (a job killed inside it)."""
+    calls, real = [], getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == kill_at:
+            raise Killed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def tiny_target(tiny_photos, tmp_path_factory):
+    path = tmp_path_factory.mktemp("target") / "model.pt"
+    T.train_target(tiny_photos, str(path), tiny_target_settings("unprotected", {}, 1))
+    return str(path)
+
+
+@pytest.mark.parametrize("scenario, module, step, kill_at, total", [
+    ("blackbox", inverse, "inverse_epoch", 3, 4),          # killed in epoch 3 of 4
+    ("whitebox", scenarios, "rmle_reconstruct", 2, 3),     # killed in batch 2 of 3
+])
+def test_killed_attack_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(
+        tiny_target, tiny_photos, tmp_path, monkeypatch, scenario, module, step, kill_at, total):
+    settings = attack_settings(scenario)
+
+    def attack(name, checkpoint=None):
+        out = tmp_path / name
+        out.mkdir(exist_ok=True)
+        attacker = str(out / "attacker.pt") if scenario == "blackbox" else None
+        run_attack(scenario, tiny_target, tiny_photos, str(out / "metrics.json"), str(out / "samples.pt"), settings,
+                   attacker_path=attacker, checkpoint=checkpoint)
+        return out
+
+    full = attack("full")
+    ckpt = tmp_path / "checkpoints" / f"{scenario}.pt"
+    killed_on_call(monkeypatch, module, step, kill_at)
+    with pytest.raises(Killed):
+        attack("resumed", str(ckpt))
+    assert ckpt.exists() and not (tmp_path / "resumed" / "metrics.json").exists()
+    calls = killed_on_call(monkeypatch, module, step)
+    resumed = attack("resumed", str(ckpt))
+    assert len(calls) == total - kill_at + 1, "the rerun must skip what was finished"
+    assert not ckpt.exists(), "the checkpoint is removed once the outputs are written"
+
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (full, resumed))
+    for k in ("mse", "psnr", "ssim"):
+        assert b[k] == pytest.approx(a[k], rel=1e-5), k
+    ra, rb = (load_torch(d / "samples.pt")["reconstructed"] for d in (full, resumed))
+    assert torch.equal(ra, rb)
+    if scenario == "blackbox":
+        assert [h["test_mse"] for h in b["history"]] == pytest.approx([h["test_mse"] for h in a["history"]], rel=1e-5)
+        sa, sb = load_torch(full / "attacker.pt")["state_dict"], load_torch(resumed / "attacker.pt")["state_dict"]
+        for name, tensor in sa.items():
+            torch.testing.assert_close(sb[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_an_attack_checkpoint_of_another_target_is_not_resumed(tiny_target, tiny_photos, tmp_path, monkeypatch):
+    settings = attack_settings("blackbox")
+    ckpt = str(tmp_path / "blackbox.pt")
+    killed_on_call(monkeypatch, inverse, "inverse_epoch", 3)
+    with pytest.raises(Killed):
+        run_attack("blackbox", tiny_target, tiny_photos, str(tmp_path / "m.json"), str(tmp_path / "s.pt"), settings,
+                   attacker_path=str(tmp_path / "a.pt"), checkpoint=ckpt)
+    blob = load_torch(ckpt)
+    blob["settings"]["target"]["test_acc"] = -1.0  # as if written for a retrained model
+    torch.save(blob, ckpt)
+    calls = killed_on_call(monkeypatch, inverse, "inverse_epoch")
+    run_attack("blackbox", tiny_target, tiny_photos, str(tmp_path / "m.json"), str(tmp_path / "s.pt"), settings,
+               attacker_path=str(tmp_path / "a.pt"), checkpoint=ckpt)
+    assert len(calls) == settings["epochs"]

@@ -20,6 +20,8 @@ rule attack_whitebox:
         runtime=retry_runtime(60),
     params:
         scenario="whitebox",
+        # Not an output: a killed job leaves it behind and the rerun resumes from it.
+        checkpoint=f"{OUT}/checkpoints/{TARGET}/whitebox.pt",
         settings=attack_params("whitebox"),
     script:
         "../scripts/attack.py"
@@ -45,6 +47,8 @@ rule attack_blackbox:
         runtime=retry_runtime(120),
     params:
         scenario="blackbox",
+        # Not an output: a killed job leaves it behind and the rerun resumes from it.
+        checkpoint=f"{OUT}/checkpoints/{TARGET}/blackbox.pt",
         settings=attack_params("blackbox"),
     script:
         "../scripts/attack.py"
@@ -61,6 +65,8 @@ use rule attack_blackbox as attack_graybox with:
         f"{OUT}/benchmarks/attack_graybox/{TARGET}.tsv"
     params:
         scenario="graybox",
+        # Not an output: a killed job leaves it behind and the rerun resumes from it.
+        checkpoint=f"{OUT}/checkpoints/{TARGET}/graybox.pt",
         settings=attack_params("graybox"),
 
 
@@ -77,4 +83,6 @@ use rule attack_blackbox as attack_compensation with:
         f"{OUT}/benchmarks/attack_compensation/{TARGET}.tsv"
     params:
         scenario="compensation",
+        # Not an output: a killed job leaves it behind and the rerun resumes from it.
+        checkpoint=f"{OUT}/checkpoints/{TARGET}/compensation.pt",
         settings=attack_params("blackbox"),

@@ -10,4 +10,5 @@ with job_log(snakemake.log[0]):
         snakemake.output.samples,
         snakemake.params.settings,
         attacker_path=snakemake.output.get("attacker"),
+        checkpoint=snakemake.params.checkpoint,
     )

@@ -68,12 +68,13 @@ class CompensatedTarget(Target):
 
 
 @SCENARIOS.register(SCENARIO)
-def compensation_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator):
+def compensation_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator,
+                        checkpoint: str | None = None):
     """The black-box inverse-network attack on the compensated features; the inverse network is
     sized from the observed (compensated) feature shape as usual, so on the CNN it is the
     black-box attacker of the unprotected 256 x 16 x 16 edge. ``settings`` are the inverse
     network's (as for blackbox/graybox)."""
-    return SCENARIOS.get("blackbox")(CompensatedTarget.of(target), aux, test, settings, gen)
+    return SCENARIOS.get("blackbox")(CompensatedTarget.of(target), aux, test, settings, gen, checkpoint=checkpoint)
 
 
 ATTACK_METHOD[SCENARIO] = "inverse_network_on_compensation"

@@ -16,6 +16,7 @@ import torch
 
 from ciprivacy.attacks.inverse import InverseNet, reconstruct, train_inverse_network
 from ciprivacy.attacks.rmle import rmle_reconstruct
+from ciprivacy.checkpoint import load_checkpoint, remove_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
 from ciprivacy.io import save_json, save_torch
@@ -31,19 +32,37 @@ SCENARIOS: Registry = Registry("threat scenario")
 
 
 
+def resume_key(target: Target, settings: dict) -> dict:
+    """What an attack checkpoint must have been written under to be resumed: the attack's
+    settings and the attacked model (a retrained target has another history)."""
+    meta = target.meta
+    return {"attack": settings, "target": {k: meta.get(k) for k in ("dataset", "arch", "defense", "seed", "test_acc", "history")}}
+
+
 @SCENARIOS.register("whitebox")
-def whitebox_rmle(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator):
+def whitebox_rmle(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator,
+                  checkpoint: str | None = None):
+    """rMLE over batches of test images; with ``checkpoint`` the finished batches are kept there."""
     n = test.shape[0] if settings["num_images"] is None else min(settings["num_images"], test.shape[0])
+    key = resume_key(target, settings)
     out = []
-    for start in range(0, n, settings["batch_size"]):
+    resumed = load_checkpoint(checkpoint, key)
+    if resumed is not None:
+        out.append(resumed["done"].to(test.device))
+        set_rng_state(resumed["rng"], gen)
+        log.info("resuming rMLE from %s after %d images", checkpoint, out[0].shape[0])
+    for start in range(sum(x.shape[0] for x in out), n, settings["batch_size"]):
         x = to_float(test[start : min(n, start + settings["batch_size"])])
         z = target.observe(x)
         out.append(rmle_reconstruct(target.model.edge, z, tuple(test.shape[1:]), settings, gen))
         log.info("rMLE: %d / %d images", start + x.shape[0], n)
+        if checkpoint is not None and start + x.shape[0] < n:
+            save_checkpoint(checkpoint, {"settings": key, "done": torch.cat(out).cpu(), "rng": rng_state(gen)})
     return torch.cat(out), n, None, {}
 
 
-def _inverse_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator):
+def _inverse_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator,
+                    checkpoint: str | None = None):
     """The inverse network starts from the architecture the attacker assumes: the plain edge of
     the target's architecture family, adapted only to the observed z. With ``match_depth``
     (gray-box) it also mirrors the layers a defense added to the edge."""
@@ -55,7 +74,9 @@ def _inverse_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, setti
         z_shape, tuple(test.shape[1:]), base_channels=assumed[0], width=settings["width"],
         extra_convs=settings["extra_convs"], pre_convs=pre_convs,
     ).to(test.device)
-    generator, history = train_inverse_network(generator, target.observe, aux, test, settings, gen)
+    generator, history = train_inverse_network(
+        generator, target.observe, aux, test, settings, gen, checkpoint, resume_key(target, settings)
+    )
     rec = reconstruct(generator, target.observe, test, settings["batch_size"], bool(settings["amp"]))
     arch = {"z_shape": list(z_shape), "base_channels": assumed[0], "width": settings["width"], "extra_convs": settings["extra_convs"], "pre_convs": pre_convs}
     state = {"state_dict": generator.state_dict(), "meta": arch}
@@ -76,8 +97,14 @@ def run_attack(
     samples_path: str,
     settings: dict[str, Any],
     attacker_path: str | None = None,
+    checkpoint: str | None = None,
 ) -> dict[str, Any]:
-    """Attack the test split of a trained target; write metrics, a few sample pairs, the attacker."""
+    """Attack the test split of a trained target; write metrics, a few sample pairs, the attacker.
+
+    With ``checkpoint`` (a path) a killed attack resumes where it stopped (the inverse network
+    after its last finished epoch, rMLE after its last finished batch); the file is removed
+    once the outputs are written.
+    """
     configure_threads()
     attack = SCENARIOS.get(scenario)
     device = pick_device(settings.get("device", "auto"))
@@ -86,7 +113,7 @@ def run_attack(
     data = load_prepared(data_path)
     aux = data.split("aux")[0].to(device)
     test = data.split("test")[0].to(device)
-    rec, n, state, extra = attack(target, aux, test, settings, gen)
+    rec, n, state, extra = attack(target, aux, test, settings, gen, checkpoint=checkpoint)
     quality = reconstruction_quality(to_float(test[:n]), rec)
     result = {
         **target.ident,
@@ -110,5 +137,6 @@ def run_attack(
             raise ValueError(f"scenario {scenario!r} trains no attacker model to write to {attacker_path}")
         save_torch(state, attacker_path)
     save_json(result, metrics_path)
+    remove_checkpoint(checkpoint)
     log.info("%s attack: mse %.5f psnr %.2f ssim %.4f", scenario, quality["mse"], quality["psnr"], quality["ssim"])
     return result
