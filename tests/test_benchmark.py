@@ -17,12 +17,15 @@ def test_quick_benchmark_writes_csv_markdown_and_projection(tmp_path):
     )
     df = pd.read_csv(tmp_path / "throughput.csv")
     for col in ("stage", "implementation", "precision", "images_per_s", "speedup_vs_reference", "gflop_per_image",
-                "achieved_tflops", "peak_tflops", "fraction_of_peak"):
+                "achieved_tflops", "peak_tflops", "fraction_of_peak", "speedup_ceiling"):
         assert col in df.columns
     assert set(df["stage"]) == {"target_training", "inverse_training", "rmle", "mine"}
     assert set(df["implementation"]) == {"ours", "reference"}
     assert (df["images_per_s"] > 0).all() and (df["gflop_per_image"] > 0).all()
     assert (df.loc[df.implementation == "reference", "speedup_vs_reference"] == 1).all()
+    # The reference cannot exceed the peak of its own precision.
+    ref = df[df.implementation == "reference"]
+    assert list(ref["speedup_ceiling"]) == pytest.approx(list(1 / ref["fraction_of_peak"]))
     proj = pd.read_csv(tmp_path / "projection.csv")
     assert list(proj["stage"]) == ["target_training", "inverse_training", "rmle", "mine", "total"]
     assert proj["hours"].iloc[-1] == pytest.approx(proj["hours"].iloc[:-1].sum())
