@@ -48,6 +48,10 @@ def test_recut_refuses_what_is_not_one_network_split_elsewhere(tiny_photos, tmp_
     wider["arch_settings"]["width"] = 16
     with pytest.raises(ValueError, match="not one network split at two points"):
         recut_target(str(tmp_path / "base.pt"), str(tmp_path / "x.pt"), wider)
+    no_dropout = at_split(base, "cnn_split1", 1)
+    no_dropout["arch_settings"]["dropout"] = 0.0  # same layer shapes, another network
+    with pytest.raises(ValueError, match="architecture settings"):
+        recut_target(str(tmp_path / "base.pt"), str(tmp_path / "x.pt"), no_dropout)
     with pytest.raises(ValueError, match="seed=3, the cnn_split1 target needs 4"):
         recut_target(str(tmp_path / "base.pt"), str(tmp_path / "x.pt"), {**at_split(base, "cnn_split1", 1), "seed": 4})
     assert not (tmp_path / "x.pt").exists()

@@ -91,7 +91,7 @@ from test_workflow import ROOT  # noqa: E402
 def attack_settings(scenario):
     block = yaml.safe_load((ROOT / "config.yaml").read_text())["attacks"][scenario]
     small = {"epochs": 4, "batch_size": 8, "eval_every": 1, "amp": False} if scenario != "whitebox" else \
-        {"iterations": 5, "batch_size": 4, "num_images": 12, "amp": False}
+        {"iterations": 5, "batch_size": 4, "num_images": 12, "amp": False, "init": "uniform"}  # draws from the RNG
     return {**block, **small, "seed": 0, "device": "cpu", "channels_last": False, "n_samples": 2}
 
 
@@ -155,17 +155,19 @@ def test_killed_attack_resumes_from_its_checkpoint_and_matches_an_uninterrupted_
             torch.testing.assert_close(sb[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_an_attack_checkpoint_of_another_target_is_not_resumed(tiny_target, tiny_photos, tmp_path, monkeypatch):
+def test_an_attack_checkpoint_of_another_model_is_not_resumed(tiny_target, tiny_photos, tmp_path, monkeypatch):
+    """A post-hoc target shares the unprotected model's training history; only the file's
+    content tells that the checkpoint was written against another model."""
     settings = attack_settings("blackbox")
     ckpt = str(tmp_path / "blackbox.pt")
     killed_on_call(monkeypatch, inverse, "inverse_epoch", 3)
     with pytest.raises(Killed):
         run_attack("blackbox", tiny_target, tiny_photos, str(tmp_path / "m.json"), str(tmp_path / "s.pt"), settings,
                    attacker_path=str(tmp_path / "a.pt"), checkpoint=ckpt)
-    blob = load_torch(ckpt)
-    blob["settings"]["target"]["test_acc"] = -1.0  # as if written for a retrained model
-    torch.save(blob, ckpt)
+    other = load_torch(tiny_target)
+    other["meta"]["defense_settings"] = {"sigma": 0.5}  # same weights and history, another target
+    torch.save(other, tmp_path / "other.pt")
     calls = killed_on_call(monkeypatch, inverse, "inverse_epoch")
-    run_attack("blackbox", tiny_target, tiny_photos, str(tmp_path / "m.json"), str(tmp_path / "s.pt"), settings,
-               attacker_path=str(tmp_path / "a.pt"), checkpoint=ckpt)
+    run_attack("blackbox", str(tmp_path / "other.pt"), tiny_photos, str(tmp_path / "m.json"), str(tmp_path / "s.pt"),
+               settings, attacker_path=str(tmp_path / "a.pt"), checkpoint=ckpt)
     assert len(calls) == settings["epochs"]

@@ -9,11 +9,12 @@ ignored when they differ, so a changed setting never continues an old run.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -21,6 +22,23 @@ import torch
 from ciprivacy.io import load_torch, save_torch
 
 log = logging.getLogger(__name__)
+
+
+class Resume(NamedTuple):
+    """Where a job keeps its checkpoint and what it must have been written under."""
+
+    path: str
+    key: dict[str, Any]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Content hash of an input file: an attack resumes only against the very model it began on
+    (post-hoc and re-cut targets share a training history with other models)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def rng_state(gen: torch.Generator) -> dict[str, Any]:

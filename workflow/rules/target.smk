@@ -27,6 +27,12 @@ rule train_target:
 ruleorder: derive_posthoc_target > train_target
 
 
+# Copying weights is seconds of work: on a cluster it runs where Snakemake runs, not as a job.
+localrules:
+    derive_posthoc_target,
+    derive_split_target,
+
+
 rule derive_posthoc_target:
     input:
         unprotected=f"{OUT}/targets/{{dataset}}/{{arch}}/unprotected/seed{{seed}}/model.pt",

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ciprivacy.attacks.scenarios import ATTACK_METHOD, SCENARIOS
+from ciprivacy.checkpoint import Resume
 from ciprivacy.target import Target
 
 SCENARIO = "compensation"
@@ -69,12 +70,12 @@ class CompensatedTarget(Target):
 
 @SCENARIOS.register(SCENARIO)
 def compensation_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator,
-                        checkpoint: str | None = None):
+                        resume: Resume | None = None):
     """The black-box inverse-network attack on the compensated features; the inverse network is
     sized from the observed (compensated) feature shape as usual, so on the CNN it is the
     black-box attacker of the unprotected 256 x 16 x 16 edge. ``settings`` are the inverse
     network's (as for blackbox/graybox)."""
-    return SCENARIOS.get("blackbox")(CompensatedTarget.of(target), aux, test, settings, gen, checkpoint=checkpoint)
+    return SCENARIOS.get("blackbox")(CompensatedTarget.of(target), aux, test, settings, gen, resume=resume)
 
 
 ATTACK_METHOD[SCENARIO] = "inverse_network_on_compensation"

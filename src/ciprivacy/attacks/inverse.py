@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ciprivacy.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ciprivacy.checkpoint import Resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ciprivacy.data.batches import iterate_batches
 from ciprivacy.precision import autocast, module_layout, to_layout
 
@@ -140,15 +140,14 @@ def train_inverse_network(
     test_images: torch.Tensor,
     settings: dict[str, Any],
     gen: torch.Generator,
-    checkpoint: str | None = None,
-    resume_key: dict[str, Any] | None = None,
+    resume: Resume | None = None,
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """Train G on (observe(x'), x') pairs of the auxiliary split; keep the state with the
     lowest test MSE (the paper keeps the strongest attacker).
 
-    With ``checkpoint`` (a path) the state after every epoch is written there, and a rerun
-    under the same ``resume_key`` (default: ``settings``) continues from it to the weights an
-    uninterrupted run ends with; the caller removes the file once its outputs are written.
+    With ``resume`` the state after every epoch is written to ``resume.path``, and a rerun
+    under the same ``resume.key`` continues from it to the weights an uninterrupted run ends
+    with; the caller removes the file once its outputs are written.
     """
     channels_last = bool(settings.get("channels_last", False))
     module_layout(generator, channels_last)
@@ -156,9 +155,8 @@ def train_inverse_network(
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=settings["scheduler_factor"], patience=settings["scheduler_patience"]
     )
-    key = settings if resume_key is None else resume_key
     best_mse, best_state, history, start = math.inf, copy.deepcopy(generator.state_dict()), [], 0
-    resumed = load_checkpoint(checkpoint, key)
+    resumed = load_checkpoint(resume.path, resume.key) if resume else None
     if resumed is not None:
         generator.load_state_dict(resumed["generator"])
         opt.load_state_dict(resumed["optimizer"])
@@ -166,7 +164,7 @@ def train_inverse_network(
         set_rng_state(resumed["rng"], gen)
         best_mse, best_state = resumed["best_mse"], resumed["best_state"]
         history, start = list(resumed["history"]), int(resumed["epoch"])
-        log.info("resuming the inverse network from %s after epoch %d", checkpoint, start)
+        log.info("resuming the inverse network from %s after epoch %d", resume.path, start)
     bar = tqdm(range(start, settings["epochs"]), desc="inverse network", mininterval=5)
     for epoch in bar:
         train_mse = inverse_epoch(generator, observe, aux_images, opt, settings, gen)
@@ -180,9 +178,9 @@ def train_inverse_network(
             bar.set_postfix(test_mse=f"{test_mse:.5f}", best=f"{best_mse:.5f}")
         history.append(record)
         log.info("epoch %s", record)
-        if checkpoint is not None and epoch + 1 < settings["epochs"]:
-            save_checkpoint(checkpoint, {
-                "settings": key, "epoch": epoch + 1, "generator": generator.state_dict(), "optimizer": opt.state_dict(),
+        if resume is not None and epoch + 1 < settings["epochs"]:
+            save_checkpoint(resume.path, {
+                "settings": resume.key, "epoch": epoch + 1, "generator": generator.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "best_mse": best_mse, "best_state": best_state, "history": history,
                 "rng": rng_state(gen),
             })

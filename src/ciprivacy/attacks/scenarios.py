@@ -16,7 +16,9 @@ import torch
 
 from ciprivacy.attacks.inverse import InverseNet, reconstruct, train_inverse_network
 from ciprivacy.attacks.rmle import rmle_reconstruct
-from ciprivacy.checkpoint import load_checkpoint, remove_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ciprivacy.checkpoint import (
+    Resume, file_sha256, load_checkpoint, remove_checkpoint, rng_state, save_checkpoint, set_rng_state,
+)
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
 from ciprivacy.io import save_json, save_torch
@@ -32,37 +34,29 @@ SCENARIOS: Registry = Registry("threat scenario")
 
 
 
-def resume_key(target: Target, settings: dict) -> dict:
-    """What an attack checkpoint must have been written under to be resumed: the attack's
-    settings and the attacked model (a retrained target has another history)."""
-    meta = target.meta
-    return {"attack": settings, "target": {k: meta.get(k) for k in ("dataset", "arch", "defense", "seed", "test_acc", "history")}}
-
-
 @SCENARIOS.register("whitebox")
 def whitebox_rmle(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator,
-                  checkpoint: str | None = None):
-    """rMLE over batches of test images; with ``checkpoint`` the finished batches are kept there."""
+                  resume: Resume | None = None):
+    """rMLE over batches of test images; with ``resume`` the finished batches are kept there."""
     n = test.shape[0] if settings["num_images"] is None else min(settings["num_images"], test.shape[0])
-    key = resume_key(target, settings)
     out = []
-    resumed = load_checkpoint(checkpoint, key)
+    resumed = load_checkpoint(resume.path, resume.key) if resume else None
     if resumed is not None:
         out.append(resumed["done"].to(test.device))
         set_rng_state(resumed["rng"], gen)
-        log.info("resuming rMLE from %s after %d images", checkpoint, out[0].shape[0])
+        log.info("resuming rMLE from %s after %d images", resume.path, out[0].shape[0])
     for start in range(sum(x.shape[0] for x in out), n, settings["batch_size"]):
         x = to_float(test[start : min(n, start + settings["batch_size"])])
         z = target.observe(x)
         out.append(rmle_reconstruct(target.model.edge, z, tuple(test.shape[1:]), settings, gen))
         log.info("rMLE: %d / %d images", start + x.shape[0], n)
-        if checkpoint is not None and start + x.shape[0] < n:
-            save_checkpoint(checkpoint, {"settings": key, "done": torch.cat(out).cpu(), "rng": rng_state(gen)})
+        if resume is not None and start + x.shape[0] < n:
+            save_checkpoint(resume.path, {"settings": resume.key, "done": torch.cat(out).cpu(), "rng": rng_state(gen)})
     return torch.cat(out), n, None, {}
 
 
 def _inverse_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator,
-                    checkpoint: str | None = None):
+                    resume: Resume | None = None):
     """The inverse network starts from the architecture the attacker assumes: the plain edge of
     the target's architecture family, adapted only to the observed z. With ``match_depth``
     (gray-box) it also mirrors the layers a defense added to the edge."""
@@ -74,9 +68,7 @@ def _inverse_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, setti
         z_shape, tuple(test.shape[1:]), base_channels=assumed[0], width=settings["width"],
         extra_convs=settings["extra_convs"], pre_convs=pre_convs,
     ).to(test.device)
-    generator, history = train_inverse_network(
-        generator, target.observe, aux, test, settings, gen, checkpoint, resume_key(target, settings)
-    )
+    generator, history = train_inverse_network(generator, target.observe, aux, test, settings, gen, resume)
     rec = reconstruct(generator, target.observe, test, settings["batch_size"], bool(settings["amp"]))
     arch = {"z_shape": list(z_shape), "base_channels": assumed[0], "width": settings["width"], "extra_convs": settings["extra_convs"], "pre_convs": pre_convs}
     state = {"state_dict": generator.state_dict(), "meta": arch}
@@ -113,7 +105,8 @@ def run_attack(
     data = load_prepared(data_path)
     aux = data.split("aux")[0].to(device)
     test = data.split("test")[0].to(device)
-    rec, n, state, extra = attack(target, aux, test, settings, gen, checkpoint=checkpoint)
+    resume = Resume(checkpoint, {"attack": settings, "model_sha256": file_sha256(model_path)}) if checkpoint else None
+    rec, n, state, extra = attack(target, aux, test, settings, gen, resume=resume)
     quality = reconstruction_quality(to_float(test[:n]), rec)
     result = {
         **target.ident,

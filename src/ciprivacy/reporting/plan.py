@@ -147,15 +147,20 @@ def latency_settings(exp: Experiment, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def provenance_runs(found: dict[str, Experiment], seeds: list[int], config: dict[str, Any], out: str) -> list[dict[str, Any]]:
-    """Every run (training, each attack): outputs, benchmark file and the settings its rule passes."""
+    """Every run (the job that made each model: training, or reuse of a trained model; each
+    attack): outputs, benchmark file and the settings its rule passes."""
     runs = []
+    recut = S.recut_pairs(config, all_targets(found, seeds))
     for key, scenarios in scenarios_of(found, seeds).items():
         t = dict(zip(("dataset", "arch", "defense", "seed"), key))
         name = TARGET.format(**t)
         model = f"{out}/targets/{name}/model.pt"
+        step = ("derive_posthoc_target" if S.reuses_unprotected_model(config, t["defense"]) else
+                "derive_split_target" if t["defense"] == "unprotected" and (t["dataset"], t["arch"]) in recut else
+                "train_target")
         runs.append(dict(
-            id=f"train_target/{name}", step="train_target", outputs=[model], model=model,
-            benchmark=f"{out}/benchmarks/train_target/{name}.tsv",
+            id=f"{step}/{name}", step=step, outputs=[model], model=model,
+            benchmark=f"{out}/benchmarks/{step}/{name}.tsv",
             settings=S.target_settings(config, t["dataset"], t["arch"], t["defense"], t["seed"]),
         ))
         compensation = [COMPENSATION] if t in compensation_targets(found, seeds) else []
