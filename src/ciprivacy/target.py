@@ -15,7 +15,7 @@ from ciprivacy.data.batches import augment, iterate_batches
 from ciprivacy.defenses import Defense, create_defense
 from ciprivacy.io import load_torch, save_torch
 from ciprivacy.models import SplitModel, count_params
-from ciprivacy.precision import autocast, module_layout, to_layout
+from ciprivacy.precision import autocast, fused_optimizer_kwargs, module_layout, to_layout
 from ciprivacy.runtime import configure_threads, pick_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,10 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
     x_train, y_train = (t.to(device) for t in data.split("train"))
     x_test, y_test = (t.to(device) for t in data.split("test"))
 
+    params = list(model.parameters())
     opt = torch.optim.Adam(
-        model.parameters(), lr=train["lr"], betas=tuple(train["betas"]), weight_decay=train["weight_decay"]
+        params, lr=train["lr"], betas=tuple(train["betas"]), weight_decay=train["weight_decay"],
+        **fused_optimizer_kwargs(params),
     )
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=train["scheduler_factor"], patience=train["scheduler_patience"]

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ciprivacy.checkpoint import Resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ciprivacy.data.batches import iterate_batches
-from ciprivacy.precision import autocast, module_layout, to_layout
+from ciprivacy.precision import autocast, fused_optimizer_kwargs, module_layout, to_layout
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ def train_inverse_network(
     """
     channels_last = bool(settings.get("channels_last", False))
     module_layout(generator, channels_last)
-    opt = torch.optim.Adam(generator.parameters(), lr=settings["lr"], betas=tuple(settings["betas"]))
+    params = list(generator.parameters())
+    opt = torch.optim.Adam(params, lr=settings["lr"], betas=tuple(settings["betas"]), **fused_optimizer_kwargs(params))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=settings["scheduler_factor"], patience=settings["scheduler_patience"]
     )
