@@ -1,13 +1,20 @@
-"""A training job killed part-way resumes from its epoch checkpoint and ends where an
+"""A training or attack job killed part-way resumes from its checkpoint and ends where an
 uninterrupted run with the same seed ends."""
+
+import json
 
 import pytest
 import torch
+import yaml
 
+import ciprivacy.attacks.inverse as inverse
+import ciprivacy.attacks.scenarios as scenarios
 import ciprivacy.target as T
+from ciprivacy.attacks import run_attack
 from ciprivacy.io import load_torch
 
 from conftest import tiny_target_settings
+from test_workflow import ROOT
 
 EPOCHS, BATCHES_PER_EPOCH = 3, 3
 
@@ -24,16 +31,20 @@ def settings():
 
 def counting_augment(monkeypatch, kill_at=None):
     """Count training steps through the (augment) hook; raise Killed at step ``kill_at``."""
-    calls = []
-    real = T.augment
+    return killed_on_call(monkeypatch, T, "augment", kill_at)
 
-    def augment(*args, **kwargs):
+
+def killed_on_call(monkeypatch, module, name, kill_at=None):
+    """Count calls of module.name; raise Killed on call ``kill_at`` (a job killed inside it)."""
+    calls, real = [], getattr(module, name)
+
+    def wrapper(*args, **kwargs):
         calls.append(1)
-        if kill_at is not None and len(calls) == kill_at:
+        if len(calls) == kill_at:
             raise Killed
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(T, "augment", augment)
+    monkeypatch.setattr(module, name, wrapper)
     return calls
 
 
@@ -78,35 +89,12 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tiny_photos, tmp_path, 
 
 # --- attacks: the inverse network resumes after its last finished epoch, rMLE after its last batch ---
 
-import json  # noqa: E402
-
-import yaml  # noqa: E402
-
-import ciprivacy.attacks.inverse as inverse  # noqa: E402
-import ciprivacy.attacks.scenarios as scenarios  # noqa: E402
-from ciprivacy.attacks import run_attack  # noqa: E402
-from test_workflow import ROOT  # noqa: E402
-
 
 def attack_settings(scenario):
     block = yaml.safe_load((ROOT / "config.yaml").read_text())["attacks"][scenario]
     small = {"epochs": 4, "batch_size": 8, "eval_every": 1, "amp": False} if scenario != "whitebox" else \
         {"iterations": 5, "batch_size": 4, "num_images": 12, "amp": False, "init": "uniform"}  # draws from the RNG
     return {**block, **small, "seed": 0, "device": "cpu", "channels_last": False, "n_samples": 2}
-
-
-def killed_on_call(monkeypatch, module, name, kill_at=None):
-    """Count calls of module.name; raise Killed on call ``kill_at`` (a job killed inside it)."""
-    calls, real = [], getattr(module, name)
-
-    def wrapper(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == kill_at:
-            raise Killed
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, wrapper)
-    return calls
 
 
 @pytest.fixture(scope="module")
