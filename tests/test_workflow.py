@@ -118,10 +118,14 @@ TOY = {
     "scenarios": ["blackbox"],
     "experiments": {
         "cifar_cnn": {"enabled": False},
-        "depth": {"archs": ["cnn_split1", "cnn", "resnet18", "resnet18_split4"], "scenarios": ["blackbox"]},
-        "ablation": {"defenses": ["siftfunnel", "siftfunnel_no_funnel", "siftfunnel_no_kl", "siftfunnel_no_dcor"],
-                     "scenarios": ["blackbox"]},
-        "latency": {"warmup": 1, "repeats": 3},
+        "depth": {"archs": ["cnn_split1", "cnn"], "scenarios": ["blackbox"]},
+        "ablation": {"defenses": ["siftfunnel", "siftfunnel_no_funnel", "siftfunnel_no_dcor"], "scenarios": ["blackbox"]},
+        "cem": {"defenses": ["noise"]},
+        # torchvision's VGG16 keeps its 120M-parameter classifier at any image size (a 0.5 GB file per
+        # job); unit tests train it on every defense, so here ResNet-18 stands in for it.
+        "architectures": {"archs": ["cnn", "resnet18"]},
+        "chestxray": {"archs": ["resnet18_split4"]},
+        "latency": {"archs": ["cnn", "resnet18"], "warmup": 1, "repeats": 3},
     },
     "datasets": {
         "photos": {"options": {"images_per_class": 12}},
@@ -144,23 +148,23 @@ def test_demo_all_builds_every_experiments_tables_and_figures(tmp_path):
     configs = ["--configfile", "presets/demo.yaml", "presets/demo-all.yaml", "toy.yaml"]
     run(["--cores", "2", *configs], wf)
     out, tables = wf / "results/demo", wf / "results/demo/tables"
-    assert set(pd.read_csv(tables / "table5_photos.csv")["arch"]) == {"cnn", "resnet18", "vgg16"}
+    assert set(pd.read_csv(tables / "table5_photos.csv").query("status == 'ran'")["arch"]) == {"cnn", "resnet18"}
     table6 = pd.read_csv(tables / "table6_photos_cnn.csv")
-    assert {"siftfunnel", "siftfunnel_no_funnel", "siftfunnel_no_kl", "siftfunnel_no_dcor"} <= set(table6["defense"])
+    assert {"siftfunnel", "siftfunnel_no_funnel", "siftfunnel_no_dcor"} <= set(table6["defense"])
     cem = pd.read_csv(tables / "cem_photos_cnn.csv").set_index("defense")
-    assert {"noise", "noise+cem", "siftfunnel", "siftfunnel+cem"} <= set(cem.index)
+    assert {"noise", "noise+cem"} <= set(cem.index)
     assert math.isfinite(cem.loc["noise+cem", "gen_mse_change_pct"]) and math.isfinite(cem.loc["noise+cem", "cem_mi_bound"])
     latency = pd.read_csv(tables / "latency.csv")
-    assert set(latency["arch"]) == {"cnn", "resnet18", "vgg16"} and (latency["latency_median_ms"] > 0).all()
+    assert set(latency["arch"]) == {"cnn", "resnet18"} and (latency["latency_median_ms"] > 0).all()
     assert "nopeek" in set(latency["defense"])
-    for name in ("table2_faces_cnn", "table2_xray_vgg16_split5", "table2_photos_resnet18"):
+    for name in ("table2_faces_cnn", "table2_xray_resnet18_split4", "table2_photos_resnet18"):
         assert pd.read_csv(tables / f"{name}.csv").query("status == 'ran'").shape[0] >= 2, name
     claims = pd.read_csv(tables / "claims.csv")
     assert set(claims.loc[claims["claim"].isin([5, 6]), "verdict"]) <= {"holds", "does not hold"}  # depth and ablation ran
     assert "compared" not in set(pd.read_csv(tables / "paper_comparison.csv")["status"])  # no paper dataset here
     runs = json.loads((out / "provenance.json").read_text())["runs"]
     assert len(runs) == len(list((out / "targets").rglob("model.pt"))) + len(list((out / "attacks").rglob("metrics.json")))
-    for name in ("figure4_faces-cnn", "figure4_xray-vgg16_split5", "figure2_depth"):
+    for name in ("figure4_faces-cnn", "figure4_xray-resnet18_split4", "figure2_depth"):
         assert (out / f"figures/{name}.png").stat().st_size > 5_000, name
     for log in (out / "logs").rglob("*.log"):
         assert "Traceback" not in log.read_text(), log
