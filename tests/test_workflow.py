@@ -34,6 +34,16 @@ def run(args, cwd):
     return proc.stdout + proc.stderr
 
 
+def assert_every_run_recorded_and_clean(out: Path, figures) -> None:
+    """Provenance lists every model and attack, the figures are drawn, no job log has a traceback."""
+    runs = json.loads((out / "provenance.json").read_text())["runs"]
+    assert len(runs) == len(list((out / "targets").rglob("model.pt"))) + len(list((out / "attacks").rglob("metrics.json")))
+    for name in figures:
+        assert (out / f"figures/{name}.png").stat().st_size > 5_000, name
+    for log in (out / "logs").rglob("*.log"):
+        assert "Traceback" not in log.read_text(), log
+
+
 def test_paper_config_plans_the_full_cifar10_dag(tmp_path):
     out = run(["-n", "--cores", "1", "--quiet", "rules"], workflow_copy(tmp_path))
     for rule in ("prepare_data", "train_target", "attack_whitebox", "attack_blackbox", "attack_graybox", "measure_target", "summary_table", "plot_reconstructions"):
@@ -99,12 +109,7 @@ def test_demo_runs_the_main_comparison_and_builds_the_report(tmp_path):
     assert set(claims.loc[[5, 6], "verdict"]) == {"not run"}  # the depth study and ablation are in demo-all
     criteria = pd.read_csv(tables / "criteria_spearman.csv")
     assert set(criteria["criterion"]) == {"mi", "delta_z", "cem_mi_bound"} and (criteria["status"] == "measured").all()
-    runs = json.loads((out / "provenance.json").read_text())["runs"]
-    assert len(runs) == len(list((out / "targets").rglob("model.pt"))) + len(list((out / "attacks").rglob("metrics.json")))
-    for name in ("figure4_photos-cnn", "privacy_utility_photos-cnn", "criteria"):
-        assert (out / f"figures/{name}.png").stat().st_size > 5_000, name
-    for log in (out / "logs").rglob("*.log"):
-        assert "Traceback" not in log.read_text(), log
+    assert_every_run_recorded_and_clean(out, ("figure4_photos-cnn", "privacy_utility_photos-cnn", "criteria"))
     # A second run has nothing left to do; the report collects everything.
     assert "Nothing to be done" in run(["--cores", "2", "--configfile", "presets/demo.yaml"], wf)
     run(["--configfile", "presets/demo.yaml", "--report", "results/demo/report.html"], wf)
@@ -162,12 +167,7 @@ def test_demo_all_builds_every_experiments_tables_and_figures(tmp_path):
     claims = pd.read_csv(tables / "claims.csv")
     assert set(claims.loc[claims["claim"].isin([5, 6]), "verdict"]) <= {"holds", "does not hold"}  # depth and ablation ran
     assert "compared" not in set(pd.read_csv(tables / "paper_comparison.csv")["status"])  # no paper dataset here
-    runs = json.loads((out / "provenance.json").read_text())["runs"]
-    assert len(runs) == len(list((out / "targets").rglob("model.pt"))) + len(list((out / "attacks").rglob("metrics.json")))
-    for name in ("figure4_faces-cnn", "figure4_xray-resnet18_split4", "figure2_depth"):
-        assert (out / f"figures/{name}.png").stat().st_size > 5_000, name
-    for log in (out / "logs").rglob("*.log"):
-        assert "Traceback" not in log.read_text(), log
+    assert_every_run_recorded_and_clean(out, ("figure4_faces-cnn", "figure4_xray-resnet18_split4", "figure2_depth"))
     run([*configs, "--report", "results/demo/report.html"], wf)
     report = (out / "report.html").read_text()
     assert "table6_photos_cnn" in report and "cem_photos_cnn" in report and "figure2_depth.png" in report
