@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from ciprivacy.io import load_torch, save_torch
-from ciprivacy.models import count_params
+from ciprivacy.models import count_params, without_split
 from ciprivacy.target import arch_type, build_target, defense_type
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,10 @@ def recut_target(base_path: str, model_path: str, settings: dict[str, Any]) -> d
     for key, wanted in (("dataset", settings["dataset"]), ("seed", int(settings["seed"])), ("arch_type", arch_type(settings))):
         if meta[key] != wanted:
             raise ValueError(f"{base_path} has {key}={meta[key]!r}, the {settings['arch']} target needs {wanted!r}")
-    def unsplit(arch_settings: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in arch_settings.items() if k != "split_block"}
-
-    if unsplit(meta["arch_settings"]) != unsplit(settings.get("arch_settings", {})):
+    if without_split(meta["arch_settings"]) != without_split(settings.get("arch_settings", {})):
         raise ValueError(
             f"{base_path} ({meta['arch']}) and {settings['arch']} are not one network split at two points: "
-            f"architecture settings {unsplit(meta['arch_settings'])} vs {unsplit(settings.get('arch_settings', {}))}"
+            f"architecture settings {without_split(meta['arch_settings'])} vs {without_split(settings.get('arch_settings', {}))}"
         )
     model, _ = build_target(settings, meta["num_classes"], tuple(meta["image_shape"]))
     names = list(model.state_dict())

@@ -13,7 +13,7 @@ from ciprivacy.attacks import SCENARIOS
 from ciprivacy.data import SOURCES
 from ciprivacy.experiments import CEM_SUFFIX
 from ciprivacy.defenses import DEFENSES
-from ciprivacy.models import ARCHS
+from ciprivacy.models import ARCHS, without_split
 
 
 class ConfigError(ValueError):
@@ -135,10 +135,9 @@ def recut_base(config: dict[str, Any], name: str) -> str | None:
     if base is None:
         return None
 
-    def without_split(block: dict[str, Any]) -> dict[str, Any]:
-        return {**block, "model": {k: v for k, v in block["model"].items() if k != "split_block"}}
-
-    return base if without_split(arch_block(config, name)[1]) == without_split(arch_block(config, base)[1]) else None
+    mine, theirs = arch_block(config, name)[1], arch_block(config, base)[1]
+    same = mine["train"] == theirs["train"] and without_split(mine["model"]) == without_split(theirs["model"])
+    return base if same else None
 
 
 def recut_pairs(config: dict[str, Any], targets: list[dict[str, Any]]) -> set[tuple[str, str]]:

@@ -42,6 +42,11 @@ class SplitModel(nn.Module):
         return self.cloud(self.edge(x))
 
 
+def without_split(arch_settings: dict[str, Any]) -> dict[str, Any]:
+    """Architecture settings minus the split point: equal for one network cut at two depths."""
+    return {k: v for k, v in arch_settings.items() if k != "split_block"}
+
+
 def count_params(module: nn.Module) -> int:
     """Trainable and frozen parameters, no buffers: the paper's |theta_edge|."""
     return sum(p.numel() for p in module.parameters())
