@@ -82,8 +82,10 @@ def project(config_path: Path, ours_ips: dict[str, float], rmle_iterations_measu
             work["rmle"] += scale * (wb["num_images"] or test) * wb["iterations"] / rmle_iterations_measured
         work["mine"] += scale * cfg["mine"]["epochs"] * (cfg["mine"]["max_train"] or train)
     jobs = len(targets)  # attacked targets; sum(trained) of them train
+    # A stage left out of the measurement (--stages) has no rate: its hours, and the total, stay unknown.
     rows = [
-        {"stage": stage, "images_per_job": round(images / max(1, jobs)), "jobs": jobs, "hours": images / ours_ips[stage] / 3600}
+        {"stage": stage, "images_per_job": round(images / max(1, jobs)), "jobs": jobs,
+         "hours": images / ours_ips[stage] / 3600 if stage in ours_ips else float("nan")}
         for stage, images in work.items()
     ]
     rows.append({"stage": "total", "images_per_job": None, "jobs": jobs, "hours": sum(r["hours"] for r in rows)})

@@ -30,3 +30,14 @@ def test_quick_benchmark_writes_csv_markdown_and_projection(tmp_path):
     assert list(proj["stage"]) == ["target_training", "inverse_training", "rmle", "mine", "total"]
     assert proj["hours"].iloc[-1] == pytest.approx(proj["hours"].iloc[:-1].sum())
     assert "Projected cost" in (tmp_path / "throughput.md").read_text()
+
+
+def test_benchmark_of_some_stages_leaves_the_others_unprojected(tmp_path):
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--stages", "mine", "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    assert set(pd.read_csv(tmp_path / "throughput.csv")["stage"]) == {"mine"}
+    proj = pd.read_csv(tmp_path / "projection.csv").set_index("stage")["hours"]
+    assert proj["mine"] > 0
+    assert proj[["target_training", "inverse_training", "rmle", "total"]].isna().all()
