@@ -19,6 +19,7 @@ from ciprivacy.attacks.rmle import rmle_reconstruct
 from ciprivacy.data.batches import to_float
 from ciprivacy.defenses import create_defense
 from ciprivacy.measure import feature_pairs
+from ciprivacy.models.fold import fold_batchnorm
 from ciprivacy.metrics.mine import CRITICS, train_epoch as mine_train_epoch
 from ciprivacy.precision import amp_active, module_layout
 from ciprivacy.target import train_epoch as target_train_epoch
@@ -75,16 +76,18 @@ def target_training(s: Setup) -> list[dict]:
             _row("target_training", "reference", ref, n, flops, "fp32", False)]
 
 
-def _edge(s: Setup, channels_last: bool):
+def _edge(s: Setup, channels_last: bool, fold: bool = False):
+    """The frozen edge; with ``fold``, BatchNorm folded in, as ``load_target`` gives it to the
+    attacks and measurements (rMLE folds the edge it is given itself)."""
     _, model = _model(s)
-    edge = module_layout(model.edge.eval(), channels_last)
+    edge = model.edge.eval()
     for p in edge.parameters():
         p.requires_grad_(False)
-    return edge
+    return module_layout(fold_batchnorm(edge) if fold else edge, channels_last)
 
 
 def inverse_training(s: Setup) -> list[dict]:
-    edge = _edge(s, s.channels_last)
+    edge = _edge(s, s.channels_last, fold=True)
     z_shape = tuple(edge(to_float(s.images[:1])).shape[1:])
     torch.manual_seed(0)
     fresh = InverseNet(z_shape, s.shape).to(s.device)
@@ -127,7 +130,7 @@ def rmle(s: Setup) -> list[dict]:
 
 def mine(s: Setup) -> list[dict]:
     """Critic training pairs per second (MINE runs in fp32)."""
-    edge = _edge(s, s.channels_last)
+    edge = _edge(s, s.channels_last, fold=True)
     observe = torch.no_grad()(edge)
     z_shape = tuple(edge(to_float(s.images[:1])).shape[1:])
     torch.manual_seed(0)

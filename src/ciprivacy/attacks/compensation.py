@@ -62,7 +62,7 @@ class CompensatedTarget(Target):
 
     @classmethod
     def of(cls, target: Target) -> "CompensatedTarget":
-        return cls(target.model, target.defense, target.meta, compensation_features(target))
+        return cls(target.model, target.defense, target.meta, target.inference_edge, compensation_features(target))
 
     def observe(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
