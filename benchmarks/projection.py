@@ -81,12 +81,13 @@ def project(config_path: Path, ours_ips: dict[str, float], rmle_iterations_measu
         if "whitebox" in scenarios[tuple(t.values())]:
             work["rmle"] += scale * (wb["num_images"] or test) * wb["iterations"] / rmle_iterations_measured
         work["mine"] += scale * cfg["mine"]["epochs"] * (cfg["mine"]["max_train"] or train)
-    jobs = len(targets)  # attacked targets; sum(trained) of them train
+    # Jobs per stage: every attacked target is attacked and measured; sum(trained) of them train.
+    jobs = {stage: len(targets) for stage in work} | {"target_training": sum(trained)}
     # A stage left out of the measurement (--stages) has no rate: its hours, and the total, stay unknown.
     rows = [
-        {"stage": stage, "images_per_job": round(images / max(1, jobs)), "jobs": jobs,
+        {"stage": stage, "images_per_job": round(images / max(1, jobs[stage])), "jobs": jobs[stage],
          "hours": images / ours_ips[stage] / 3600 if stage in ours_ips else float("nan")}
         for stage, images in work.items()
     ]
-    rows.append({"stage": "total", "images_per_job": None, "jobs": jobs, "hours": sum(r["hours"] for r in rows)})
+    rows.append({"stage": "total", "images_per_job": None, "jobs": sum(jobs.values()), "hours": sum(r["hours"] for r in rows)})
     return rows
