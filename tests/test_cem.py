@@ -217,6 +217,38 @@ def test_cem_metrics_of_a_target(name):
         assert out["cem_mse_bound"] is None and "no Gaussian noise" in out["cem_mse_bound_reason"]
 
 
+def test_kmeans_and_bound_a_class_at_a_time_equal_all_classes_at_once(monkeypatch):
+    """Features go a few classes at a time (CHUNK_BYTES) to bound memory at paper scale; one class
+    per chunk gives the same centroids, and the same bound, as every class at once. Class 3 has
+    no samples (it keeps a zero centroid and adds nothing to the bound)."""
+    torch.manual_seed(0)
+    d = plugged("noise+cem")
+    model = d.build("cnn", 4, (1, 16, 16), SMALL).eval()
+    images, _ = toy_batch(300, classes=4, size=16)
+    images = images[:, :1]
+    labels = torch.arange(300) % 3
+    target = Target(model, d, {"num_classes": 4})
+    settings = {"batch_size": 64}
+
+    def run():
+        d.centroids = None
+        d.start_epoch(model, images, labels, 0, 64)
+        return d.centroids.clone(), cem_metrics(target, images, labels, settings)
+
+    whole, whole_metrics = run()
+    chunks = []
+    real_chunks = cem_module.class_chunks
+    monkeypatch.setattr(cem_module, "CHUNK_BYTES", 1)  # every class its own chunk
+    monkeypatch.setattr(cem_module, "class_chunks", lambda *a, **kw: chunks.append(1) or real_chunks(*a, **kw))
+    split, split_metrics = run()
+    assert [len(g) for g, _, _ in real_chunks(model.edge, images, labels, 4, 64)] == [1, 1, 1, 1]
+    assert chunks, "start_epoch goes through class_chunks"
+    torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-6)
+    assert not split[3].any()
+    assert split_metrics["cem_mi_bound"] == pytest.approx(whole_metrics["cem_mi_bound"], rel=1e-5)
+    assert split_metrics["cem_cluster_entropy"] == pytest.approx(whole_metrics["cem_cluster_entropy"], rel=1e-6)
+
+
 # --- every plugged defense trains ---------------------------------------------------------------
 
 

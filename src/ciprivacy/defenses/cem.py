@@ -10,7 +10,7 @@ with it CEM's lower bound on every attacker's reconstruction error (ciprivacy.me
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,10 @@ from ciprivacy.models import SplitModel
 
 # (CEM code) the s0^2 of log(v + s0^2) - log(s0^2): a spread this small counts as no spread.
 VARIANCE_FLOOR = 1e-3
+# Per-class features are clustered a few classes at a time, at most this many bytes of them:
+# K-means runs within each class, so the result is the same, and the paper-scale CIFAR-10 CNN
+# edge holds one class (~4,000 x 65,536 fp32 = 1 GiB) instead of all ten (10.5 GiB) at once.
+CHUNK_BYTES = 1 << 30
 
 
 def class_layout(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, int]:
@@ -64,6 +68,38 @@ def class_features(
         padded[labels[sl], rank[sl]] = z
         mask[labels[sl], rank[sl]] = True
     return padded, mask
+
+
+@torch.no_grad()
+def class_chunks(
+    edge: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int,
+    transform=None, chunk_bytes: int | None = None,
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """``class_features`` a group of classes at a time: (class ids, C' x n_max x D features, mask)
+    with at most ``chunk_bytes`` (default ``CHUNK_BYTES``) of features per group, and at least one class."""
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    counts = torch.bincount(labels, minlength=num_classes).tolist()
+    z = edge(to_float(images[:1]))
+    dim = (transform(z) if transform is not None else z)[0].numel()
+
+    def chunk(classes: list[int]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        ids = torch.tensor(classes, device=labels.device)
+        if not any(counts[c] for c in classes):  # classes without samples: one empty row each
+            return classes, torch.zeros(len(classes), 1, dim, device=z.device), torch.zeros(len(classes), 1, dtype=torch.bool, device=z.device)
+        rows = torch.isin(labels, ids).nonzero().squeeze(1)
+        local = torch.full((num_classes,), -1, dtype=torch.long, device=labels.device)
+        local[ids] = torch.arange(len(classes), device=labels.device)
+        padded, mask = class_features(edge, images[rows], local[labels[rows]], len(classes), batch_size, transform)
+        return classes, padded, mask
+
+    group: list[int] = []
+    for c in range(num_classes):
+        if group and (len(group) + 1) * max(counts[g] for g in [*group, c]) * dim * 4 > chunk_bytes:
+            yield chunk(group)
+            group = []
+        group.append(c)
+    if group:
+        yield chunk(group)
 
 
 @torch.no_grad()
@@ -217,10 +253,14 @@ class CEM(Defense):
         plain = self.unwrap(model)
         was = plain.training
         plain.eval()
-        padded, mask = class_features(plain.edge, images, labels, self.num_classes, batch_size)
-        plain.train(was)
         k, iters = int(self.settings["clusters_per_class"]), int(self.settings["kmeans_iters"])
-        self.centroids = class_kmeans(padded, mask, k, iters, self.centroids)
+        parts = []
+        for classes, padded, mask in class_chunks(plain.edge, images, labels, self.num_classes, batch_size):
+            init = None if self.centroids is None else self.centroids[classes]
+            parts.append(class_kmeans(padded, mask, k, iters, init))
+            del padded, mask
+        plain.train(was)
+        self.centroids = torch.cat(parts)
 
     def loss(self, model, x, y, epoch):
         if self.centroids is None:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ciprivacy.data.batches import to_float
-from ciprivacy.defenses.cem import CEM, class_features, class_kmeans
+from ciprivacy.defenses.cem import CEM, class_chunks, class_kmeans
 
 # (choice) defaults for links without noise and for models not trained with CEM.
 DEFAULT_SIGMA = 0.1  # within CEM's grid 0.01 ... 0.15
@@ -44,21 +44,32 @@ SINGULAR = 1e-10
 
 
 @torch.no_grad()
-def mixture_mi_bound(padded: torch.Tensor, mask: torch.Tensor, sigma: float, k: int, iters: int) -> dict[str, float]:
-    """H(k) + sum_k pi_k sum_d 1/2 log(1 + v_kd / sigma^2) on (C x n x D) per-class features,
-    v_kd the variance around the cluster's own mean; the module docstring says why it bounds
-    I(x; z + N(0, sigma^2 I)) from above."""
+def cluster_terms(padded: torch.Tensor, mask: torch.Tensor, sigma: float, k: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per cluster of (C x n x D) per-class features: its size and sum_d 1/2 log(1 + v_d / sigma^2),
+    v_d the variance around the cluster's own mean (both C x k)."""
     centroids = class_kmeans(padded, mask, k, iters)
     onehot = F.one_hot(torch.cdist(padded, centroids).argmin(-1), k).to(padded.dtype) * mask.unsqueeze(-1)
     size = onehot.sum(1)  # C x k
     means = onehot.transpose(1, 2) @ padded / size.clamp_min(1).unsqueeze(-1)
     residual2 = (padded - onehot @ means).pow_(2)  # onehot @ means: each sample's cluster mean
     var = onehot.transpose(1, 2) @ residual2 / size.clamp_min(1).unsqueeze(-1)  # C x k x D
+    return size, 0.5 * torch.log1p(var / sigma**2).sum(-1)
+
+
+def combine_cluster_terms(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """H(k) + sum_k pi_k sum_d 1/2 log(1 + v_kd / sigma^2) over the clusters of all classes; the
+    module docstring says why it bounds I(x; z + N(0, sigma^2 I)) from above."""
+    size = torch.cat([p[0].flatten() for p in parts])
+    gaussian = torch.cat([p[1].flatten() for p in parts])
     pi = size / size.sum()
     used = pi > 0
     cluster_entropy = -(pi[used] * pi[used].log()).sum()
-    gaussian = (pi * 0.5 * torch.log1p(var / sigma**2).sum(-1)).sum()
-    return {"mi_bound": float(cluster_entropy + gaussian), "cluster_entropy": float(cluster_entropy)}
+    return {"mi_bound": float(cluster_entropy + (pi * gaussian).sum()), "cluster_entropy": float(cluster_entropy)}
+
+
+def mixture_mi_bound(padded: torch.Tensor, mask: torch.Tensor, sigma: float, k: int, iters: int) -> dict[str, float]:
+    """The bound on (C x n x D) per-class features held at once (``cem_metrics`` goes a few classes at a time)."""
+    return combine_cluster_terms([cluster_terms(padded, mask, sigma, k, iters)])
 
 
 @torch.no_grad()
@@ -99,11 +110,15 @@ def cem_metrics(target, images: torch.Tensor, labels: torch.Tensor, settings: di
 
     num_classes = int(target.meta.get("num_classes", int(labels.max()) + 1))
     model.eval()
-    padded, mask = class_features(model.edge, images, labels, num_classes, settings["batch_size"], transform=clean)
-    deployed = max(stds) > 0
-    sigma = max(stds) if deployed else float(settings.get("cem_sigma", DEFAULT_SIGMA))
-    bound = mixture_mi_bound(padded, mask, sigma, k, iters)
-    del padded, mask
+    parts = []
+    sigma = None
+    for _, padded, mask in class_chunks(model.edge, images, labels, num_classes, settings["batch_size"], transform=clean):
+        if sigma is None:  # the link's noise is known after the first forward
+            deployed = max(stds) > 0
+            sigma = max(stds) if deployed else float(settings.get("cem_sigma", DEFAULT_SIGMA))
+        parts.append(cluster_terms(padded, mask, sigma, k, iters))
+        del padded, mask
+    bound = combine_cluster_terms(parts)
     mse, reason, log_det = None, None, None
     if not deployed:
         reason = "the link carries no Gaussian noise, so the CEM theorem bounds no attacker of the deployed model"
