@@ -8,6 +8,7 @@ import torch
 import yaml
 
 import ciprivacy.attacks.inverse as inverse
+import ciprivacy.checkpoint as checkpoint
 import ciprivacy.attacks.scenarios as scenarios
 import ciprivacy.target as T
 from ciprivacy.attacks import run_attack
@@ -85,6 +86,30 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tiny_photos, tmp_path, 
     calls = counting_augment(monkeypatch)
     T.train_target(tiny_photos, str(tmp_path / "m.pt"), changed, checkpoint=str(ckpt))
     assert len(calls) == EPOCHS * BATCHES_PER_EPOCH
+
+
+def test_a_checkpoint_written_by_other_code_is_not_resumed(tiny_photos, tmp_path, monkeypatch):
+    ckpt = tmp_path / "target.pt"
+    counting_augment(monkeypatch, kill_at=BATCHES_PER_EPOCH + 1)
+    with pytest.raises(Killed):
+        T.train_target(tiny_photos, str(tmp_path / "m.pt"), settings(), checkpoint=str(ckpt))
+    monkeypatch.setattr(checkpoint, "code_fingerprint", lambda: "edited since")
+    calls = counting_augment(monkeypatch)
+    T.train_target(tiny_photos, str(tmp_path / "m.pt"), settings(), checkpoint=str(ckpt))
+    assert len(calls) == EPOCHS * BATCHES_PER_EPOCH
+
+
+def test_the_code_fingerprint_follows_the_science_code_not_the_reporting(tmp_path):
+    (tmp_path / "reporting").mkdir()
+    (tmp_path / "attacks").mkdir()
+    (tmp_path / "reporting" / "tables.py").write_text("A = 1\n")
+    (tmp_path / "attacks" / "rmle.py").write_text("STEPS = 1\n")
+    first = checkpoint.source_fingerprint(tmp_path)
+    (tmp_path / "reporting" / "tables.py").write_text("A = 2\n")
+    assert checkpoint.source_fingerprint(tmp_path) == first
+    (tmp_path / "attacks" / "rmle.py").write_text("STEPS = 2\n")
+    assert checkpoint.source_fingerprint(tmp_path) != first
+    assert checkpoint.code_fingerprint().endswith(torch.__version__)
 
 
 # --- attacks: the inverse network resumes after its last finished epoch, rMLE after its last batch ---

@@ -3,12 +3,14 @@
 A checkpoint holds everything that decides the rest of the run (weights, optimizer, scheduler,
 defense state, every RNG state including the batch-order generator, and the history), so a
 resumed run ends with the same weights as an uninterrupted one. It is written atomically
-(``save_torch``) and read with ``weights_only=True``; it also records the job's settings and is
-ignored when they differ, so a changed setting never continues an old run.
+(``save_torch``) and read with ``weights_only=True``; it also records the job's settings and a
+fingerprint of the code that computes (this package but its reporting, and torch's version), and
+is ignored when either differs, so neither a changed setting nor changed code continues an old run.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -41,6 +43,25 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def source_fingerprint(root: str | os.PathLike, skip: tuple[str, ...] = ("reporting",)) -> str:
+    """SHA-256 of every ``.py`` file under ``root`` (paths and contents), leaving out the
+    top-level folders in ``skip``: tables and figures do not change what a run computes."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in skip:
+            continue
+        digest.update(rel.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """What a checkpoint was computed with: this package's science code and torch's version."""
+    return f"{source_fingerprint(Path(__file__).resolve().parent)}-torch{torch.__version__}"
+
+
 def rng_state(gen: torch.Generator) -> dict[str, Any]:
     """Python, NumPy, torch (CPU and CUDA) and ``gen`` states, as weights_only-safe values."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -66,7 +87,7 @@ def set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    save_torch(state, path)
+    save_torch({**state, "code": code_fingerprint()}, path)
 
 
 def load_checkpoint(path: str | os.PathLike | None, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -76,6 +97,9 @@ def load_checkpoint(path: str | os.PathLike | None, settings: dict[str, Any]) ->
     state = load_torch(path)
     if state.get("settings") != settings:
         log.warning("ignoring checkpoint %s: it was written under other settings", path)
+        return None
+    if state.get("code") != code_fingerprint():
+        log.warning("ignoring checkpoint %s: it was written by other code (ciprivacy or torch changed since)", path)
         return None
     return state
 
