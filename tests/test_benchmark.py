@@ -41,3 +41,15 @@ def test_benchmark_of_some_stages_leaves_the_others_unprojected(tmp_path):
     proj = pd.read_csv(tmp_path / "projection.csv").set_index("stage")["hours"]
     assert proj["mine"] > 0
     assert proj[["target_training", "inverse_training", "rmle", "total"]].isna().all()
+
+
+def test_paper_scale_times_a_training_and_an_inverse_network_as_the_workflow_runs_them(tmp_path):
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "paper_scale.py"), "--quick", "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    df = pd.read_csv(tmp_path / "paper_scale.csv")
+    assert list(df["stage"]) == ["target_training (cnn, unprotected)", "inverse_network (blackbox)"]
+    assert (df["seconds"] > 0).all() and (df["epochs_run"] == 1).all() and not df["paper_scale"].any()
+    assert list(df["projected_hours_at_config_epochs"]) == pytest.approx(list(df["seconds"] * df["config_epochs"] / 3600))
+    assert "paper-scale" in (tmp_path / "paper_scale.md").read_text()
