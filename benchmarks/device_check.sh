@@ -4,11 +4,13 @@
 #   1. throughput.py on the GPU: ours vs the reference loops, fraction of the measured bf16 peak,
 #      and the GPU-hours projection of config.yaml;
 #   2. paper_scale.py: one paper-scale CIFAR-10 CNN training (unprotected) and one black-box
-#      inverse network, config.yaml's epochs unless PAPER_SCALE_ARGS says otherwise.
-# Results and logs go to $OUT (default benchmarks/out/device).
+#      inverse network; 10 epochs of each, projected to config.yaml's 100, unless PAPER_SCALE_ARGS
+#      says otherwise (a device lease is minutes: measure the full 100 only where time allows).
+# Results and logs go to $OUT (default benchmarks/out/device); paper_scale.csv is rewritten after
+# each of its two measurements, so a run stopped at its time limit keeps the first.
 #
-#   bash benchmarks/device_check.sh                                   # on the GPU machine
-#   PAPER_SCALE_ARGS="--epochs 10 --attack-epochs 10" bash benchmarks/device_check.sh   # shorter
+#   bash benchmarks/device_check.sh                                    # on the GPU machine
+#   PAPER_SCALE_ARGS="--epochs 100 --attack-epochs 100" bash benchmarks/device_check.sh   # in full
 #   DEVICE=cpu THROUGHPUT_ARGS=--quick PAPER_SCALE_ARGS=--quick bash benchmarks/device_check.sh  # dry run here
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,4 +23,4 @@ PY=${PYTHON:-python3}
 # shellcheck disable=SC2086  # the *_ARGS are word lists on purpose
 "$PY" benchmarks/throughput.py --device "$DEVICE" ${THROUGHPUT_ARGS:-} --out "$OUT" 2>&1 | tee "$OUT/throughput.log"
 # shellcheck disable=SC2086
-"$PY" benchmarks/paper_scale.py --device "$DEVICE" ${PAPER_SCALE_ARGS:-} --out "$OUT" 2>&1 | tee "$OUT/paper_scale.log"
+"$PY" benchmarks/paper_scale.py --device "$DEVICE" ${PAPER_SCALE_ARGS:---epochs 10 --attack-epochs 10} --out "$OUT" 2>&1 | tee "$OUT/paper_scale.log"

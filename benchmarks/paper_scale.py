@@ -96,34 +96,36 @@ def main() -> None:
     target["train"]["epochs"] = args.epochs or full_epochs
     attack["epochs"] = args.attack_epochs or full_attack_epochs
     print(f"{device}, {torch.get_num_threads()} threads, {n} images", flush=True)
-    rows = []
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+
+    def record(stage: str, images_per_epoch: int, epochs_run: int, seconds: float, config_epochs: int) -> None:
+        """Add a row and rewrite both files at once, so a run cut short keeps what it measured."""
+        rows.append({"device": name, "stage": stage, "images_per_epoch": images_per_epoch, "epochs_run": epochs_run,
+                     "seconds": seconds, "config_epochs": config_epochs})
+        df = pd.DataFrame(rows)
+        df["seconds_per_epoch"] = df["seconds"] / df["epochs_run"]
+        df["projected_hours_at_config_epochs"] = df["seconds_per_epoch"] * df["config_epochs"] / 3600
+        df["paper_scale"] = n == CIFAR10_IMAGES and not args.quick
+        df.to_csv(args.out / "paper_scale.csv", index=False)
+        md = f"# One paper-scale training and inverse network on {name}\n\n{df.to_markdown(index=False, floatfmt='.4g')}\n"
+        (args.out / "paper_scale.md").write_text(md)
+        print(md, flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         sizes = write_dataset(cfg, n, tmp / "cifar10.pt")
         print(f"splits {sizes}; training {target['train']['epochs']} of {full_epochs} epochs", flush=True)
         seconds = timed(lambda: train_target(str(tmp / "cifar10.pt"), str(tmp / "model.pt"), target,
                                              checkpoint=str(tmp / "target-ckpt.pt")))
-        rows.append({"stage": "target_training (cnn, unprotected)", "images_per_epoch": sizes["train"],
-                     "epochs_run": target["train"]["epochs"], "seconds": seconds, "config_epochs": full_epochs})
+        record("target_training (cnn, unprotected)", sizes["train"], target["train"]["epochs"], seconds, full_epochs)
         print(f"black-box inverse network: {attack['epochs']} of {full_attack_epochs} epochs", flush=True)
         seconds = timed(lambda: run_attack("blackbox", str(tmp / "model.pt"), str(tmp / "cifar10.pt"), str(tmp / "metrics.json"),
                                            str(tmp / "samples.pt"), attack, attacker_path=str(tmp / "attacker.pt"),
                                            checkpoint=str(tmp / "attack-ckpt.pt")))
-        rows.append({"stage": "inverse_network (blackbox)", "images_per_epoch": sizes["aux"],
-                     "epochs_run": attack["epochs"], "seconds": seconds, "config_epochs": full_attack_epochs})
-    df = pd.DataFrame(rows)
-    df.insert(0, "device", torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)")
-    df["seconds_per_epoch"] = df["seconds"] / df["epochs_run"]
-    df["projected_hours_at_config_epochs"] = df["seconds_per_epoch"] * df["config_epochs"] / 3600
-    df["paper_scale"] = n == CIFAR10_IMAGES and not args.quick
-    args.out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out / "paper_scale.csv", index=False)
-    md = [f"# One paper-scale training and inverse network on {df['device'].iloc[0]}", "",
-          df.to_markdown(index=False, floatfmt=".4g"), ""]
-    (args.out / "paper_scale.md").write_text("\n".join(md))
-    print("\n".join(md), flush=True)
+        record("inverse_network (blackbox)", sizes["aux"], attack["epochs"], seconds, full_attack_epochs)
     print(f"wrote {args.out / 'paper_scale.csv'}, {args.out / 'paper_scale.md'}")
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -70,6 +70,7 @@ def project(config_path: Path, ours_ips: dict[str, float], rmle_iterations_measu
     base = _flops("cnn", "unprotected", (base_block["channels"], base_block["resolution"], base_block["resolution"]), 10, text)
     wb = cfg["attacks"]["whitebox"]
     work = {"target_training": 0.0, "inverse_training": 0.0, "rmle": 0.0, "mine": 0.0}
+    jobs = dict.fromkeys(work, 0)  # the jobs that run each stage
     for t, trains in zip(targets, trained):
         block = cfg["datasets"][t["dataset"]]
         shape = (block["channels"], block["resolution"], block["resolution"])
@@ -78,16 +79,17 @@ def project(config_path: Path, ours_ips: dict[str, float], rmle_iterations_measu
         attacked = [s for s in scenarios[tuple(t.values())] if s in ("blackbox", "graybox")]
         work["target_training"] += trains * scale * cfg["target_training"]["epochs"] * train
         work["inverse_training"] += scale * sum(cfg["attacks"][s]["epochs"] * aux for s in attacked)
-        if "whitebox" in scenarios[tuple(t.values())]:
+        whitebox = "whitebox" in scenarios[tuple(t.values())]
+        if whitebox:
             work["rmle"] += scale * (wb["num_images"] or test) * wb["iterations"] / rmle_iterations_measured
         work["mine"] += scale * cfg["mine"]["epochs"] * (cfg["mine"]["max_train"] or train)
-    # Jobs per stage: every attacked target is attacked and measured; sum(trained) of them train.
-    jobs = {stage: len(targets) for stage in work} | {"target_training": sum(trained)}
+        for stage, n in (("target_training", trains), ("inverse_training", len(attacked)), ("rmle", whitebox), ("mine", 1)):
+            jobs[stage] += int(n)
     # A stage left out of the measurement (--stages) has no rate: its hours, and the total, stay unknown.
     rows = [
         {"stage": stage, "images_per_job": round(images / max(1, jobs[stage])), "jobs": jobs[stage],
          "hours": images / ours_ips[stage] / 3600 if stage in ours_ips else float("nan")}
         for stage, images in work.items()
     ]
-    rows.append({"stage": "total", "images_per_job": None, "jobs": sum(jobs.values()), "hours": sum(r["hours"] for r in rows)})
+    rows.append({"stage": "total", "images_per_job": None, "jobs": None, "hours": sum(r["hours"] for r in rows)})
     return rows

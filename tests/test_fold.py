@@ -70,7 +70,10 @@ def test_rmle_reconstructs_the_same_images_with_the_folded_edge(monkeypatch):
     z = edge(torch.rand(3, 3, 32, 32))
     settings = {"iterations": 5, "optimizer": "adam", "lr": 0.05, "momentum": 0.9, "tv_weight": 0.01,
                 "init": "gray", "clamp": True, "amp": False}
+    calls = []
+    monkeypatch.setattr(rmle, "fold_batchnorm", lambda m: calls.append(m) or fold_batchnorm(m))
     folded = rmle.rmle_reconstruct(edge, z, (3, 32, 32), settings, torch.Generator().manual_seed(0), progress=False)
+    assert calls == [edge], "rMLE folds the frozen edge it is given"
     monkeypatch.setattr(rmle, "fold_batchnorm", lambda m: m)
     plain = rmle.rmle_reconstruct(edge, z, (3, 32, 32), settings, torch.Generator().manual_seed(0), progress=False)
     # Adam divides by the gradient's size, so a pixel whose gradient is ~0 may step either way on a

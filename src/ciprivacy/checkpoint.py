@@ -58,8 +58,13 @@ def source_fingerprint(root: str | os.PathLike, skip: tuple[str, ...] = ("report
 
 @functools.cache
 def code_fingerprint() -> str:
-    """What a checkpoint was computed with: this package's science code and torch's version."""
+    """What a checkpoint was computed with: this package's science code and torch's version,
+    read once, when the job imports this module (not when it first saves, maybe hours later,
+    after the sources on disk may have been edited)."""
     return f"{source_fingerprint(Path(__file__).resolve().parent)}-torch{torch.__version__}"
+
+
+code_fingerprint()
 
 
 def rng_state(gen: torch.Generator) -> dict[str, Any]:

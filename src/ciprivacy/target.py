@@ -30,7 +30,8 @@ class Target:
     defense: Defense
     meta: dict[str, Any]
     # The edge that ``observe`` runs: for a frozen, loaded target the same function with its
-    # BatchNorms folded into the convolutions (faster); None = ``model.edge`` as it is.
+    # BatchNorms folded into the convolutions (faster); None = ``model.edge`` as it is. A copy
+    # taken at load time: whoever moves or changes ``model`` afterwards must reset it.
     inference_edge: torch.nn.Module | None = None
 
     @property

@@ -22,9 +22,10 @@ from ciprivacy.models import SplitModel
 
 # (CEM code) the s0^2 of log(v + s0^2) - log(s0^2): a spread this small counts as no spread.
 VARIANCE_FLOOR = 1e-3
-# Per-class features are clustered a few classes at a time, at most this many bytes of them:
-# K-means runs within each class, so the result is the same, and the paper-scale CIFAR-10 CNN
-# edge holds one class (~4,000 x 65,536 fp32 = 1 GiB) instead of all ten (10.5 GiB) at once.
+# Per-class features are clustered a few classes at a time, about this many bytes of them (or
+# one class, where one class is more): K-means runs within each class, so the result is the same,
+# and the paper-scale CIFAR-10 CNN edge holds one class (~4,000 x 65,536 fp32 = 1.0 GiB) instead
+# of all ten (9.8 GiB) at once. The CEM measure holds about three times a chunk at its peak.
 CHUNK_BYTES = 1 << 30
 
 
