@@ -21,14 +21,14 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
 from images import smooth_images
+from machine import timed
+from projection import typed_config
 from ciprivacy import settings as S
 from ciprivacy.attacks import run_attack
 from ciprivacy.data.prepared import split_fractions, stratified_split
@@ -39,11 +39,6 @@ from ciprivacy.target import train_target
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 CIFAR10_IMAGES = 60_000  # train + test pooled, as the cifar10 block splits them (Table 1)
-
-
-def load_config() -> dict:
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    return S.typed_config(yaml.safe_load((ROOT / "config.yaml").read_text()), schema)
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,19 +65,9 @@ def write_dataset(cfg: dict, n: int, path: Path) -> dict[str, int]:
     return sizes
 
 
-def timed(run) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    run()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     args = parse_args()
-    cfg = load_config()
+    cfg = typed_config(ROOT / "config.yaml")
     if args.quick:
         cfg["datasets"]["cifar10"]["resolution"] = 32
         cfg["archs"]["cnn"]["model"]["width"] = 8
@@ -118,12 +103,12 @@ def main() -> None:
         sizes = write_dataset(cfg, n, tmp / "cifar10.pt")
         print(f"splits {sizes}; training {target['train']['epochs']} of {full_epochs} epochs", flush=True)
         seconds = timed(lambda: train_target(str(tmp / "cifar10.pt"), str(tmp / "model.pt"), target,
-                                             checkpoint=str(tmp / "target-ckpt.pt")))
+                                             checkpoint=str(tmp / "target-ckpt.pt")), device, repeats=1)
         record("target_training (cnn, unprotected)", sizes["train"], target["train"]["epochs"], seconds, full_epochs)
         print(f"black-box inverse network: {attack['epochs']} of {full_attack_epochs} epochs", flush=True)
         seconds = timed(lambda: run_attack("blackbox", str(tmp / "model.pt"), str(tmp / "cifar10.pt"), str(tmp / "metrics.json"),
                                            str(tmp / "samples.pt"), attack, attacker_path=str(tmp / "attacker.pt"),
-                                           checkpoint=str(tmp / "attack-ckpt.pt")))
+                                           checkpoint=str(tmp / "attack-ckpt.pt")), device, repeats=1)
         record("inverse_network (blackbox)", sizes["aux"], attack["epochs"], seconds, full_attack_epochs)
     print(f"wrote {args.out / 'paper_scale.csv'}, {args.out / 'paper_scale.md'}")
 

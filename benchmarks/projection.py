@@ -44,6 +44,12 @@ def _flops(arch: str, defense: str, shape: tuple[int, int, int], classes: int, c
     return float(counter.get_total_flops())
 
 
+def typed_config(config_path: Path) -> dict:
+    """The config file as the workflow reads it: typed and filled by its JSON schema."""
+    schema = yaml.safe_load((config_path.parent / "workflow/schemas/config.schema.yaml").read_text())
+    return S.typed_config(yaml.safe_load(config_path.read_text()), schema)
+
+
 def _sizes(block: dict) -> tuple[float, float, float]:
     """(train, test, aux) images of one dataset block."""
     n = block["max_images"] or FULL_SIZES.get(block["source"], 60_000)
@@ -57,7 +63,7 @@ def _sizes(block: dict) -> tuple[float, float, float]:
 def project(config_path: Path, ours_ips: dict[str, float], rmle_iterations_measured: int) -> list[dict]:
     """Hours on this machine per stage and in total; ``ours_ips`` maps stage -> images/s."""
     text = config_path.read_text()
-    cfg = S.typed_config(yaml.safe_load(text), yaml.safe_load((config_path.parent / "workflow/schemas/config.schema.yaml").read_text()))
+    cfg = typed_config(config_path)
     found, _ = experiments(cfg)
     targets = all_targets(found, cfg["seeds"])
     recut = S.recut_pairs(cfg, targets)
