@@ -98,3 +98,51 @@ def test_inverse_network_training_keeps_the_best_test_state():
         g.eval()
         final = nn.functional.mse_loss(g(edge(test.float() / 255)), test.float() / 255).item()
     assert final == pytest.approx(min(test_mse), rel=1e-4)
+
+
+# --- the attacker's queries: once for a deterministic link, every epoch for a noisy one ---------
+
+INVERSE = dict(lr=1e-2, betas=(0.5, 0.999), scheduler_factor=0.5, scheduler_patience=20, epochs=4, batch_size=16,
+               eval_every=1, amp=False)
+
+
+class Counting(nn.Module):
+    """A link that counts the images it answers; with ``noise`` it adds fresh Gaussian noise."""
+
+    def __init__(self, edge, noise=0.0):
+        super().__init__()
+        self.edge, self.noise, self.images = edge, noise, 0
+
+    def forward(self, x):
+        self.images += x.shape[0]
+        z = self.edge(x)
+        return z + self.noise * torch.randn_like(z) if self.noise else z
+
+
+def _train(link, cache_gb):
+    aux = (smooth_images(64, seed=3) * 255).to(torch.uint8)
+    test = (smooth_images(16, seed=4) * 255).to(torch.uint8)
+    torch.manual_seed(0)
+    g = InverseNet((16, 8, 8), (3, 16, 16))
+    return train_inverse_network(g, link, aux, test, {**INVERSE, "query_cache_gb": cache_gb}, torch.Generator().manual_seed(0))
+
+
+def test_a_deterministic_link_is_queried_once_and_trains_the_same_network():
+    cached_link, fresh_link = Counting(tiny_edge()), Counting(tiny_edge())
+    g_cached, h_cached = _train(cached_link, cache_gb=1)
+    g_fresh, h_fresh = _train(fresh_link, cache_gb=0)
+    test_queries = 4 * 16  # the test MSE after each of the 4 epochs
+    assert cached_link.images == 2 * 16 + 64 + test_queries  # determinism probe (twice one batch), then aux once
+    assert fresh_link.images == 4 * 64 + test_queries
+    assert [h["test_mse"] for h in h_cached] == pytest.approx([h["test_mse"] for h in h_fresh], rel=1e-5)
+    for name, tensor in g_fresh.state_dict().items():
+        torch.testing.assert_close(g_cached.state_dict()[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_noisy_link_or_answers_over_the_limit_are_queried_every_epoch():
+    noisy = Counting(tiny_edge(), noise=0.1)
+    _train(noisy, cache_gb=1)
+    assert noisy.images == 2 * 16 + 4 * 64 + 4 * 16  # the probe found it stochastic
+    large = Counting(tiny_edge())
+    _train(large, cache_gb=1e-6)  # 64 answers of 16 x 8 x 8 fp32 = 256 KiB > 1 KiB
+    assert large.images == 2 * 16 + 4 * 64 + 4 * 16

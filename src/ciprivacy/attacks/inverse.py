@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ciprivacy.checkpoint import Resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ciprivacy.data.batches import iterate_batches
+from ciprivacy.data.batches import iterate_batches, to_float
 from ciprivacy.precision import autocast, fused_optimizer_kwargs, module_layout, to_layout
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,42 @@ def _mse(generator: nn.Module, observe: Callable, images: torch.Tensor, batch_si
     return F.mse_loss(rec, images.float().div(255)).item()
 
 
+@torch.no_grad()
+def query_once(observe: Callable[[torch.Tensor], torch.Tensor], aux_images: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor | None:
+    """The link's output for every auxiliary image, computed once, or None where it must be
+    queried anew each epoch: a link that draws noise (two queries of the same images differ; the
+    attacker then sees fresh noise every epoch), or answers larger than ``query_cache_gb``.
+
+    For a deterministic link this is the same attack: the black-box attacker queries its
+    auxiliary data and trains on the answers. It saves the edge's forward pass in every epoch
+    after the first, about half of the stage's FLOPs on the CNN.
+    """
+    limit_gb = float(settings.get("query_cache_gb", 0))
+    if limit_gb <= 0:
+        return None
+    device, amp = aux_images.device, bool(settings["amp"])
+    channels_last = bool(settings.get("channels_last", False))
+    batch = settings["batch_size"]
+
+    def ask(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, amp):
+            return observe(to_layout(x, channels_last))
+
+    probe = to_float(aux_images[:batch])
+    first = ask(probe)
+    if not torch.equal(first, ask(probe)):
+        log.info("the link is stochastic: the inverse network queries it anew every epoch")
+        return None
+    size_gb = aux_images.shape[0] * first[0].numel() * first.element_size() / 2**30
+    if size_gb > limit_gb:
+        log.info("the link's answers (%.1f GiB) exceed query_cache_gb = %g: queried anew every epoch", size_gb, limit_gb)
+        return None
+    answers = torch.empty((aux_images.shape[0], *first.shape[1:]), dtype=first.dtype, device=device)
+    for start, (x, _) in zip(range(0, aux_images.shape[0], batch), iterate_batches(aux_images, None, batch)):
+        answers[start : start + x.shape[0]] = ask(x)
+    return answers
+
+
 def inverse_epoch(
     generator: nn.Module,
     observe: Callable[[torch.Tensor], torch.Tensor],
@@ -112,18 +148,20 @@ def inverse_epoch(
     opt: torch.optim.Optimizer,
     settings: dict[str, Any],
     gen: torch.Generator,
+    answers: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One epoch of G on (observe(x'), x') pairs, both under ``settings['amp']``; the mean MSE
-    stays a device tensor (no sync per step)."""
+    stays a device tensor (no sync per step). ``answers`` (``query_once``) replaces the queries."""
     generator.train()
     device = aux_images.device
     amp, channels_last = bool(settings["amp"]), bool(settings.get("channels_last", False))
     total = torch.zeros((), device=device)
     steps = 0
-    for x, _ in iterate_batches(aux_images, None, settings["batch_size"], shuffle=True, gen=gen):
+    rows = torch.arange(aux_images.shape[0], device=device)
+    for x, idx in iterate_batches(aux_images, rows, settings["batch_size"], shuffle=True, gen=gen):
         x = to_layout(x, channels_last)
         with autocast(device, amp):  # the queries to the edge too: half of this stage's FLOPs
-            z = to_layout(observe(x), channels_last)
+            z = to_layout(observe(x) if answers is None else answers[idx], channels_last)
             loss = F.mse_loss(generator(z).float(), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -166,9 +204,10 @@ def train_inverse_network(
         best_mse, best_state = resumed["best_mse"], resumed["best_state"]
         history, start = list(resumed["history"]), int(resumed["epoch"])
         log.info("resuming the inverse network from %s after epoch %d", resume.path, start)
+    answers = query_once(observe, aux_images, settings)
     bar = tqdm(range(start, settings["epochs"]), desc="inverse network", mininterval=5)
     for epoch in bar:
-        train_mse = inverse_epoch(generator, observe, aux_images, opt, settings, gen)
+        train_mse = inverse_epoch(generator, observe, aux_images, opt, settings, gen, answers)
         record = {"epoch": epoch + 1, "train_mse": train_mse.item()}  # one host sync per epoch
         if (epoch + 1) % settings["eval_every"] == 0 or epoch + 1 == settings["epochs"]:
             test_mse = _mse(generator, observe, test_images, settings["batch_size"], bool(settings["amp"]), channels_last)
