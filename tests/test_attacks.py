@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from ciprivacy.attacks import InverseNet, rmle_reconstruct, total_variation, train_inverse_network
+from ciprivacy.attacks.inverse import query_once
 from ciprivacy.metrics import reconstruction_quality
 
 RMLE = dict(iterations=200, optimizer="adam", lr=0.05, momentum=0.9, tv_weight=0.0, init="gray", clamp=True, amp=False)
@@ -137,6 +138,15 @@ def test_a_deterministic_link_is_queried_once_and_trains_the_same_network():
     assert [h["test_mse"] for h in h_cached] == pytest.approx([h["test_mse"] for h in h_fresh], rel=1e-5)
     for name, tensor in g_fresh.state_dict().items():
         torch.testing.assert_close(g_cached.state_dict()[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_probing_a_noisy_link_leaves_the_random_state_alone():
+    aux = (smooth_images(32, seed=3) * 255).to(torch.uint8)
+    link = Counting(tiny_edge(), noise=0.1)
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    assert query_once(link, aux, {**INVERSE, "query_cache_gb": 1}) is None
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_a_noisy_link_or_answers_over_the_limit_are_queried_every_epoch():

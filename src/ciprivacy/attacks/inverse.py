@@ -127,8 +127,11 @@ def query_once(observe: Callable[[torch.Tensor], torch.Tensor], aux_images: torc
             return observe(to_layout(x, channels_last))
 
     probe = to_float(aux_images[:batch])
-    first = ask(probe)
-    if not torch.equal(first, ask(probe)):
+    # The probe leaves the RNG as it found it: a noisy link's draws, and a resumed run's, stay
+    # those of a run without it.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        first, again = ask(probe), ask(probe)
+    if not torch.equal(first, again):
         log.info("the link is stochastic: the inverse network queries it anew every epoch")
         return None
     size_gb = aux_images.shape[0] * first[0].numel() * first.element_size() / 2**30
