@@ -132,9 +132,9 @@ def test_a_deterministic_link_is_queried_once_and_trains_the_same_network():
     cached_link, fresh_link = Counting(tiny_edge()), Counting(tiny_edge())
     g_cached, h_cached = _train(cached_link, cache_gb=1)
     g_fresh, h_fresh = _train(fresh_link, cache_gb=0)
-    test_queries = 4 * 16  # the test MSE after each of the 4 epochs
-    assert cached_link.images == 2 * 16 + 64 + test_queries  # determinism probe (twice one batch), then aux once
-    assert fresh_link.images == 4 * 64 + test_queries
+    # each split: the determinism probe (one batch, twice), then every image once
+    assert cached_link.images == (2 * 16 + 64) + (2 * 16 + 16)
+    assert fresh_link.images == 4 * 64 + 4 * 16  # every epoch: aux, then the test MSE
     assert [h["test_mse"] for h in h_cached] == pytest.approx([h["test_mse"] for h in h_fresh], rel=1e-5)
     for name, tensor in g_fresh.state_dict().items():
         torch.testing.assert_close(g_cached.state_dict()[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
@@ -152,7 +152,7 @@ def test_probing_a_noisy_link_leaves_the_random_state_alone():
 def test_a_noisy_link_or_answers_over_the_limit_are_queried_every_epoch():
     noisy = Counting(tiny_edge(), noise=0.1)
     _train(noisy, cache_gb=1)
-    assert noisy.images == 2 * 16 + 4 * 64 + 4 * 16  # the probe found it stochastic
+    assert noisy.images == 2 * (2 * 16) + 4 * 64 + 4 * 16  # both probes found it stochastic
     large = Counting(tiny_edge())
-    _train(large, cache_gb=1e-6)  # 64 answers of 16 x 8 x 8 fp32 = 256 KiB > 1 KiB
-    assert large.images == 2 * 16 + 4 * 64 + 4 * 16
+    _train(large, cache_gb=1e-6)  # 64 (16) answers of 16 x 8 x 8 fp32 = 256 (64) KiB > 1 KiB
+    assert large.images == 2 * (2 * 16) + 4 * 64 + 4 * 16

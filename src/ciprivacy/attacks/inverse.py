@@ -89,31 +89,37 @@ class InverseNet(nn.Module):
 
 @torch.no_grad()
 def reconstruct(
-    generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool, channels_last: bool = False
+    generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool, channels_last: bool = False,
+    answers: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """x* = G(observe(x)) for uint8 images, returned as float32 in [0, 1] (contiguous)."""
+    """x* = G(observe(x)) for uint8 images, returned as float32 in [0, 1] (contiguous);
+    ``answers`` (``query_once`` of these images) replaces the queries."""
     generator.eval()
     out = []
-    for x, _ in iterate_batches(images, None, batch_size):
+    rows = torch.arange(images.shape[0], device=images.device)
+    for x, idx in iterate_batches(images, rows, batch_size):
         with autocast(images.device, amp):
-            out.append(generator(to_layout(observe(to_layout(x, channels_last)), channels_last)).float().contiguous())
+            z = observe(to_layout(x, channels_last)) if answers is None else answers[idx]
+            out.append(generator(to_layout(z, channels_last)).float().contiguous())
     return torch.cat(out)
 
 
-def _mse(generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool, channels_last: bool) -> float:
-    rec = reconstruct(generator, observe, images, batch_size, amp, channels_last)
+def _mse(generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool, channels_last: bool,
+         answers: torch.Tensor | None = None) -> float:
+    rec = reconstruct(generator, observe, images, batch_size, amp, channels_last, answers)
     return F.mse_loss(rec, images.float().div(255)).item()
 
 
 @torch.no_grad()
 def query_once(observe: Callable[[torch.Tensor], torch.Tensor], aux_images: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor | None:
-    """The link's output for every auxiliary image, computed once, or None where it must be
-    queried anew each epoch: a link that draws noise (two queries of the same images differ; the
-    attacker then sees fresh noise every epoch), or answers larger than ``query_cache_gb``.
+    """The link's output for every image (the auxiliary split, or the test split the attacker is
+    scored on every epoch), computed once, or None where it must be queried anew each epoch: a
+    link that draws noise (two queries of the same images differ; the attacker then sees fresh
+    noise every epoch), or answers larger than ``query_cache_gb``.
 
     For a deterministic link this is the same attack: the black-box attacker queries its
     auxiliary data and trains on the answers. It saves the edge's forward pass in every epoch
-    after the first, about half of the stage's FLOPs on the CNN.
+    after the first, about half of the training FLOPs and most of the evaluation's on the CNN.
     """
     limit_gb = float(settings.get("query_cache_gb", 0))
     if limit_gb <= 0:
@@ -139,8 +145,8 @@ def query_once(observe: Callable[[torch.Tensor], torch.Tensor], aux_images: torc
         log.info("the link's answers (%.1f GiB) exceed query_cache_gb = %g: queried anew every epoch", size_gb, limit_gb)
         return None
     answers = torch.empty((aux_images.shape[0], *first.shape[1:]), dtype=first.dtype, device=device)
-    for start, (x, _) in zip(range(0, aux_images.shape[0], batch), iterate_batches(aux_images, None, batch)):
-        answers[start : start + x.shape[0]] = ask(x)
+    for x, idx in iterate_batches(aux_images, torch.arange(aux_images.shape[0], device=device), batch):
+        answers[idx] = ask(x)
     return answers
 
 
@@ -207,13 +213,14 @@ def train_inverse_network(
         best_mse, best_state = resumed["best_mse"], resumed["best_state"]
         history, start = list(resumed["history"]), int(resumed["epoch"])
         log.info("resuming the inverse network from %s after epoch %d", resume.path, start)
-    answers = query_once(observe, aux_images, settings)
+    answers, test_answers = query_once(observe, aux_images, settings), query_once(observe, test_images, settings)
     bar = tqdm(range(start, settings["epochs"]), desc="inverse network", mininterval=5)
     for epoch in bar:
         train_mse = inverse_epoch(generator, observe, aux_images, opt, settings, gen, answers)
         record = {"epoch": epoch + 1, "train_mse": train_mse.item()}  # one host sync per epoch
         if (epoch + 1) % settings["eval_every"] == 0 or epoch + 1 == settings["epochs"]:
-            test_mse = _mse(generator, observe, test_images, settings["batch_size"], bool(settings["amp"]), channels_last)
+            test_mse = _mse(generator, observe, test_images, settings["batch_size"], bool(settings["amp"]), channels_last,
+                            test_answers)
             sched.step(test_mse)
             record["test_mse"] = test_mse
             if test_mse < best_mse:
