@@ -14,8 +14,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 3) -> float:
-    """Best FLOP/s of an n x n x n torch.matmul over a few repeats (after one warm-up)."""
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 10) -> float:
+    """Best FLOP/s of an n x n x n torch.matmul over ``repeats`` calls (after one warm-up); on a
+    shared machine a few calls can all land in a slow spell."""
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     torch.matmul(a, b)

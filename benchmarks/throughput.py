@@ -31,7 +31,7 @@ import stages
 from images import smooth_images, write_image_folder
 from machine import matmul_peak
 from ciprivacy.precision import amp_active
-from ciprivacy.runtime import pick_device
+from ciprivacy.runtime import configure_job, pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
@@ -60,6 +60,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--stages", nargs="+", default=list(stages.STAGES), choices=list(stages.STAGES))
     p.add_argument("--no-amp", action="store_true", help="ours in fp32 too")
     p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--malloc", choices=["retain", "system"], default="retain",
+                   help="retain: freed memory stays in the process, as in the workflow's jobs "
+                        "(ciprivacy.runtime.retain_freed_memory); system: glibc's default. Ours and "
+                        "the reference run in one process, so both get the same")
     p.add_argument("--demo", action="store_true", help="also time the demo DAG")
     p.add_argument("--demo-only", action="store_true", help="only time the demo DAG (writes demo.md)")
     p.add_argument("--amp-compare", action="store_true", help="with --demo: run it with amp on and off, compare tables")
@@ -91,6 +95,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFram
             rows += stages.STAGES[name](setup)
     df = pd.DataFrame(rows)
     df.insert(0, "device", device.type)
+    df.insert(1, "malloc", args.malloc)
     df["resolution"], df["width"], df["batch"] = args.resolution, args.width, args.batch
     df["images_per_s"] = df["images"] / df["seconds"]
     ref = df[df.implementation == "reference"].set_index("stage")["images_per_s"]
@@ -109,10 +114,11 @@ def measure(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFram
 def main() -> None:
     args = parse_args()
     device = pick_device(args.device)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    os.environ["CIPRIVACY_MALLOC"] = args.malloc
+    configure_job()  # as every job of the workflow starts: threads, allocator
     load = os.getloadavg()
     print(f"{platform.processor() or platform.machine()}, {device}, {torch.get_num_threads()} threads, "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+          f"malloc {args.malloc}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     if args.demo_only:
         return demo_report(args, args.out / "demo.md", [])
     df, peak = measure(args, device)
@@ -125,7 +131,8 @@ def main() -> None:
     proj.to_csv(args.out / "projection.csv", index=False)
     cols = ["stage", "implementation", "precision", "channels_last", "images_per_s", "speedup_vs_reference",
             "speedup_ceiling", "gflop_per_image", "fraction_of_peak"]
-    md = [f"# Throughput on {device.type}, {torch.get_num_threads()} threads, load average {load[0]:.2f}",
+    md = [f"# Throughput on {device.type}, {torch.get_num_threads()} threads, malloc {args.malloc}, "
+          f"load average {load[0]:.2f}",
           f"{args.resolution}x{args.resolution} images, CNN width {args.width}, batch {args.batch}, {args.images} images "
           f"per epoch; rMLE {args.rmle_iterations} iterations. Matmul peak: "
           f"{peak['fp32'] / 1e12:.3f} TFLOP/s fp32, {peak['bf16'] / 1e12:.3f} TFLOP/s bf16. speedup_ceiling: "

@@ -16,7 +16,7 @@ from ciprivacy.metrics.features import effective_information, feature_shape
 from ciprivacy.metrics.mine import CRITICS, estimate_mi
 from ciprivacy.models import count_params
 from ciprivacy.precision import module_layout, to_layout
-from ciprivacy.runtime import configure_threads, pick_device, seed_everything
+from ciprivacy.runtime import configure_job, pick_device, seed_everything
 from ciprivacy.target import accuracy, load_target
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def evaluate_target(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
     """Test accuracy of the deployed pipeline and the feature measures on the test split."""
-    configure_threads()
+    configure_job()
     device = pick_device(settings.get("device", "auto"))
     seed_everything(int(settings["seed"]))
     channels_last = bool(settings.get("channels_last", False))
@@ -66,7 +66,7 @@ def feature_pairs(
 def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
     """MINE between inputs and observed features: trained on the classifier's training split,
     evaluated on the auxiliary split (the authors' protocol)."""
-    configure_threads()
+    configure_job()
     device = pick_device(settings.get("device", "auto"))
     gen = seed_everything(int(settings["seed"]))
     channels_last = bool(settings.get("channels_last", False))

@@ -17,7 +17,7 @@ from ciprivacy.io import load_torch, save_torch
 from ciprivacy.models import SplitModel, count_params
 from ciprivacy.models.fold import fold_batchnorm
 from ciprivacy.precision import autocast, fused_optimizer_kwargs, module_layout, to_layout
-from ciprivacy.runtime import configure_threads, pick_device, seed_everything
+from ciprivacy.runtime import configure_job, pick_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
     continues from it, ending with the weights an uninterrupted run would have; the file is
     removed once the model is written.
     """
-    configure_threads()
+    configure_job()
     train = settings["train"]
     device = pick_device(settings.get("device", "auto"))
     gen = seed_everything(int(settings["seed"]))

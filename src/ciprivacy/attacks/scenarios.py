@@ -25,7 +25,7 @@ from ciprivacy.io import save_json, save_torch
 from ciprivacy.metrics.image import reconstruction_quality
 from ciprivacy.models import edge_output_shape
 from ciprivacy.registry import Registry
-from ciprivacy.runtime import configure_threads, pick_device, seed_everything
+from ciprivacy.runtime import configure_job, pick_device, seed_everything
 from ciprivacy.target import Target, load_target
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def run_attack(
     after its last finished epoch, rMLE after its last finished batch); the file is removed
     once the outputs are written.
     """
-    configure_threads()
+    configure_job()
     attack = SCENARIOS.get(scenario)
     device = pick_device(settings.get("device", "auto"))
     gen = seed_everything(int(settings["seed"]))

@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ciprivacy.models import count_params
 from ciprivacy.precision import module_layout, to_layout
-from ciprivacy.runtime import configure_threads, pick_device
+from ciprivacy.runtime import configure_job, pick_device
 from ciprivacy.target import Target, build_target, load_target
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def _measure_target(target: Target, s: dict[str, Any], devices: list[torch.devic
 
 def _prepare(settings: dict[str, Any]) -> tuple[dict[str, Any], list[torch.device]]:
     s = {**DEFAULTS, **settings}
-    configure_threads()
+    configure_job()
     if s["cpu_threads"]:
         torch.set_num_threads(int(s["cpu_threads"]))
     return s, _devices(s["devices"])
