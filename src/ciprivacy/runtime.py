@@ -124,8 +124,8 @@ def retain_freed_memory() -> bool:
 
     glibc maps each block over 32 MB (an activation of a CNN batch) afresh with mmap and unmaps
     it when freed, so every step the kernel zero-fills and faults in that memory again: at
-    config sizes on a 2-core CPU, a fifth of a target-training step and a quarter of an
-    inverse-network or MINE step. ``mallopt`` (the same as MALLOC_MMAP_MAX_=0 and
+    config sizes on a 2-core CPU, that makes target training and MINE 1.2x and inverse networks
+    1.4x slower. ``mallopt`` (the same as MALLOC_MMAP_MAX_=0 and
     MALLOC_TRIM_THRESHOLD_ in the environment) stops that; the process then keeps its peak
     memory until it ends, which a job does. Computed values do not change. Only on glibc
     (Linux); ``CIPRIVACY_MALLOC=system`` leaves malloc as it is. Returns whether it applied.
