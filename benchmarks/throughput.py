@@ -60,10 +60,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--stages", nargs="+", default=list(stages.STAGES), choices=list(stages.STAGES))
     p.add_argument("--no-amp", action="store_true", help="ours in fp32 too")
     p.add_argument("--no-channels-last", action="store_true")
-    p.add_argument("--malloc", choices=["retain", "system"], default="retain",
+    p.add_argument("--malloc", choices=["retain", "system"], default=os.environ.get("CIPRIVACY_MALLOC", "retain"),
                    help="retain: freed memory stays in the process, as in the workflow's jobs "
                         "(ciprivacy.runtime.retain_freed_memory); system: glibc's default. Ours and "
-                        "the reference run in one process, so both get the same")
+                        "the reference run in one process, so both get the same (default: "
+                        "$CIPRIVACY_MALLOC, else retain)")
     p.add_argument("--demo", action="store_true", help="also time the demo DAG")
     p.add_argument("--demo-only", action="store_true", help="only time the demo DAG (writes demo.md)")
     p.add_argument("--amp-compare", action="store_true", help="with --demo: run it with amp on and off, compare tables")

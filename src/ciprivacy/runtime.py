@@ -119,21 +119,24 @@ def _glibc_version() -> str | None:
 
 
 def retain_freed_memory() -> bool:
-    """Serve every allocation from the heap and keep what is freed there, so a training step
-    reuses the memory of the last one.
+    """Serve the main thread's large allocations (where PyTorch allocates tensors) from the
+    heap and keep what is freed there, so a training step reuses the memory of the last one.
 
     glibc maps each block over 32 MB (an activation of a CNN batch) afresh with mmap and unmaps
     it when freed, so every step the kernel zero-fills and faults in that memory again: at
-    config sizes on a 2-core CPU, that makes target training and MINE 1.2x and inverse networks
-    1.4x slower. ``mallopt`` (the same as MALLOC_MMAP_MAX_=0 and
-    MALLOC_TRIM_THRESHOLD_ in the environment) stops that; the process then keeps its peak
-    memory until it ends, which a job does. Computed values do not change. Only on glibc
-    (Linux); ``CIPRIVACY_MALLOC=system`` leaves malloc as it is. Returns whether it applied.
+    config sizes on a 2-core CPU, that makes target training, inverse networks, rMLE and MINE
+    1.2-1.4x slower. ``mallopt`` (as MALLOC_MMAP_MAX_=0 with MALLOC_TRIM_THRESHOLD_ in the
+    environment would) stops that; up to 2 GiB freed at the top of the heap stays with the
+    process, which keeps about its peak memory until it ends, as a job does. Computed values do
+    not change, timings (latency) do. Only on glibc (Linux); ``CIPRIVACY_MALLOC=system`` leaves
+    malloc as it is. Returns whether glibc took both settings; where another allocator is
+    preloaded (jemalloc, tcmalloc) the call reaches glibc's unused one and changes nothing.
     """
     if os.environ.get("CIPRIVACY_MALLOC", "retain") == "system" or _glibc_version() is None:
         return False
-    libc = ctypes.CDLL(None)  # the C library this process already runs on
-    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
 @contextlib.contextmanager
