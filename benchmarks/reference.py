@@ -76,7 +76,8 @@ def rmle_per_image(edge: nn.Module, root: str, iterations: int, limit: int, devi
 
 
 def mine_epoch(edge: nn.Module, critic: nn.Module, root: str, batch_size: int, device: torch.device) -> float:
-    """One epoch of MINE critic updates on (x, edge(x)) and shuffled pairs."""
+    """One epoch of MINE critic updates on (x, edge(x)) and shuffled pairs, the critic run as
+    the authors write it (one conv stack over x and the zero-padded z)."""
     opt = torch.optim.Adam(critic.parameters(), lr=5e-4)
     critic.train()
     total, steps = 0.0, 0
@@ -84,8 +85,8 @@ def mine_epoch(edge: nn.Module, critic: nn.Module, root: str, batch_size: int, d
         x = x.to(device)
         with torch.no_grad():
             z = edge(x)
-        t_joint = critic(x, z)
-        t_marg = critic(x, z[torch.randperm(z.shape[0], device=device)])
+        t_joint = critic.forward_stacked(x, z)
+        t_marg = critic.forward_stacked(x, z[torch.randperm(z.shape[0], device=device)])
         loss = -(t_joint.mean() - (torch.logsumexp(t_marg, 0) - torch.log(torch.tensor(float(t_marg.numel())))))
         opt.zero_grad()
         loss.backward()

@@ -53,3 +53,26 @@ def test_paper_critic_is_bounded_and_accepts_smaller_features():
 def test_report_must_be_best_or_last():
     with pytest.raises(ValueError, match="report"):
         estimate_mi(CRITICS.get("mlp")((1,), (1,)), lambda: [], lambda: [], 1, 1e-3, report="max")
+
+
+@pytest.mark.parametrize("x_shape, z_shape", [
+    ((3, 32, 32), (16, 8, 8)),    # centred, padded on every side
+    ((1, 16, 16), (4, 15, 13)),   # odd padding: one pixel short on one side
+    ((3, 16, 16), (8, 16, 16)),   # same size: no padding
+    ((3, 8, 8), (2, 1, 1)),       # a single feature pixel
+])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_paper_critic_on_z_footprint_is_the_stacked_critic(x_shape, z_shape, channels_last):
+    """The critic convolves z only where the padded z can reach; values and gradients are those
+    of the one conv over the zero-padded stack."""
+    torch.manual_seed(0)
+    critic = CRITICS.get("paper_conv")(x_shape, z_shape)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    critic = critic.to(memory_format=fmt)
+    x = torch.rand(5, *x_shape).contiguous(memory_format=fmt)
+    z = torch.randn(5, *z_shape).contiguous(memory_format=fmt)
+    ours, stacked = critic(x, z), critic.forward_stacked(x, z)
+    torch.testing.assert_close(ours, stacked, rtol=0, atol=1e-6)
+    params = list(critic.parameters())
+    for a, b in zip(torch.autograd.grad(ours.sum(), params), torch.autograd.grad(stacked.sum(), params)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -63,6 +63,24 @@ class PaperConvCritic(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``forward_stacked``'s map, computed apart for x and z in the first conv.
+
+        A convolution is a sum over its input channels, so the first conv is one conv of x plus
+        one of z; and the padded z is zero outside its footprint, so z's conv only has to run on
+        that footprint and the one-pixel ring around it. For a 16x16 z in a 64x64 image that is
+        12x fewer multiply-adds in the layer that holds most of them (the z channels).
+        """
+        first, cx = self.net[0], x.shape[1]
+        h = F.conv2d(x, first.weight[:, :cx], first.bias, padding=1)
+        left, right, top, bottom = self.pad
+        ring = (min(left, 1), min(right, 1), min(top, 1), min(bottom, 1))
+        zh = F.conv2d(F.pad(z.to(x.dtype), ring), first.weight[:, cx:], padding=1)
+        row, col = top - ring[2], left - ring[0]
+        h[:, :, row : row + zh.shape[2], col : col + zh.shape[3]] += zh
+        return self.net[1:](h).flatten(1).mean(1)
+
+    def forward_stacked(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The critic as the authors write it: one conv stack over x and the zero-padded z."""
         z = F.pad(z, self.pad)
         return self.net(torch.cat([x, z.to(x.dtype)], dim=1)).flatten(1).mean(1)
 
