@@ -59,6 +59,7 @@ def test_report_must_be_best_or_last():
     ((3, 32, 32), (16, 8, 8)),    # centred, padded on every side
     ((1, 16, 16), (4, 15, 13)),   # odd padding: one pixel short on one side
     ((3, 16, 16), (8, 16, 16)),   # same size: no padding
+    ((3, 16, 16), (8, 16, 8)),    # padded across only
     ((3, 8, 8), (2, 1, 1)),       # a single feature pixel
 ])
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -76,3 +77,11 @@ def test_paper_critic_on_z_footprint_is_the_stacked_critic(x_shape, z_shape, cha
     params = list(critic.parameters())
     for a, b in zip(torch.autograd.grad(ours.sum(), params), torch.autograd.grad(stacked.sum(), params)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_paper_critic_refuses_inputs_of_other_sizes_than_it_was_built_for():
+    critic = CRITICS.get("paper_conv")((3, 32, 32), (16, 8, 8))
+    with pytest.raises(ValueError, match=r"got x \(32, 32\) and z \(10, 10\)"):
+        critic(torch.rand(2, 3, 32, 32), torch.randn(2, 16, 10, 10))
+    with pytest.raises(ValueError, match=r"got x \(40, 40\)"):
+        critic(torch.rand(2, 3, 40, 40), torch.randn(2, 16, 8, 8))

@@ -70,9 +70,14 @@ class PaperConvCritic(nn.Module):
         that footprint and the one-pixel ring around it. For a 16x16 z in a 64x64 image that is
         12x fewer multiply-adds in the layer that holds most of them (the z channels).
         """
+        left, right, top, bottom = self.pad
+        z_hw = (z.shape[-2] + top + bottom, z.shape[-1] + left + right)
+        if tuple(x.shape[-2:]) != self.x_hw or z_hw != self.x_hw:
+            # The stacked form failed at the concatenation; the window must not land elsewhere.
+            raise ValueError(f"paper_conv critic built for x {self.x_hw} and z padded by {self.pad} "
+                             f"got x {tuple(x.shape[-2:])} and z {tuple(z.shape[-2:])}")
         first, cx = self.net[0], x.shape[1]
         h = F.conv2d(x, first.weight[:, :cx], first.bias, padding=1)
-        left, right, top, bottom = self.pad
         ring = (min(left, 1), min(right, 1), min(top, 1), min(bottom, 1))
         zh = F.conv2d(F.pad(z.to(x.dtype), ring), first.weight[:, cx:], padding=1)
         row, col = top - ring[2], left - ring[0]
