@@ -74,7 +74,7 @@ class PaperConvCritic(nn.Module):
         z_hw = (z.shape[-2] + top + bottom, z.shape[-1] + left + right)
         if tuple(x.shape[-2:]) != self.x_hw or z_hw != self.x_hw:
             # The stacked form failed at the concatenation; the window must not land elsewhere.
-            raise ValueError(f"paper_conv critic built for x {self.x_hw} and z padded by {self.pad} "
+            raise ValueError(f"paper_conv critic built for x {self.x_hw} and z padded by {self.pad}, "
                              f"got x {tuple(x.shape[-2:])} and z {tuple(z.shape[-2:])}")
         first, cx = self.net[0], x.shape[1]
         h = F.conv2d(x, first.weight[:, :cx], first.bias, padding=1)
