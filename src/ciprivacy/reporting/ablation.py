@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ciprivacy.reporting import paper_tables as P
-from ciprivacy.reporting.results import seed_stats
+from ciprivacy.reporting.results import as_paper_protocol, seed_stats
 
 FULL = "siftfunnel"
 PREFIX = "siftfunnel_no_"
@@ -68,7 +68,7 @@ def ablation_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
     """Table 6 for one dataset/arch: per variant a gray-box row (all columns) and a black-box
     row (Gen columns only), then the compensation-feature attack row; means over seeds, with
     `<column>_std` beside them. Δ acc is against the full SiftFunnel."""
-    stats = seed_stats(tidy)
+    stats = seed_stats(as_paper_protocol(tidy))
     rows = []
     for defense, label in _variants(stats, dataset, arch):
         for i, gen_attack in enumerate(GEN_ROWS):
@@ -168,7 +168,7 @@ def write_ablation_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str)
         "Blocks of the edge; the KL/label-smoothing, dCor, Pearson or ℓ1 term of the loss), against the generator "
         "attack: gray-box, with the black-box result on the row below. The last row attacks the features after the "
         "cloud's compensation module of the full SiftFunnel (an attacker who knows the cloud). Δ acc against the full "
-        f"SiftFunnel. {runs} {P.BEST_RULE}"
+        f"SiftFunnel. {P.PROTOCOL_NOTE} {runs} {P.BEST_RULE}"
     )
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(f"{stem}.csv", index=False)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ciprivacy.reporting import layout as L
-from ciprivacy.reporting.paper_tables import HTML_PAGE
-from ciprivacy.reporting.results import seed_stats
+from ciprivacy.reporting.paper_tables import HTML_PAGE, PROTOCOL_NOTE
+from ciprivacy.reporting.results import as_paper_protocol, seed_stats
 
 MATCH = ["dataset", "arch", "defense", "scenario", "metric"]
 COLUMNS = [
@@ -31,7 +31,7 @@ def paper_comparison(tidy: pd.DataFrame, paper: pd.DataFrame | None = None) -> p
     """Outer join on (dataset, arch, defense, scenario, metric): paper rows we did not run are
     'not run'; our numbers the paper has no counterpart for are 'no paper value'."""
     paper = load_paper() if paper is None else paper
-    ours = seed_stats(tidy).rename(columns={"mean": "ours", "std": "ours_std"})
+    ours = seed_stats(as_paper_protocol(tidy)).rename(columns={"mean": "ours", "std": "ours_std"})
     ours = ours[ours["metric"].isin(L.METRICS)]
     merged = paper.rename(columns={"value": "paper", "note": "paper_note"}).merge(ours, on=MATCH, how="outer")
     merged["table"] = merged["table"].fillna("")
@@ -57,7 +57,7 @@ def write_comparison(tidy: pd.DataFrame, csv_path: str, md_path: str, html_path:
         f"{counts.get('compared', 0)} numbers compared with the paper, {counts.get('no paper value', 0)} of ours have "
         f"no paper counterpart (another dataset/arch, or a scenario the paper does not print), "
         f"{counts.get('not run', 0)} paper numbers not run here. difference = ours - paper; relative = difference / "
-        f"|paper|. test_acc_pct in percent."
+        f"|paper|. test_acc_pct in percent. {PROTOCOL_NOTE}"
     )
     with open(md_path, "w") as fh:
         fh.write(f"## Paper comparison\n\n{summary}\n\n{frame.to_markdown(index=False, floatfmt='.4g')}\n")

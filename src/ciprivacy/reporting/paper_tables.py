@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ciprivacy.reporting import layout as L
-from ciprivacy.reporting.results import TARGET_SCENARIO, seed_stats
+from ciprivacy.reporting.results import TARGET_SCENARIO, as_paper_protocol, seed_stats
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ FORMATS = {
     "edge_params": "{:,.0f}",
 }
 NOT_RUN = "not run"
+PROTOCOL_NOTE = (
+    "MSE, PSNR and SSIM as the paper computes them (the authors' code): MSE summed over colour channels per pixel; "
+    "PSNR and SSIM per shuffled test batch (attacks.<scenario>.metric_batch), SSIM over the batch as one volume. "
+    "The per-image values are in summary.csv."
+)
 BEST_RULE = (
     "Bold: the best value of each column: highest test accuracy and rMLE/Gen MSE; lowest PSNR, SSIM, MI, "
     "δ(z) and edge parameters."
@@ -93,7 +98,7 @@ def _columns(frame: pd.DataFrame) -> pd.DataFrame:
 def defense_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
     """Tables 2-4: every defense of the paper on one dataset/arch; AE and SiftFunnel get a
     gray-box row and a black-box Gen row, as in the paper."""
-    stats = seed_stats(tidy)
+    stats = seed_stats(as_paper_protocol(tidy))
     rows = []
     # The paper's defenses in its order, then any other that ran here (NoPeek, variants).
     ran = stats.loc[(stats["dataset"] == dataset) & (stats["arch"] == arch), "defense"]
@@ -108,7 +113,7 @@ def defense_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
 
 def arch_table(tidy: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Table 5: SiftFunnel on each architecture (the paper's three, then any other that ran)."""
-    stats = seed_stats(tidy)
+    stats = seed_stats(as_paper_protocol(tidy))
     ran = sorted(set(stats.loc[(stats["dataset"] == dataset), "arch"]) - set(L.PAPER_ARCHS))
     rows = []
     for arch in [*L.PAPER_ARCHS, *ran]:
@@ -307,7 +312,7 @@ def write_defense_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str) 
         f"Defenses grouped by family, in {where}. rMLE = white-box attack; Gen = black-box inverse network, and for "
         f"AE-based and SiftFunnel the gray-box one with its black-box result on the row below, as in the paper. "
         f"MI = MINE estimate of I(x; z); δ(z) = mean non-zero elements of z per test sample; Δ acc against "
-        f"Unprotected. {_runs_note(frame)}"
+        f"Unprotected. {PROTOCOL_NOTE} {_runs_note(frame)}"
     )
     if (frame["status"] == NOT_RUN).all():
         log.warning("%s: no runs for %s/%s; every row is 'not run'", stem, dataset, arch)
@@ -320,7 +325,8 @@ def write_arch_table(tidy: pd.DataFrame, dataset: str, stem: str) -> pd.DataFram
     title = f"{Path(stem).name}: SiftFunnel across architectures on {dataset}"
     caption = (
         f"The paper's Table 5 layout: SiftFunnel on each architecture, gray-box Gen attack with the black-box one on "
-        f"the row below; Δ acc against the unprotected model of the same architecture. {_runs_note(frame)}"
+        f"the row below; Δ acc against the unprotected model of the same architecture. {PROTOCOL_NOTE} "
+        f"{_runs_note(frame)}"
     )
     write_table(frame, stem, title, caption, by="arch")
     return frame

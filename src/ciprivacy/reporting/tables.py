@@ -12,8 +12,10 @@ from ciprivacy.io import load_json
 KEYS = ["dataset", "arch", "defense", "seed"]
 SUMMARY_COLUMNS = [
     *KEYS, "scenario", "attack", "test_acc", "mse", "psnr", "ssim", "mi", "delta_z", "edge_params", "z_shape", "epsilon",
-    "attacked_images",
+    "attacked_images", "mse_paper", "psnr_paper", "ssim_paper",
 ]
+# As the paper computes them (metrics.image.paper_quality); absent from results written before they existed.
+OPTIONAL_COLUMNS = ("mse_paper", "psnr_paper", "ssim_paper")
 
 
 def summary_frame(evaluations: Iterable[str], mi_files: Iterable[str], attack_files: Iterable[str]) -> pd.DataFrame:
@@ -25,6 +27,9 @@ def summary_frame(evaluations: Iterable[str], mi_files: Iterable[str], attack_fi
         raise ValueError("nothing to summarise: no evaluation or attack results were given")
     evals["z_shape"] = evals["z_shape"].map(lambda s: "x".join(map(str, s)))
     frame = attacks.merge(evals, on=KEYS, how="left").merge(mis, on=KEYS, how="left")
+    for column in OPTIONAL_COLUMNS:
+        if column not in frame:
+            frame[column] = float("nan")
     missing = [c for c in SUMMARY_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"results lack columns {missing}")
