@@ -81,6 +81,85 @@ def test_black_box_inverse_network_adapts_only_its_first_layer_to_a_narrow_z():
     assert sum(p.numel() for p in deeper.parameters()) > sum(p.numel() for p in g.parameters())
 
 
+def _params(g: nn.Module) -> int:
+    return sum(p.numel() for p in g.parameters())
+
+
+def test_inverse_network_for_the_cnn_edge_is_unchanged_by_the_hidden_layer_rule():
+    """The CNN's 256 x 16 x 16 edge (ratio 4) keeps the authors' Inversion_4 layer for layer;
+    the counts are those of the networks before every G got a hidden layer (issue: ratio-2 z)."""
+    black = InverseNet((256, 16, 16), (3, 64, 64), base_channels=256)
+    def layer(m):
+        if isinstance(m, nn.ConvTranspose2d):
+            return ("ConvT", m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.bias is not None)
+        return (type(m).__name__, getattr(m, "num_features", None))
+
+    assert [layer(m) for m in black.net] == [
+        ("ConvT", 256, 128, (4, 4), (2, 2), (1, 1), True), ("BatchNorm2d", 128), ("Tanh", None),
+        ("ConvT", 128, 3, (4, 4), (2, 2), (1, 1), True), ("Sigmoid", None),
+    ]
+    assert _params(black) == 530_819
+    gray = InverseNet((256, 16, 16), (3, 64, 64), base_channels=256, width=2.0, extra_convs=1)
+    assert _params(gray) == 1_652_227
+    assert [type(m).__name__ for m in gray.net] == [
+        "ConvTranspose2d", "BatchNorm2d", "Tanh", "Conv2d", "BatchNorm2d", "Tanh", "ConvTranspose2d", "Sigmoid"]
+    # the CNN SiftFunnel z (12 x 16 x 16) and the ratio-1 ResNet-18 z keep theirs too
+    assert _params(InverseNet((12, 16, 16), (3, 64, 64), base_channels=256)) == 31_107
+    assert _params(InverseNet((12, 16, 16), (3, 64, 64), base_channels=256, width=2.0, extra_convs=1, pre_convs=3)) == 7_479_299
+    assert _params(InverseNet((64, 64, 64), (3, 64, 64), base_channels=64)) == 19_395
+    assert _params(InverseNet((64, 64, 64), (3, 64, 64), base_channels=64, width=2.0, extra_convs=1)) == 75_843
+
+
+def _hidden_channels(g: InverseNet) -> list[int]:
+    return [m.num_features for m in g.net if isinstance(m, nn.BatchNorm2d)]
+
+
+@pytest.mark.parametrize("z_shape, base", [
+    ((128, 32, 32), 128),  # VGG16 split 3, ResNet-18 split 4: ratio 2
+    ((6, 32, 32), 64),     # ResNet-18 SiftFunnel: ratio 2
+    ((64, 64, 64), 64),    # ResNet-18 split 2: ratio 1
+])
+def test_inverse_network_has_a_hidden_layer_scaled_by_width_at_ratio_two_and_one(z_shape, base):
+    narrow = InverseNet(z_shape, (3, 64, 64), base_channels=base, width=1.0)
+    wide = InverseNet(z_shape, (3, 64, 64), base_channels=base, width=2.0)
+    for g in (narrow, wide):
+        layers = list(g.net)
+        assert isinstance(layers[-1], nn.Sigmoid)
+        output = layers[-2]
+        assert isinstance(output, nn.ConvTranspose2d if z_shape[1] < 64 else nn.Conv2d) and output.out_channels == 3
+        # a conv + BN + Tanh block before the output layer: the decoder is not linear in z
+        assert any(isinstance(m, nn.Tanh) for m in layers[:-2])
+        assert isinstance(layers[0], nn.Conv2d) and layers[0].in_channels == z_shape[0]
+        out = g(torch.randn(2, *z_shape))
+        assert out.shape == (2, 3, 64, 64)
+    assert _hidden_channels(narrow) == [base // 2]
+    assert _hidden_channels(wide) == [base]
+    assert _params(wide) > _params(narrow)
+    # the gray-box extra 3x3 blocks work at the (width-scaled) hidden channels
+    gray = InverseNet(z_shape, (3, 64, 64), base_channels=base, width=2.0, extra_convs=1)
+    assert _hidden_channels(gray) == [base, base]
+
+
+def test_ratio_two_inverse_network_is_not_a_linear_map_of_z():
+    g = InverseNet((6, 32, 32), (3, 64, 64), base_channels=64).eval()
+    a, b = torch.randn(1, 6, 32, 32), torch.randn(1, 6, 32, 32)
+    logit = lambda z: torch.logit(g(z).double().clamp(1e-6, 1 - 1e-6))  # undo the output Sigmoid
+    with torch.no_grad():
+        assert not torch.allclose(logit(a + b) - logit(b), logit(a) - logit(torch.zeros_like(a)), atol=1e-3)
+
+
+def test_a_one_conv_edge_at_half_the_side_is_mirrored_by_one_transposed_conv():
+    """The CNN split after its first block: the authors' Inversion_4 is ConvT(128->3) + Sigmoid;
+    the attack builds that for an assumed edge of one convolution, a hidden block otherwise."""
+    g = InverseNet((128, 32, 32), (3, 64, 64), base_channels=128, hidden_at_z=False)
+    assert [type(m).__name__ for m in g.net] == ["ConvTranspose2d", "Sigmoid"]
+    from ciprivacy.models import plain_edge
+
+    convs = lambda **kw: sum(isinstance(m, nn.Conv2d) for m in plain_edge(**kw).modules())  # noqa: E731
+    assert convs(arch="cnn", num_classes=10, image_shape=(3, 64, 64), split_block=1) == 1
+    assert convs(arch="vgg16", num_classes=10, image_shape=(3, 64, 64), split_block=3) == 3
+
+
 def test_inverse_network_rejects_shapes_that_are_not_a_power_of_two_apart():
     with pytest.raises(ValueError, match="power of two"):
         InverseNet((8, 24, 24), (3, 64, 64))

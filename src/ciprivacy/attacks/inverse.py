@@ -4,7 +4,11 @@ One definition serves every feature shape: G upsamples z by transposed convoluti
 (kernel 4, stride 2) until it reaches the image size, mirroring an edge that halves the
 spatial size per block, and ends in a Sigmoid so outputs are pixels in [0, 1]. For the
 CNN's two-block edge (z = 256 x 16 x 16) the black-box capacity gives exactly the authors'
-ConvT(256->128) + BN + Tanh -> ConvT(128->3) + Sigmoid.
+ConvT(256->128) + BN + Tanh -> ConvT(128->3) + Sigmoid. Where z is half the image's side,
+a one-conv edge (the CNN split after its first block) is mirrored by a single ConvT(zc->3), as
+the authors' code does; a deeper edge (VGG16 split 3, ResNet-18 split 4, the ResNet-18
+SiftFunnel) gets a hidden 3x3 conv block at z's resolution first, since one linear layer is no
+inverse of several convolutions.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ class InverseNet(nn.Module):
     adapts to the observed channel count. ``width`` scales the hidden channels,
     ``extra_convs`` adds 3x3 conv blocks per stage, and ``pre_convs`` adds 3x3 conv blocks at
     the feature resolution before upsampling: the capacity a gray-box attacker adds when it
-    knows the edge is deeper than the assumed one.
+    knows the edge is deeper than the assumed one. ``hidden_at_z`` (for z at half the image's
+    side) adds a hidden 3x3 conv block before the upsampling output layer; leave it off only
+    to mirror an edge of a single convolution.
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class InverseNet(nn.Module):
         width: float = 1.0,
         extra_convs: int = 0,
         pre_convs: int = 0,
+        hidden_at_z: bool = True,
     ):
         super().__init__()
         zc, zh, zw = z_shape
@@ -63,23 +70,26 @@ class InverseNet(nn.Module):
         for i in range(pre_convs):
             layers += [nn.Conv2d(c, base, 3, padding=1), nn.BatchNorm2d(base), nn.Tanh()]
             c = base
-        if stages == 0:  # same spatial size: a 3x3 conv stack
+        if stages == 1 and not hidden_at_z:  # mirrors a one-conv edge: a single upsampling ConvT
+            for _ in range(extra_convs):
+                layers += _refine(c)
+        elif stages <= 1:
+            # z at the image's side (ratio 1) or half of it (ratio 2): one hidden 3x3 conv block
+            # at z's resolution, then the output layer (a 3x3 conv, or the upsampling ConvT), so
+            # the decoder is not linear in z and ``width`` scales its hidden layer.
             hidden = max(8, base // 2)
             layers += [nn.Conv2d(c, hidden, 3, padding=1), nn.BatchNorm2d(hidden), nn.Tanh()]
             for _ in range(extra_convs):
                 layers += _refine(hidden)
-            layers += [nn.Conv2d(hidden, ic, 3, padding=1)]
-        else:
+            c = hidden
+        else:  # ratio >= 4: every upsampling but the last is a hidden stage (the authors' Inversion_4)
             for i in range(stages - 1):
                 hidden = max(8, round(base / 2 ** (i + 1)))
                 layers += [nn.ConvTranspose2d(c, hidden, 4, 2, 1), nn.BatchNorm2d(hidden), nn.Tanh()]
                 for _ in range(extra_convs):
                     layers += _refine(hidden)
                 c = hidden
-            if stages == 1:
-                for _ in range(extra_convs):
-                    layers += _refine(c)
-            layers += [nn.ConvTranspose2d(c, ic, 4, 2, 1)]
+        layers += [nn.Conv2d(c, ic, 3, padding=1) if stages == 0 else nn.ConvTranspose2d(c, ic, 4, 2, 1)]
         layers.append(nn.Sigmoid())
         self.net = nn.Sequential(*layers)
 

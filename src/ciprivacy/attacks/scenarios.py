@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import torch
+from torch import nn
 
 from ciprivacy.attacks.inverse import InverseNet, reconstruct, train_inverse_network
 from ciprivacy.attacks.rmle import rmle_reconstruct
@@ -23,7 +24,7 @@ from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
 from ciprivacy.io import save_json, save_torch
 from ciprivacy.metrics.image import paper_quality, reconstruction_quality
-from ciprivacy.models import edge_output_shape
+from ciprivacy.models import plain_edge
 from ciprivacy.registry import Registry
 from ciprivacy.runtime import configure_job, pick_device, seed_everything
 from ciprivacy.target import Target, load_target
@@ -62,15 +63,18 @@ def _inverse_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, setti
     (gray-box) it also mirrors the layers a defense added to the edge."""
     meta = target.meta
     z_shape = tuple(target.observe(to_float(test[:1])).shape[1:])
-    assumed = edge_output_shape(meta.get("arch_type", meta["arch"]), meta["num_classes"], meta["image_shape"], **meta["arch_settings"])
+    edge = plain_edge(meta.get("arch_type", meta["arch"]), meta["num_classes"], meta["image_shape"], **meta["arch_settings"])
+    assumed = tuple(edge(torch.zeros(1, *meta["image_shape"])).shape[1:])
+    edge_convs = sum(isinstance(m, nn.Conv2d) for m in edge.modules())
     pre_convs = target.defense.extra_edge_layers if settings["match_depth"] else 0
     generator = InverseNet(
         z_shape, tuple(test.shape[1:]), base_channels=assumed[0], width=settings["width"],
-        extra_convs=settings["extra_convs"], pre_convs=pre_convs,
+        extra_convs=settings["extra_convs"], pre_convs=pre_convs, hidden_at_z=edge_convs > 1,
     ).to(test.device)
     generator, history = train_inverse_network(generator, target.observe, aux, test, settings, gen, resume)
     rec = reconstruct(generator, target.observe, test, settings["batch_size"], bool(settings["amp"]))
-    arch = {"z_shape": list(z_shape), "base_channels": assumed[0], "width": settings["width"], "extra_convs": settings["extra_convs"], "pre_convs": pre_convs}
+    arch = {"z_shape": list(z_shape), "base_channels": assumed[0], "width": settings["width"], "extra_convs": settings["extra_convs"],
+            "pre_convs": pre_convs, "hidden_at_z": edge_convs > 1}
     state = {"state_dict": generator.state_dict(), "meta": arch}
     return rec, test.shape[0], state, {"history": history, "generator_params": sum(p.numel() for p in generator.parameters())}
 

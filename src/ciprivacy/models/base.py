@@ -69,8 +69,12 @@ def create_model(arch: str, num_classes: int, image_shape: Sequence[int], **sett
 
 
 @torch.no_grad()
+def plain_edge(arch: str, num_classes: int, image_shape: Sequence[int], **settings: Any) -> nn.Module:
+    """The plain (unprotected) edge of an architecture: what an attacker who knows only the
+    architecture family assumes the edge is."""
+    return create_model(arch, num_classes, image_shape, **settings).edge.eval()
+
+
 def edge_output_shape(arch: str, num_classes: int, image_shape: Sequence[int], **settings: Any) -> tuple[int, ...]:
-    """Shape of z for the plain (unprotected) split of an architecture: what an attacker who
-    knows only the architecture family assumes the edge sends."""
-    model = create_model(arch, num_classes, image_shape, **settings).eval()
-    return tuple(model.edge(torch.zeros(1, *image_shape)).shape[1:])
+    """Shape of z for the plain split of an architecture (``plain_edge``)."""
+    return tuple(plain_edge(arch, num_classes, image_shape, **settings)(torch.zeros(1, *image_shape)).shape[1:])
