@@ -134,6 +134,23 @@ def test_distance_correlation_agrees_with_the_dcor_package():
     ref = dcor.distance_correlation(x.flatten(1).numpy(), z.numpy())
     assert ours == pytest.approx(ref, abs=1e-6)
     assert distance_correlation(x, x).item() == pytest.approx(1.0, abs=1e-6)
+    # The paper's eq. 12 form, (1/n^2 sum AB) / sqrt(dVar dVar), is Szekely's dCor squared.
+    assert distance_correlation(x, z, squared=True).item() == pytest.approx(ref**2, abs=1e-6)
+    assert abs(ref - ref**2) > 0.1  # the two forms are far apart on this data
+    assert distance_correlation(x, x, squared=True).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_siftfunnel_dcor_term_is_eq12_the_squared_dcor_and_nopeek_keeps_dcor():
+    torch.manual_seed(0)
+    defense, model = build("siftfunnel", terms={"kl": False, "dcor": True, "pearson": False, "l1": False})
+    model.eval()
+    x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 4, (16,))
+    with torch.no_grad():
+        term = defense.loss_terms(model, x, y)["dcor"].item()
+        z = model.edge(x)
+    ref = dcor.distance_correlation(x.flatten(1).double().numpy(), z.flatten(1).double().numpy())
+    assert term == pytest.approx(CONFIG["defenses"]["siftfunnel"]["lambda2"] * ref**2, rel=1e-4)
+    assert term != pytest.approx(CONFIG["defenses"]["siftfunnel"]["lambda2"] * ref, rel=1e-2)
 
 
 def test_pearson_term_lies_in_unit_interval_with_known_extremes():
@@ -142,22 +159,49 @@ def test_pearson_term_lies_in_unit_interval_with_known_extremes():
     assert channel_pearson_penalty(same).item() == pytest.approx(1.0, abs=1e-4)
     independent = torch.randn(4, 5, 64, 64, generator=gen)
     value = channel_pearson_penalty(independent).item()
-    assert 0 <= value < 0.01
+    assert 1 / 5 <= value < 1 / 5 + 0.01  # eq. 13 keeps the diagonal: 1/C for uncorrelated channels
     anti = torch.cat([same[:, :1], -same[:, :1]], dim=1)
     assert channel_pearson_penalty(anti).item() == pytest.approx(1.0, abs=1e-4)
 
 
+def test_pearson_term_is_eq13_the_mean_over_all_c_squared_pairs():
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(3, 4, 6, 6, generator=gen, dtype=torch.float64)
+    z[:, 1] += 0.7 * z[:, 0]
+    direct = torch.stack([torch.corrcoef(sample.flatten(1)).pow(2).mean() for sample in z]).mean()
+    assert channel_pearson_penalty(z).item() == pytest.approx(direct.item(), abs=1e-5)
+
+
+def test_normalized_hsic_is_bidos_estimator():
+    """BiDO's hsic_normalized_cca: Kc = K H, R = Kc (Kc + 1e-5 m I)^-1, sum(R_K * R_L^T)."""
+    gen = torch.Generator().manual_seed(0)
+    m = 7
+    x = torch.randn(m, 5, generator=gen, dtype=torch.float64)
+    k = gaussian_kernel(x, 1.0).double()
+    l = gaussian_kernel(torch.sin(2 * x) + 0.1 * torch.randn(m, 5, generator=gen, dtype=torch.float64), 1.0).double()
+    h = torch.eye(m, dtype=torch.float64) - torch.ones(m, m, dtype=torch.float64) / m
+    reg = 1e-5 * m * torch.eye(m, dtype=torch.float64)
+
+    def r(kernel):
+        return kernel @ h @ torch.linalg.inv(kernel @ h + reg)
+
+    direct = (r(k) * r(l).T).sum().item()
+    assert normalized_hsic(k, l).item() == pytest.approx(direct, rel=1e-5)
+    assert normalized_hsic(l, k).item() == pytest.approx(direct, rel=1e-5)  # tr(R_K R_L) is symmetric
+
+
 def test_hsic_separates_dependent_from_independent_data():
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(300, 5, generator=gen)
-    dependent = torch.sin(2 * x) + 0.1 * torch.randn(300, 5, generator=gen)
-    independent = torch.randn(300, 5, generator=gen)
-    kx = gaussian_kernel(x, 1.0)
-    dep = normalized_hsic(kx, gaussian_kernel(dependent, 1.0)).item()
-    ind = normalized_hsic(kx, gaussian_kernel(independent, 1.0)).item()
-    assert 0 <= ind < 0.08 and 0.2 < dep <= 1.0 and dep > 3 * ind
-    y = torch.randint(0, 3, (300,), generator=gen)
-    assert normalized_hsic(label_kernel(y, 3), label_kernel(y, 3)).item() == pytest.approx(1.0, abs=1e-5)
+    x = torch.randn(128, 5, generator=gen)
+    dependent = torch.tanh(x) + 0.1 * torch.randn(128, 5, generator=gen)
+    independent = torch.randn(128, 5, generator=gen)
+    kx = gaussian_kernel(x, 5.0)  # BiDO's width; with the 1e-5 m ridge, narrow kernels look full rank
+    dep = normalized_hsic(kx, gaussian_kernel(dependent, 5.0)).item()
+    ind = normalized_hsic(kx, gaussian_kernel(independent, 5.0)).item()
+    assert 0 <= ind and dep > 3 * ind
+    # On one-hot labels of K classes R is near the projection onto K - 1 centred directions.
+    y = torch.randint(0, 3, (128,), generator=gen)
+    assert normalized_hsic(label_kernel(y, 3), label_kernel(y, 3)).item() == pytest.approx(2.0, abs=1e-2)
     assert hsic(kx, kx).item() > 0
 
 
@@ -223,7 +267,7 @@ def test_every_defense_works_on_every_architecture(arch, name):
         ("resnet18", "unprotected", 149_824, (64, 64, 64)),
         ("resnet18", "ae", 279_136, (32, 64, 64)),
         ("vgg16", "unprotected", 112_576, (128, 32, 32)),
-        ("vgg16", "siftfunnel", 41_512, (4, 16, 16)),
+        ("vgg16", "siftfunnel", 41_512, (4, 32, 32)),  # z keeps the plain split's 32x32 (Table 5 delta(z) 3,587)
         ("cnn", "siftfunnel", 14_437, (12, 16, 16)),
     ],
 )
@@ -233,7 +277,33 @@ def test_edge_counts_and_z_shapes_on_other_architectures(arch, name, expected, z
     assert tuple(model.eval().edge(torch.rand(1, 3, 64, 64)).shape[1:]) == z_shape
 
 
+def test_siftfunnel_z_is_never_larger_than_the_plain_splits_features():
+    # vgg16 split_block 5 (the data-type study) sends 256 x 16 x 16: z keeps 16 x 16 there.
+    model = create_defense("siftfunnel", **CONFIG["defenses"]["siftfunnel"]).build("vgg16", 4, (1, 64, 64), {"split_block": 5})
+    z = model.eval().edge(torch.rand(2, 1, 64, 64))
+    assert tuple(z.shape[1:]) == (4, 16, 16) and model(torch.rand(2, 1, 64, 64)).shape == (2, 4)
+
+
 def test_resnet_siftfunnel_edge_matches_the_papers_count_within_one_percent():
     model = create_defense("siftfunnel", **CONFIG["defenses"]["siftfunnel"]).build("resnet18", 10, (3, 64, 64), {})
     assert abs(count_params(model.edge) - 78_864) / 78_864 < 0.01
     assert tuple(model.eval().edge(torch.rand(1, 3, 64, 64)).shape[1:]) == (6, 32, 32)
+
+
+def test_mid_on_resnet18_puts_the_bottleneck_before_a_classifier():
+    from ciprivacy.defenses.layers import VariationalLinear
+
+    plain = create_defense("unprotected").build("resnet18", 10, (3, 64, 64), {})
+    model = create_defense("mid", **CONFIG["defenses"]["mid"]).build("resnet18", 10, (3, 64, 64), {})
+    head = model.cloud[-1]
+    assert isinstance(head[0], VariationalLinear) and head[0].fc.in_features == 512 and head[0].out_features == 256
+    assert isinstance(head[1], nn.Linear) and (head[1].in_features, head[1].out_features) == (256, 10)
+    assert count_params(model.edge) == count_params(plain.edge) == 149_824
+    # fc 512 -> 10 (5,130) becomes st_layer 512 -> 2 x 256 (262,656) + fc 256 -> 10 (2,570)
+    assert count_params(model.cloud) - count_params(plain.cloud) == 262_656 + 2_570 - 5_130
+    # The CNN keeps its path: its first FC (flat -> 5K) becomes the bottleneck, its classifier stays.
+    cnn = create_defense("mid", **CONFIG["defenses"]["mid"]).build("cnn", 10, (3, 64, 64), {})
+    (bottleneck,) = [m for m in cnn.cloud.modules() if isinstance(m, VariationalLinear)]
+    assert bottleneck.out_features == 50
+    linears = [m for m in cnn.cloud.modules() if isinstance(m, nn.Linear) and m is not bottleneck.fc]
+    assert [(m.in_features, m.out_features) for m in linears] == [(50, 10)]

@@ -77,8 +77,11 @@ class SiftFunnel(Defense):
     128 -> 32 -> 8 -> 12 and 14,437 edge parameters (paper: 14,911); on ResNet-18 with
     6 x 32 x 32 z: 78,846 (paper: 78,864). Cloud: a channel
     compensation module (two 3x3 convs back to the plain z's channels, Triplet Attention) in
-    front of the plain cloud (upsampling when z is smaller than the plain split's features). Loss (eq. 15): lambda1 KL(f(x) || LS(y)) + lambda2 dCor(x, z)
-    + lambda3 L_Pearson(z) + tau mean|z|; each term can be switched off.
+    front of the plain cloud (upsampling when z is smaller than the plain split's features).
+    VGG16 with 4 x 32 x 32 z: 41,512. Loss (eq. 15): lambda1 KL(f(x) || LS(y)) + lambda2 L_dCor(x, z)
+    + lambda3 L_Pearson(z) + tau mean|z|, with L_dCor the paper's eq. 12 ratio, which is
+    Szekely's dCor squared (``distance_correlation(..., squared=True)``), and L_Pearson over all
+    C^2 channel pairs (eq. 13); each term can be switched off.
 
     Ablation switches (Table 6), both true by default (the full defense):
 
@@ -124,7 +127,10 @@ class SiftFunnel(Defense):
                 raise ValueError(f"defenses.siftfunnel.{key} has no entry for architecture {arch!r}; it has {sorted(s[key])}")
         r1, r2 = s["funnel_reduction"]
         c1, c2, zc = max(1, c_in // r1), max(1, c_in // r2), s["z_channels"][arch]
-        hz = image_shape[1] // s["z_downsampling"][arch]
+        # z's side is the input side / z_downsampling, but never larger than the plain split's
+        # features (the funnel cuts channels, it does not add spatial size): a deeper split of
+        # the same architecture (vgg16 split_block 5, 16x16 features) keeps its own size.
+        hz = min(image_shape[1] // s["z_downsampling"][arch], h_out)
         if hz < 1 or h_in % hz or h_out % hz:
             raise ValueError(f"siftfunnel cannot pool {h_in}x{h_in} features to {hz}x{hz} or bring them back to {h_out}x{h_out}")
         funnel: list[nn.Module] = conv_bn_relu(c_in, c1, 1)
@@ -163,7 +169,7 @@ class SiftFunnel(Defense):
         else:
             terms["ce"] = F.cross_entropy(logits, y)
         if use["dcor"]:
-            terms["dcor"] = s["lambda2"] * distance_correlation(x, z)
+            terms["dcor"] = s["lambda2"] * distance_correlation(x, z, squared=True)  # eq. 12 (dCor^2)
         if use["pearson"]:
             terms["pearson"] = s["lambda3"] * channel_pearson_penalty(z)
         if use["l1"]:

@@ -20,28 +20,40 @@ def _double_centred_distances(a: torch.Tensor) -> torch.Tensor:
     return d - d.mean(0, keepdim=True) - d.mean(1, keepdim=True) + d.mean()
 
 
-def distance_correlation(x: torch.Tensor, z: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    """Sample distance correlation dCor(x, z) in [0, 1] (Szekely et al. 2007), the
-    V-statistic the `dcor` package's distance_correlation computes."""
+def distance_correlation(x: torch.Tensor, z: torch.Tensor, eps: float = 1e-9, squared: bool = False) -> torch.Tensor:
+    """Sample distance correlation between x and z over the batch, in [0, 1].
+
+    With the double-centred distance matrices A and B, dCov^2 = (1/n^2) sum A B and
+    dVar^2 = (1/n^2) sum A^2 (the V-statistics of Szekely et al. 2007). Two forms:
+
+    - ``squared=False``: Szekely's dCor = sqrt(dCov^2 / sqrt(dVar^2(x) dVar^2(z))), what the
+      `dcor` package's distance_correlation returns. NoPeek (Vepakomma et al. 2020) penalises
+      this form.
+    - ``squared=True``: dCov^2 / sqrt(dVar^2(x) dVar^2(z)) = dCor^2. This is the paper's eq. 12:
+      its dCov and dVar are defined as (1/n^2) sum A^c B^c and (1/n^2) sum (A^c)^2, i.e.
+      Szekely's dCov^2 and dVar^2, and the authors' code returns this ratio without a square
+      root. SiftFunnel's lambda2 term uses it; the two differ in gradient scale
+      (d dCor = d dCor^2 / (2 dCor)), so lambda2 = 0.8 only means the paper's weight on this form.
+    """
     a = _double_centred_distances(_at_least_fp32(x))
     b = _double_centred_distances(_at_least_fp32(z))
     dcov2 = (a * b).mean()
     dvar2 = (a * a).mean() * (b * b).mean()
-    return (dcov2.clamp_min(0) / (dvar2.sqrt() + eps) + eps).sqrt()
+    dcor2 = dcov2.clamp_min(0) / (dvar2.sqrt() + eps)
+    return dcor2 if squared else (dcor2 + eps).sqrt()
 
 
 def channel_pearson_penalty(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Mean over samples and over channel pairs i < j of the squared Pearson correlation
-    between channels of z, each channel taken over its H*W positions. Lies in [0, 1]."""
+    """L_Pearson (eq. 13): the squared Pearson correlations between the channels of z, each
+    channel taken over its H*W positions, averaged over all C x C channel pairs (diagonal
+    included, 1/C^2, as eq. 13 and the authors' code) and over samples. The diagonal adds 1/C
+    for every non-constant channel, so the value lies in [1/C, 1] (0 only for constant z)."""
     n, c = z.shape[:2]
-    if c < 2:
-        return z.new_zeros(())
     v = z.float().reshape(n, c, -1)
     v = v - v.mean(-1, keepdim=True)
     v = v / (v.norm(dim=-1, keepdim=True) + eps)
     corr = v @ v.transpose(1, 2)  # n x c x c
-    iu = torch.triu_indices(c, c, offset=1, device=z.device)
-    return corr[:, iu[0], iu[1]].pow(2).mean()
+    return corr.pow(2).mean()
 
 
 def gaussian_kernel(a: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -58,9 +70,26 @@ def hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
     return (kc * l).sum() / (n - 1) ** 2
 
 
-def normalized_hsic(k: torch.Tensor, l: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    """HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), in [0, 1]."""
-    return hsic(k, l) / (torch.sqrt(hsic(k, k) * hsic(l, l)) + eps)
+def normalized_hsic(k: torch.Tensor, l: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """BiDO's normalised HSIC (hsic_normalized_cca in Peng et al. 2022's code): with the kernels
+    centred on one side, Kc = K H (H = I - 11^T / m), and R = Kc (Kc + eps m I)^-1,
+
+        nHSIC(K, L) = sum_ij (R_K)_ij (R_L)_ji = tr(R_K R_L),   eps = 1e-5 as in BiDO.
+
+    Not bounded by 1: R is close to a projection onto the centred kernel's range, so the value
+    grows with the batch size and the kernels' effective rank (a linear kernel on one-hot
+    labels of K classes gives about K - 1). BiDO's weights (a1, a2) are tuned on this scale.
+    R is computed as (Kc + eps m I)^-1 Kc by a linear solve (Kc commutes with Kc + eps m I),
+    in float64 and outside autocast."""
+    m = k.shape[0]
+    with torch.autocast(k.device.type, enabled=False):
+        eye = torch.eye(m, dtype=torch.float64, device=k.device)
+
+        def resolvent(kernel: torch.Tensor) -> torch.Tensor:
+            kc = kernel.double() - kernel.double().mean(1, keepdim=True)  # K H
+            return torch.linalg.solve(kc + eps * m * eye, kc)
+
+        return (resolvent(k) * resolvent(l).T).sum().to(torch.promote_types(k.dtype, torch.float32))
 
 
 def label_kernel(y: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -24,19 +24,36 @@ def _bottleneck_kl(model: nn.Module) -> torch.Tensor:
 
 @DEFENSES.register("mid")
 class MID(Defense):
-    """Wang et al. 2021: the cloud's first fully connected layer becomes a variational
-    bottleneck; loss = CE + beta * KL(q(h|x) || N(0, I))."""
+    """Wang et al. 2021: a variational bottleneck in the cloud's fully connected head; loss =
+    CE + beta * KL(q(h|x) || N(0, I)).
+
+    The cloud's first fully connected layer becomes the stochastic layer (mu and sigma of h)
+    when a classifier layer follows it (the CNN: Linear(flat -> 5K) before Dropout and
+    Linear(5K -> K); VGG16: the first of its three). When that layer is the classifier itself
+    (ResNet-18: its only Linear, fc 512 -> K), MID's st_layer -> fc_layer is inserted instead:
+    a stochastic layer Linear(d -> 2k) with k = d / 2 (MID's code: k = feat_dim // 2), then a
+    new classifier Linear(k -> K), so the bottleneck is never the logits."""
 
     name = "mid"
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         model = super().build(arch, num_classes, image_shape, arch_settings)
+        linears = [m for m in model.cloud.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError(f"MID needs a fully connected layer in the cloud of {arch!r}")
+        first = linears[0]
+        is_classifier = first is linears[-1]  # no layer after it: it produces the logits
         for parent in model.cloud.modules():
             for name, child in parent.named_children():
-                if isinstance(child, nn.Linear):
-                    setattr(parent, name, VariationalLinear(child.in_features, child.out_features))
+                if child is first:
+                    if is_classifier:
+                        k = max(1, first.in_features // 2)
+                        bottleneck = nn.Sequential(VariationalLinear(first.in_features, k), nn.Linear(k, first.out_features))
+                    else:
+                        bottleneck = VariationalLinear(first.in_features, first.out_features)
+                    setattr(parent, name, bottleneck)
                     return model
-        raise ValueError(f"MID needs a fully connected layer in the cloud of {arch!r}")
+        raise AssertionError("unreachable: the Linear came from model.cloud.modules()")
 
     def loss(self, model, x, y, epoch):
         return F.cross_entropy(model(x), y) + self.settings["beta"] * _bottleneck_kl(model)
@@ -61,8 +78,12 @@ class VIB(Defense):
 
 @DEFENSES.register("bido")
 class BiDO(Defense):
-    """Peng et al. 2022, BiDO-HSIC on z: CE + a1 * nHSIC(x, z) - a2 * nHSIC(z, y), Gaussian
-    kernels for x and z, a linear kernel on one-hot labels. (a1, a2) depend on the architecture."""
+    """Peng et al. 2022, BiDO-HSIC on z: CE + a1 * nHSIC(x, z) - a2 * nHSIC(z, y), with BiDO's
+    normalised HSIC (``normalized_hsic``: tr(R_K R_L), R = K H (K H + 1e-5 m I)^-1, which grows
+    with the batch size m, not a [0, 1] ratio), Gaussian kernels exp(-d^2 / (2 sigma^2 dim)) for
+    x and z and a linear kernel on one-hot labels, as BiDO's code. (a1, a2) depend on the
+    architecture and are the paper's, on that scale. x enters the kernel as [0, 1] pixels
+    (BiDO: normalised inputs); with the width scaled by sqrt(dim) both kernels stay near 1."""
 
     name = "bido"
 

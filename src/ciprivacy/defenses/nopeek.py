@@ -11,7 +11,8 @@ from ciprivacy.defenses.dependence import distance_correlation
 @DEFENSES.register("nopeek")
 class NoPeek(Defense):
     """loss = CE + weight * dCor(x, z), the batch's sample distance correlation between the
-    flattened inputs and features (the same estimator SiftFunnel's lambda2 term uses).
+    flattened inputs and features: Szekely's dCor, as NoPeek's original (SiftFunnel's lambda2
+    term uses its square, the paper's eq. 12).
 
     ``weight``: (choice) 0.1, the NoPeek strength of the CEM code (its comment "set to 0.1")
     and of the public NoPeekNN reference implementation; the CEM code adds it to CE unscaled,
