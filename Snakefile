@@ -1,5 +1,7 @@
 # SiftFunnel reproduction: data -> targets -> attacks -> measures -> tables and figures.
-# Full paper-scale run:  snakemake --cores all
+# Full paper-scale run:  snakemake --cores all --resources gpu=<number of GPUs>
+#                        (or snakemake --profile profiles/local); without a gpu limit every
+#                        GPU job starts at once on the same device
 # Demo on a CPU:         snakemake --cores all --configfile presets/demo.yaml
 from snakemake.utils import min_version
 

@@ -75,8 +75,9 @@ def main() -> None:
     device = pick_device(args.device)
     cfg["device"] = str(device)
     n = args.images or cfg["datasets"]["cifar10"]["max_images"] or CIFAR10_IMAGES
-    target = S.target_settings(cfg, "cifar10", "cnn", "unprotected", 0)
-    attack = S.attack_settings(cfg, "blackbox", 0)
+    # As the job scripts pass them: params plus the run-time settings (device, channels_last, query cache).
+    target = S.with_runtime(S.target_settings(cfg, "cifar10", "cnn", "unprotected", 0), cfg, "target")
+    attack = S.with_runtime(S.attack_settings(cfg, "blackbox", 0), cfg, "attack", "blackbox")
     full_epochs, full_attack_epochs = target["train"]["epochs"], attack["epochs"]
     target["train"]["epochs"] = args.epochs or full_epochs
     attack["epochs"] = args.attack_epochs or full_attack_epochs

@@ -205,6 +205,21 @@ def test_unavailable_checks_the_aux_source_and_its_name_list(tmp_path):
         data_unavailable("x", {"source": "nope"})
 
 
+def test_input_files_are_the_files_whose_content_decides_the_data(tmp_path):
+    from ciprivacy.data import input_files
+
+    faces = str(tmp_path / "faces")
+    aux = {"source": "torchvision_celeba", "options": {"root": str(tmp_path / "celeba"), "download": True}}
+    assert input_files(face_block(faces, aux)) == [str(shipped_name_list())]  # absent: the shipped list
+    aux["options"]["exclude_list"] = "lists/overlap.csv"
+    assert input_files(face_block(faces, aux)) == ["lists/overlap.csv"]
+    aux["options"]["exclude_list"] = None
+    assert input_files(face_block(faces, aux)) == []
+    folder_aux = {"source": "celeba_folder", "options": {"image_dir": "img", "identity_file": "ids.txt", "exclude_list": "l.csv"}}
+    assert input_files(face_block(faces, folder_aux)) == ["ids.txt", "l.csv"]  # folders are not inputs
+    assert input_files({"source": "torchvision_cifar10", "options": {"root": "data", "download": True}}) == []
+
+
 def test_prepare_refuses_unavailable_data_with_the_message(tmp_path):
     with pytest.raises(DataError, match="datasets.facescrub.options.root is not set"):
         prepare_dataset("facescrub", face_block(None), str(tmp_path / "d.pt"))

@@ -131,6 +131,18 @@ def test_changing_a_shared_setting_plans_exactly_the_jobs_that_use_it(done, chan
     assert targets == per_target(rules, defenses_in_config(done))
 
 
+@pytest.mark.slow
+def test_settings_that_change_no_result_plan_nothing(done):
+    """Where and how fast jobs run (device, memory layout, query cache) is not in params."""
+    demo = merged_config(done)
+    changed = [
+        f"device={'auto' if demo['device'] != 'auto' else 'cpu'}",
+        f"channels_last={str(not demo['channels_last']).lower()}",
+        "attacks={blackbox: {query_cache_gb: 0}, graybox: {query_cache_gb: 0.5}}",
+    ]
+    assert "Nothing to be done" in snakemake(done, "-n", "--config", *changed)
+
+
 def reversed_keys(value):
     if isinstance(value, dict):
         return {k: reversed_keys(value[k]) for k in reversed(list(value))}

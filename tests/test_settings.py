@@ -26,6 +26,13 @@ def test_default_config_passes_the_registry_checks(config):
         (("defenses", "siftfunnel_no_kl", "base"), "siftfunel", "siftfunnel_no_kl.base is 'siftfunel'"),
         (("archs", "cnn_split1", "base"), "cnn_split1", "form a cycle cnn_split1 -> cnn_split1"),
         (("defenses", "magic"), {"weight": 1}, "'magic' is not a registered defense"),
+        (("defenses", "noise", "sigmaa"), 0.5, r"defenses.noise: unknown key 'sigmaa'; noise reads \['sigma'\]"),
+        (("defenses", "siftfunnel_no_funnel", "funel"), False, "defenses.siftfunnel_no_funnel: unknown key 'funel'; siftfunnel reads .*'funnel'"),
+        (("defenses", "noise", "cem"), {"lamda": 1.0}, r"defenses.noise.cem: unknown keys \['lamda'\]"),
+        (("archs", "cnn", "model", "widht"), 32, r"archs.cnn.model: unknown key 'widht'; cnn takes \['dropout', 'split_block', 'width'\]"),
+        (("archs", "cnn_split3", "model", "split_block"), 9, "archs.cnn_split3.model .* cnn split_block must be 1..4, got 9"),
+        (("archs", "vgg16", "model", "split_block"), 99, "archs.vgg16.model .* vgg16 split_block counts convolutions"),
+        (("experiments", "cifar_cnn", "defenses"), ["noise+cem"], "'noise\\+cem', which has no block .* experiment of kind cem"),
     ],
 )
 def test_unknown_names_are_rejected_with_the_bad_value(config, path, value, message):
@@ -36,6 +43,38 @@ def test_unknown_names_are_rejected_with_the_bad_value(config, path, value, mess
     node[path[-1]] = value
     with pytest.raises(ConfigError, match=message):
         check_config(bad)
+
+
+def test_known_keys_come_from_the_builders_and_the_defenses_reads():
+    from ciprivacy.settings import defense_keys, model_keys
+
+    assert model_keys("resnet18") == {"split_block"}
+    assert defense_keys("noise") == {"sigma"} and defense_keys("unprotected") == set()
+    assert {"funnel", "attention", "terms", "z_channels"} <= defense_keys("siftfunnel")
+
+
+def test_settings_that_change_no_result_stay_out_of_params_and_come_at_run_time(config):
+    from ciprivacy.settings import dataset_settings, evaluation_settings, mine_settings, with_runtime
+
+    jobs = [target_settings(config, "cifar10", "cnn", "unprotected", 0), attack_settings(config, "blackbox", 0),
+            mine_settings(config, 0), evaluation_settings(config, 0)]
+    for s in jobs:
+        assert not {"device", "channels_last", "query_cache_gb"} & set(s)
+    data = dataset_settings(config, "cifar10")
+    assert "root" not in data["options"] and "download" not in data["options"]
+    assert "root" not in dataset_settings(config, "facescrub")["aux_source"]["options"]
+    assert "exclude_list" in dataset_settings(config, "facescrub")["aux_source"]["options"]  # content, not place
+    moved = copy.deepcopy(config)
+    moved.update(device="cuda:1", channels_last=not config["channels_last"])
+    moved["attacks"]["blackbox"]["query_cache_gb"] = 0
+    moved["datasets"]["cifar10"]["options"].update(root="/elsewhere", download=False)
+    assert attack_settings(moved, "blackbox", 0) == jobs[1] and dataset_settings(moved, "cifar10") == data
+    full = with_runtime(attack_settings(moved, "blackbox", 0), moved, "attack", "blackbox")
+    assert (full["device"], full["query_cache_gb"], full["lr"]) == ("cuda:1", 0, config["attacks"]["blackbox"]["lr"])
+    data_full = with_runtime(data, moved, "dataset", "cifar10")
+    assert data_full["options"] == {"root": "/elsewhere", "download": False} and data_full["resolution"] == data["resolution"]
+    aux = with_runtime(dataset_settings(config, "facescrub"), config, "dataset", "facescrub")["aux_source"]["options"]
+    assert aux["root"] == config["datasets"]["facescrub"]["aux_source"]["options"]["root"] and "exclude_list" in aux
 
 
 def test_target_settings_apply_the_architecture_overrides_and_are_canonical(config):

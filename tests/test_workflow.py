@@ -38,6 +38,7 @@ def assert_every_run_recorded_and_clean(out: Path, figures) -> None:
     """Provenance lists every model and attack, the figures are drawn, no job log has a traceback."""
     runs = json.loads((out / "provenance.json").read_text())["runs"]
     assert len(runs) == len(list((out / "targets").rglob("model.pt"))) + len(list((out / "attacks").rglob("metrics.json")))
+    assert all(r["device"]["used"] in ("cpu", "cuda:0") for r in runs)  # each job records where it ran
     for name in figures:
         assert (out / f"figures/{name}.png").stat().st_size > 5_000, name
     for log in (out / "logs").rglob("*.log"):
@@ -69,6 +70,21 @@ def test_paper_config_plans_every_experiment_whose_data_is_there_and_names_what_
     assert "experiment 'chestxray' skipped: datasets.chestxray.options.root is not set" in out
     assert "wildcards: dataset=cifar10, arch=cnn, defense=siftfunnel+cem, seed=0" in out
     assert "dataset=facescrub" not in out and "dataset=chestxray" not in out
+
+
+def test_missing_data_is_an_error_when_nothing_is_left_or_the_experiment_is_asked_for(tmp_path):
+    wf = workflow_copy(tmp_path)
+    proc = subprocess.run([*SNAKEMAKE, "facescrub", "-n", "--cores", "1"], cwd=wf, capture_output=True, text=True)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "experiment 'facescrub' cannot run" in out and "datasets.facescrub.options.root is not set" in out
+    only = {"experiments": {name: {"enabled": name == "chestxray"} for name in yaml.safe_load((wf / "config.yaml").read_text())["experiments"]}}
+    (wf / "only.yaml").write_text(yaml.safe_dump(only))
+    proc = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--configfile", "only.yaml"], cwd=wf, capture_output=True, text=True)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "every enabled experiment needs data that is not there" in out
+    assert "datasets.chestxray.options.root is not set" in out and "mendeley" in out
 
 
 def test_one_experiment_alone_plans_only_its_targets(tmp_path):

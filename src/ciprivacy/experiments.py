@@ -76,6 +76,32 @@ def experiments(
     return found, skipped
 
 
+def skipped_experiments(config: dict[str, Any], found: dict[str, Experiment], skipped: list[str]) -> dict[str, str]:
+    """Enabled experiment -> why it is left out entirely (its messages from ``experiments``)."""
+    out = {}
+    for name, block in config["experiments"].items():
+        if block["enabled"] and name not in found:
+            out[name] = "\n".join(m for m in skipped if m.startswith(f"experiment {name!r} "))
+    return out
+
+
+def missing_data_message(skipped: dict[str, str], every: bool = False) -> str:
+    """The error for experiments that cannot run for missing data: what is missing, where it
+    comes from, and how to go on."""
+    head = (
+        "every enabled experiment needs data that is not there, so there is nothing to run"
+        if every
+        else f"experiment{'s' if len(skipped) > 1 else ''} {', '.join(map(repr, skipped))} cannot run: its data is not there"
+    )
+    reasons = "\n".join(skipped.values())
+    return (
+        f"{head}:\n{reasons}\n"
+        "Set the named options in config.yaml or in a preset given with --configfile (paths are "
+        "relative to the directory Snakemake runs in), or switch the experiment off with "
+        "experiments.<name>.enabled: false."
+    )
+
+
 def all_targets(found: dict[str, Experiment], seeds: list[int]) -> list[dict[str, Any]]:
     """Every target of the given experiments, once each, in config order."""
     seen: dict[tuple, dict[str, Any]] = {}

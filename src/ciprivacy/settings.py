@@ -2,11 +2,14 @@
 
 Each function returns only what one kind of job uses, with keys sorted, so that a job's
 params change exactly when a setting it depends on changes (Snakemake's params trigger).
+Settings that change no result (``device``, ``channels_last``, ``query_cache_gb``, where the raw
+data lies) are not in params; the job scripts add them at run time (``with_runtime``).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 from ciprivacy.attacks import SCENARIOS
@@ -194,8 +197,76 @@ def _check_variants(config: dict[str, Any], kind: str, registry, problems: list[
                 )
 
 
+def model_keys(arch: str) -> set[str]:
+    """The ``archs.<name>.model`` keys a registered architecture takes: its builder's keyword
+    arguments other than ``num_classes`` and ``image_shape``."""
+    params = inspect.signature(ARCHS.get(arch)).parameters.values()
+    return {
+        p.name for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("num_classes", "image_shape")
+    }
+
+
+def defense_keys(kind: str) -> set[str]:
+    """The ``defenses.<name>`` keys a registered defense reads: the ``settings_keys`` its class
+    and base classes declare."""
+    return {key for cls in DEFENSES.get(kind).__mro__ for key in getattr(cls, "settings_keys", ())}
+
+
+def _check_keys(config: dict[str, Any], problems: list[str]) -> None:
+    """Unknown keys in ``archs.*.model`` and ``defenses.*`` (a typo would otherwise be ignored
+    silently), and architectures that cannot be built with their settings (split_block out of
+    range, an image side the network cannot take), before any job starts."""
+    import torch
+
+    for name in config["archs"]:
+        block = config["archs"][name]
+        if not isinstance(block, dict):
+            continue
+        try:
+            arch, merged = arch_block(config, name)
+            known = model_keys(arch)
+        except KeyError:
+            continue  # an unknown base or registry name: reported by _check_variants
+        unknown = sorted(set(block.get("model") or {}) - known)
+        if unknown:
+            problems.append(f"archs.{name}.model: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                            f"{arch} takes {sorted(known)}")
+            continue
+        shapes = {
+            (config["datasets"][d]["channels"], config["datasets"][d]["resolution"])
+            for exp in config["experiments"].values() if exp["enabled"] and name in exp["archs"]
+            for d in exp["datasets"] if d in config["datasets"]
+        }
+        for channels, side in sorted(shapes):
+            try:
+                with torch.device("meta"):  # shapes only, no memory, no weights initialised
+                    ARCHS.get(arch)(num_classes=10, image_shape=(channels, side, side), **merged["model"])
+            except (ValueError, TypeError) as err:
+                problems.append(f"archs.{name}.model {merged['model']} on {channels}x{side}x{side} images: {err}")
+            except Exception:  # noqa: BLE001 - anything else is not a settings problem; the job will tell
+                pass
+    cem_keys = set(config["cem"])
+    for name, entry in config["defenses"].items():
+        if not isinstance(entry, dict):
+            continue
+        try:
+            kind = _defense_entry(config, name)[0]
+            known = defense_keys(kind)
+        except (KeyError, RecursionError):
+            continue  # reported by _check_variants
+        unknown = sorted(set(entry) - known - {"base", "cem"})
+        if unknown:
+            problems.append(f"defenses.{name}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                            f"{kind} reads {sorted(known)} (plus 'base' and 'cem')")
+        unknown_cem = sorted(set(entry.get("cem") or {}) - cem_keys)
+        if unknown_cem:
+            problems.append(f"defenses.{name}.cem: unknown keys {unknown_cem}; expected keys of the cem block {sorted(cem_keys)}")
+
+
 def check_config(config: dict[str, Any]) -> None:
-    """Names in the experiments must exist in their registries and have a config block."""
+    """Names in the experiments must exist in their registries and have a config block; the
+    keys of architecture models and defenses must be ones they read."""
     problems: list[str] = []
     for name, block in config["datasets"].items():
         if block["source"] not in SOURCES:
@@ -220,7 +291,14 @@ def check_config(config: dict[str, Any]) -> None:
                 problems.append(f"{where}.archs names {name!r}, which has no block under archs (known: {sorted(config['archs'])})")
         for name in block["defenses"]:
             if name not in config["defenses"]:
-                problems.append(f"{where}.defenses names {name!r}, which has no block under defenses (known: {sorted(config['defenses'])})")
+                hint = (
+                    f"; a '{CEM_SUFFIX}' name is made by an experiment of kind cem, which runs each defense it lists "
+                    f"with and without CEM: list {name[: -len(CEM_SUFFIX)]!r} in such an experiment"
+                    if name.endswith(CEM_SUFFIX) else ""
+                )
+                problems.append(
+                    f"{where}.defenses names {name!r}, which has no block under defenses (known: {sorted(config['defenses'])}){hint}"
+                )
         for name in block.get("scenarios") or []:
             if name not in SCENARIOS:
                 problems.append(f"{where}.scenarios names {name!r}; expected one of {SCENARIOS.names()}")
@@ -228,6 +306,8 @@ def check_config(config: dict[str, Any]) -> None:
         unknown = set(block.get("train", {})) - set(config["target_training"])
         if unknown:
             problems.append(f"archs.{name}.train has unknown keys {sorted(unknown)}; expected keys of target_training")
+    if not problems:  # key checks follow base links, which must be sound first
+        _check_keys(config, problems)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
@@ -246,11 +326,72 @@ def dataset_unavailable(config: dict[str, Any], dataset: str) -> str | None:
     return data_unavailable(dataset, config["datasets"][dataset])
 
 
+def _placement_options(source: str) -> set[str]:
+    """Options of a source that say where its raw data lies, not what it is: the folders it
+    reads (its ``dir`` path needs) and the switch that lets it fetch them (``download``)."""
+    needs = getattr(SOURCES.get(source), "path_needs", ()) if source in SOURCES else ()
+    return {n.option for n in needs if n.kind == "dir"} | {n.unless for n in needs if n.unless}
+
+
+def _dataset_parts(block: dict[str, Any]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    parts = [((), block)]
+    if isinstance(block.get("aux_source"), dict):
+        parts.append((("aux_source",), block["aux_source"]))
+    return parts
+
+
 def dataset_settings(config: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The dataset block without its placement options (``root``, ``download``): moving the raw
+    data does not change the prepared file, so it reruns nothing (they come at run time,
+    ``runtime_settings``)."""
     block = copy.deepcopy(config["datasets"][dataset])
     block.setdefault("options", {})
     block.setdefault("max_images", None)
+    for _, part in _dataset_parts(block):
+        placement = _placement_options(part.get("source", ""))
+        part["options"] = {k: v for k, v in (part.get("options") or {}).items() if k not in placement}
     return canonical(block)
+
+
+def dataset_input_files(config: dict[str, Any], dataset: str) -> list[str]:
+    """Files whose content the prepared dataset depends on (the CelebA name list, identity
+    files): inputs of ``prepare_data``, so editing one reruns it."""
+    from ciprivacy.data import input_files
+
+    return input_files(config["datasets"][dataset])
+
+
+# Settings that decide where or how fast a job runs, never what it computes. They are kept out of
+# params (changing them reruns nothing) and reach the job at run time (``with_runtime``).
+RUNTIME_KEYS = ("device", "channels_last")
+ATTACK_RUNTIME_KEYS = ("query_cache_gb",)
+
+
+def runtime_settings(config: dict[str, Any], kind: str, name: str | None = None) -> dict[str, Any]:
+    """The run-time part of a job's settings: ``kind`` is ``dataset`` (``name`` the dataset: its
+    placement options), ``attack`` (``name`` the scenario), ``target``, ``mine`` or
+    ``evaluation``."""
+    if kind == "dataset":
+        block = config["datasets"][name]
+        out: dict[str, Any] = {}
+        for path, part in _dataset_parts(block):
+            placement = _placement_options(part.get("source", ""))
+            options = {k: v for k, v in (part.get("options") or {}).items() if k in placement}
+            node = out
+            for key in path:
+                node = node.setdefault(key, {})
+            node["options"] = options
+        return out
+    out = {key: config[key] for key in RUNTIME_KEYS}
+    if kind == "attack":
+        out.update({k: config["attacks"][name][k] for k in ATTACK_RUNTIME_KEYS if k in config["attacks"][name]})
+    return out
+
+
+def with_runtime(settings: dict[str, Any], config: dict[str, Any], kind: str, name: str | None = None) -> dict[str, Any]:
+    """A job's params settings with the run-time settings of the current config laid over them
+    (what the job scripts pass to the package)."""
+    return deep_merge(settings, runtime_settings(config, kind, name))
 
 
 def target_settings(config: dict[str, Any], dataset: str, arch: str, defense: str, seed: int) -> dict[str, Any]:
@@ -265,8 +406,6 @@ def target_settings(config: dict[str, Any], dataset: str, arch: str, defense: st
             "defense": defense,
             "defense_type": defense_type,
             "seed": int(seed),
-            "device": config["device"],
-            "channels_last": config["channels_last"],
             "arch_settings": arch_merged["model"],
             "defense_settings": defense_merged,
             "train": train,
@@ -275,15 +414,13 @@ def target_settings(config: dict[str, Any], dataset: str, arch: str, defense: st
 
 
 def attack_settings(config: dict[str, Any], scenario: str, seed: int) -> dict[str, Any]:
-    return canonical(
-        {**config["attacks"][scenario], "seed": int(seed), "device": config["device"],
-         "channels_last": config["channels_last"], "n_samples": config["figures"]["n_samples"]}
-    )
+    attack = {k: v for k, v in config["attacks"][scenario].items() if k not in ATTACK_RUNTIME_KEYS}
+    return canonical({**attack, "seed": int(seed), "n_samples": config["figures"]["n_samples"]})
 
 
 def mine_settings(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    return canonical({**config["mine"], "seed": int(seed), "device": config["device"], "channels_last": config["channels_last"]})
+    return canonical({**config["mine"], "seed": int(seed)})
 
 
 def evaluation_settings(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    return canonical({**config["evaluation"], "seed": int(seed), "device": config["device"], "channels_last": config["channels_last"]})
+    return canonical({**config["evaluation"], "seed": int(seed)})

@@ -191,6 +191,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
         "test_acc": test_acc,
         "history": history,
         "defense_report": defense.report(),
+        "device": str(device),  # a run-time setting, not in params: recorded where it ran
     }
     target.meta = meta
     save_torch({"state_dict": defense.unwrap(model).state_dict(), "meta": meta}, model_path)

@@ -1,7 +1,9 @@
 # Config validation and the helpers that turn config into targets and per-job params.
+import os
 import sys
 
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from ciprivacy import experiments as X
@@ -24,6 +26,10 @@ SEEDS = config["seeds"]
 EXPERIMENTS, SKIPPED = X.experiments(
     config, unavailable=lambda name: S.dataset_unavailable(config, name)
 )
+# Enabled experiments left out entirely, with why: asking for one by name is an error saying so.
+SKIPPED_EXPERIMENTS = X.skipped_experiments(config, EXPERIMENTS, SKIPPED)
+if SKIPPED_EXPERIMENTS and not EXPERIMENTS:
+    raise WorkflowError(X.missing_data_message(SKIPPED_EXPERIMENTS, every=True))
 for _message in SKIPPED:
     print(f"NOTE: {_message}", file=sys.stderr)
 TARGETS = X.all_targets(EXPERIMENTS, SEEDS)
@@ -75,6 +81,28 @@ def final_outputs():
         *per_target_figures,
         *REPORT_PLAN.report_outputs(EXPERIMENTS, OUT),
     ]
+
+
+def skipped_experiment(name):
+    """Input function of a skipped experiment's rule: asking for it fails with what is missing."""
+
+    def missing(wc):
+        raise WorkflowError(X.missing_data_message({name: SKIPPED_EXPERIMENTS[name]}))
+
+    return missing
+
+
+def whole_machine_threads():
+    """Threads of a job that must run alone: every core Snakemake has here when it runs jobs
+    itself; 1 under a cluster executor (the profile asks for a node of its own instead).
+    """
+    if not workflow.local_exec:
+        return 1
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # no --cores given (a dry run)
+        return 1
+    return max(1, min(cores, os.cpu_count() or 1))
 
 
 def retry_runtime(minutes):

@@ -1,4 +1,7 @@
 rule prepare_data:
+    input:
+        # Files whose content decides the data (the CelebA exclude list): editing one reruns this.
+        files=lambda wc: S.dataset_input_files(config, wc.dataset),
     output:
         data=f"{OUT}/data/{{dataset}}.pt",
     log:

@@ -1,7 +1,11 @@
 from ciprivacy.measure import evaluate_target, measure_mi
 from ciprivacy.runtime import job_log
+from ciprivacy.settings import with_runtime
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
+# device and channels_last are not in params: changing them reruns nothing.
+evaluation = with_runtime(p.evaluation, snakemake.config, "evaluation")
+mine = with_runtime(p.mine, snakemake.config, "mine")
 with job_log(snakemake.log[0]):
-    evaluate_target(i.model, i.data, o.evaluation, p.evaluation)
-    measure_mi(i.model, i.data, o.mi, p.mine)
+    evaluate_target(i.model, i.data, o.evaluation, evaluation)
+    measure_mi(i.model, i.data, o.mi, mine)

@@ -1,5 +1,9 @@
 from ciprivacy.data import prepare_dataset
 from ciprivacy.runtime import job_log
+from ciprivacy.settings import with_runtime
 
+dataset = snakemake.wildcards.dataset
+# Where the raw data lies (root, download) is not in params: moving it reruns nothing.
+settings = with_runtime(snakemake.params.settings, snakemake.config, "dataset", dataset)
 with job_log(snakemake.log[0]):
-    prepare_dataset(snakemake.wildcards.dataset, snakemake.params.settings, snakemake.output.data)
+    prepare_dataset(dataset, settings, snakemake.output.data)

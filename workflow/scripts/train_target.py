@@ -1,10 +1,14 @@
 from ciprivacy.runtime import job_log
+from ciprivacy.settings import with_runtime
 from ciprivacy.target import train_target
+
+# device and channels_last are not in params: changing them reruns nothing.
+settings = with_runtime(snakemake.params.settings, snakemake.config, "target")
 
 with job_log(snakemake.log[0]):
     train_target(
         snakemake.input.data,
         snakemake.output.model,
-        snakemake.params.settings,
+        settings,
         checkpoint=snakemake.params.checkpoint,
     )

@@ -119,6 +119,7 @@ def run_attack(
         "scenario": scenario,
         "attack": ATTACK_METHOD[scenario],
         "attacked_images": n,
+        "device": str(device),  # a run-time setting, not in params: recorded where it ran
         **quality,
         **extra,
     }

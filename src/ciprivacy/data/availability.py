@@ -29,3 +29,23 @@ def data_unavailable(name: str, block: Mapping[str, Any]) -> str | None:
             message = f"{prefix}.options.{option} {problem}."
             messages.append(f"{message} It must be {origin}." if origin else message)
     return "\n".join(messages) if messages else None
+
+
+def input_files(block: Mapping[str, Any]) -> list[str]:
+    """The files (not folders) a dataset block's sources read whose content decides the prepared
+    data: their ``file`` path needs that are set (CelebA's identity file) and what they declare
+    besides (the CelebA name list ``exclude_list``, the shipped one when absent). Folders are
+    not listed: Snakemake cannot track their content."""
+    files: list[str] = []
+    parts = [block] + ([block["aux_source"]] if block.get("aux_source") else [])
+    for part in parts:
+        source = SOURCES.get(part["source"])
+        options = dict(part.get("options") or {})
+        for need in getattr(source, "path_needs", ()):
+            value = options.get(need.option)
+            if need.kind == "file" and value is not None and str(value).strip():
+                files.append(str(value))
+        extra = getattr(source, "extra_files", None)
+        if extra is not None:
+            files.extend(extra(options))
+    return list(dict.fromkeys(files))

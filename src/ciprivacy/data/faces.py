@@ -124,6 +124,11 @@ def _check_exclude_list(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
+def _exclude_list_files(options: Mapping[str, Any]) -> list[str]:
+    path = _exclude_list_path(options)
+    return [] if path is None else [str(path)]
+
+
 def _exclusions(options: Mapping[str, Any]) -> dict[int, str] | None:
     """The identities to remove; an unusable or empty list is an error (as in availability)."""
     problems = _check_exclude_list(options)
@@ -216,6 +221,7 @@ def facescrub_folder(
 @needs(
     PathNeed("root", "dir", origin=CELEBA_ORIGIN + "; with download: true torchvision fetches it", unless="download"),
     check=_check_exclude_list,
+    files=_exclude_list_files,
 )
 def torchvision_celeba(
     root: str,
@@ -281,6 +287,7 @@ def read_identity_file(path: Path, image_dir: Path) -> tuple[list[Path], torch.T
     PathNeed("image_dir", "dir", origin="the folder img_align_celeba of " + CELEBA_ORIGIN),
     PathNeed("identity_file", "file", origin="identity_CelebA.txt (lines '<image> <identity>') of " + CELEBA_ORIGIN),
     check=_check_exclude_list,
+    files=_exclude_list_files,
 )
 def celeba_folder(
     image_dir: str,

@@ -67,15 +67,22 @@ class PathNeed:
         return None
 
 
-def needs(*paths: PathNeed, check: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None):
+def needs(
+    *paths: PathNeed,
+    check: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None,
+    files: Callable[[Mapping[str, Any]], list[str]] | None = None,
+):
     """Declare what a source reads from disk, for :func:`ciprivacy.data.data_unavailable`.
 
     ``check(options)`` may add further (option, problem) pairs beyond the plain path checks.
+    ``files(options)`` names further files whose content the source's images depend on (beyond
+    its ``file`` path needs), for :func:`ciprivacy.data.input_files`.
     """
 
     def decorator(fn):
         fn.path_needs = tuple(paths)
         fn.extra_check = check
+        fn.extra_files = files
         return fn
 
     return decorator

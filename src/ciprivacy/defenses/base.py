@@ -24,6 +24,7 @@ class Defense:
     """The unprotected baseline; other defenses override what they change."""
 
     name = "base"
+    settings_keys: tuple[str, ...] = ()  # the defenses.<name> keys it reads (checked at config time)
     # Layers the defense adds to the plain edge; a gray-box attacker mirrors them.
     extra_edge_layers = 0
     # True when the defense only perturbs the unprotected model's z: it reuses that model

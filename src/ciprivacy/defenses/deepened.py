@@ -44,6 +44,7 @@ class AutoencoderDefense(Defense):
     """
 
     name = "ae"
+    settings_keys: tuple[str, ...] = ("l1_weight",)
     extra_edge_layers = 4
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
@@ -98,6 +99,7 @@ class SiftFunnel(Defense):
     """
 
     name = "siftfunnel"
+    settings_keys: tuple[str, ...] = ("alpha", "attention", "cbam_ratio", "funnel", "funnel_reduction", "lambda1", "lambda2", "lambda3", "se_reduction", "tau", "terms", "z_channels", "z_downsampling")
     extra_edge_layers = 3  # the funnel's three convolutions
 
     def __init__(self, **settings):

@@ -35,6 +35,7 @@ class MID(Defense):
     new classifier Linear(k -> K), so the bottleneck is never the logits."""
 
     name = "mid"
+    settings_keys: tuple[str, ...] = ("beta",)
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         model = super().build(arch, num_classes, image_shape, arch_settings)
@@ -65,6 +66,7 @@ class VIB(Defense):
     with mu the edge output; loss = CE + beta * KL. The noise stays on at inference."""
 
     name = "vib"
+    settings_keys: tuple[str, ...] = ("beta", "sample_at_inference")
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         model = super().build(arch, num_classes, image_shape, arch_settings)
@@ -86,6 +88,7 @@ class BiDO(Defense):
     (BiDO: normalised inputs); with the width scaled by sqrt(dim) both kernels stay near 1."""
 
     name = "bido"
+    settings_keys: tuple[str, ...] = ("kernel_sigma", "weights")
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         weights = self.settings["weights"]
@@ -111,6 +114,7 @@ class InfoSCISSORS(Defense):
     q(x | z) is trained alongside by maximum likelihood with its own optimiser."""
 
     name = "infoscissors"
+    settings_keys: tuple[str, ...] = ("beta", "club_lr", "club_steps")
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         from ciprivacy.attacks.inverse import InverseNet

@@ -20,6 +20,7 @@ class NoPeek(Defense):
     """
 
     name = "nopeek"
+    settings_keys: tuple[str, ...] = ("weight",)
 
     def loss(self, model, x, y, epoch):
         z = model.edge(x)

@@ -22,6 +22,7 @@ class GaussianNoise(Defense):
     """He et al. 2020: the device sends z + N(0, sigma^2); the model is trained unprotected."""
 
     name = "noise"
+    settings_keys: tuple[str, ...] = ("sigma",)
     uses_unprotected_model = True
 
     def observe(self, z: torch.Tensor) -> torch.Tensor:
@@ -36,6 +37,7 @@ class FeatureDropping(Defense):
     """He et al. 2020: each element of z is zeroed with probability `rate` (no rescaling)."""
 
     name = "dropping"
+    settings_keys: tuple[str, ...] = ("rate",)
     uses_unprotected_model = True
 
     def observe(self, z: torch.Tensor) -> torch.Tensor:
@@ -52,6 +54,7 @@ class NegativeLabelSmoothing(Defense):
     """
 
     name = "nls"
+    settings_keys: tuple[str, ...] = ("alpha", "ramp_end", "ramp_start")
 
     def setup(self, model, optimizer, train_size, train):
         self.epochs = int(train["epochs"])
@@ -75,6 +78,7 @@ class DPSGD(Defense):
     ModuleValidator.fix replaces every BatchNorm with GroupNorm (same parameter count)."""
 
     name = "dpsgd"
+    settings_keys: tuple[str, ...] = ("delta", "max_grad_norm", "noise_multiplier", "target_epsilon")
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         from opacus.validators import ModuleValidator

@@ -6,3 +6,4 @@ from ciprivacy.defenses.base import DEFENSES, Defense
 @DEFENSES.register("unprotected")
 class Unprotected(Defense):
     name = "unprotected"
+    settings_keys: tuple[str, ...] = ()

@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from ciprivacy.io import load_torch, save_json
+from ciprivacy.io import load_json, load_torch, save_json
 
 PACKAGES = ("torch", "torchvision", "ciprivacy", "snakemake", "opacus", "numpy", "scikit-image")
-RUN_META_KEYS = ("dataset", "arch", "defense", "seed", "arch_settings", "defense_settings", "num_classes", "image_shape")
+RUN_META_KEYS = ("dataset", "arch", "defense", "seed", "arch_settings", "defense_settings", "num_classes", "image_shape", "device")
 
 
 def settings_hash(settings: Any) -> str:
@@ -81,9 +81,13 @@ def provenance_record(run: dict[str, Any], repo: str = ".", metadata_dir: str = 
             "settings_match": str(settings) in (job.get("params") or []),
         },
     }
+    used = None
     if run.get("model"):
         meta = load_torch(run["model"])["meta"]
         at_run["model_meta"] = {k: meta.get(k) for k in RUN_META_KEYS}
+        used = meta.get("device")
+    elif Path(run["outputs"][0]).suffix == ".json" and Path(run["outputs"][0]).exists():
+        used = load_json(run["outputs"][0]).get("device")
     return {
         "run": run["id"],
         "rule": run["step"],
@@ -91,11 +95,12 @@ def provenance_record(run: dict[str, Any], repo: str = ".", metadata_dir: str = 
         "wall_time_s": None if bench is None else bench.get("s"),
         "settings": settings,
         "settings_hash": settings_hash(settings),
-        "device": {"requested": settings.get("device"),
-                   "used": None, "note": "jobs do not log the device they ran on; 'auto' = GPU when one was visible"},
+        "device": {"used": used, "note": "device is a run-time setting, not in params (changing it reruns nothing); "
+                                         "each job records the one it ran on (model meta, attack metrics); None for "
+                                         "results written before jobs recorded it"},
         "recorded_at_run_time": at_run,
         "recorded_at_aggregation": {
-            "fields": ["settings", "settings_hash", "device.requested", "git", "packages", "python", "aggregated_at"],
+            "fields": ["settings", "settings_hash", "git", "packages", "python", "aggregated_at"],
             "note": "settings are resolved from the config now; Snakemake reruns a job whose params changed, so for "
                     "an up-to-date output they are the job's own (recorded_at_run_time.snakemake_job.settings_match "
                     "checks this where Snakemake kept a record)",
