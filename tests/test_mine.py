@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ciprivacy.metrics.mine import CRITICS, dv_bound, estimate_mi
 
@@ -63,11 +64,12 @@ def test_report_must_be_best_or_last():
     ((3, 8, 8), (2, 1, 1)),       # a single feature pixel
 ])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_paper_critic_on_z_footprint_is_the_stacked_critic(x_shape, z_shape, channels_last):
+@pytest.mark.parametrize("placement", ["top_left", "centre"])
+def test_paper_critic_on_z_footprint_is_the_stacked_critic(x_shape, z_shape, channels_last, placement):
     """The critic convolves z only where the padded z can reach; values and gradients are those
     of the one conv over the zero-padded stack."""
     torch.manual_seed(0)
-    critic = CRITICS.get("paper_conv")(x_shape, z_shape)
+    critic = CRITICS.get("paper_conv")(x_shape, z_shape, placement=placement)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     critic = critic.to(memory_format=fmt)
     x = torch.rand(5, *x_shape).contiguous(memory_format=fmt)
@@ -77,6 +79,34 @@ def test_paper_critic_on_z_footprint_is_the_stacked_critic(x_shape, z_shape, cha
     params = list(critic.parameters())
     for a, b in zip(torch.autograd.grad(ours.sum(), params), torch.autograd.grad(stacked.sum(), params)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_paper_critic_puts_z_top_left_as_the_authors_convmine():
+    """The authors pad z on the right and bottom only: F.pad(z, (0, W - w, 0, H - h))."""
+    torch.manual_seed(0)
+    critic = CRITICS.get("paper_conv")((3, 16, 16), (8, 4, 4))
+    x, z = torch.rand(3, 3, 16, 16), torch.randn(3, 8, 4, 4)
+    authors = critic.net(torch.cat([x, F.pad(z, (0, 12, 0, 12))], 1)).flatten(1).mean(1)
+    torch.testing.assert_close(critic(x, z), authors, rtol=0, atol=1e-6)
+    centred = CRITICS.get("paper_conv")((3, 16, 16), (8, 4, 4), placement="centre")
+    centred.load_state_dict(critic.state_dict())
+    assert (centred(x, z) - authors).abs().max() > 1e-5  # same weights, z elsewhere: another value
+    with pytest.raises(ValueError, match="placement must be one of"):
+        CRITICS.get("paper_conv")((3, 16, 16), (8, 4, 4), placement="middle")
+
+
+def test_mine_pairs_give_the_critic_its_view_of_x_and_the_edge_raw_pixels():
+    from ciprivacy.measure import feature_pairs
+    from ciprivacy.models.base import Normalize
+
+    seen = []
+    observe = lambda x: seen.append(x) or x[:, :1, ::2, ::2]  # noqa: E731
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    norm = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    (x, z), = list(feature_pairs(observe, images, 4, False, torch.Generator(), critic_view=norm)())
+    torch.testing.assert_close(x, (images.float() / 255 - 0.5) / 0.25)
+    assert seen[0].min() >= 0 and seen[0].max() <= 1  # the edge still gets [0, 1] pixels
+    assert z.shape == (4, 1, 4, 4)
 
 
 def test_paper_critic_refuses_inputs_of_other_sizes_than_it_was_built_for():

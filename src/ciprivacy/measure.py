@@ -15,6 +15,7 @@ from ciprivacy.metrics.cem import cem_metrics
 from ciprivacy.metrics.features import effective_information, feature_shape
 from ciprivacy.metrics.mine import CRITICS, estimate_mi
 from ciprivacy.models import count_params
+from ciprivacy.models.base import Normalize, normalization_for
 from ciprivacy.precision import module_layout, to_layout
 from ciprivacy.runtime import configure_job, pick_device, seed_everything
 from ciprivacy.target import accuracy, load_target
@@ -52,13 +53,16 @@ def feature_pairs(
     shuffle: bool,
     gen: torch.Generator,
     channels_last: bool = False,
+    critic_view: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """MINE's (x, z) pairs, cut from uint8 images on their device each time it is called."""
+    """MINE's (x, z) pairs, cut from uint8 images on their device each time it is called. The
+    edge observes x in [0, 1]; the critic gets ``critic_view(x)`` when given (e.g. normalised)."""
 
     def batches():
         for x, _ in iterate_batches(images, None, batch_size, shuffle=shuffle, gen=gen):
             x = to_layout(x, channels_last)
-            yield x, to_layout(observe(x), channels_last)
+            z = to_layout(observe(x), channels_last)
+            yield (x if critic_view is None else critic_view(x)), z
 
     return batches
 
@@ -78,12 +82,16 @@ def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str,
     x_train = x_train.to(device)
     x_eval = data.split("aux")[0].to(device)
     z_shape = tuple(feature_shape(target.observe, x_eval))
-    critic = module_layout(CRITICS.get(settings["critic"])(tuple(x_eval.shape[1:]), z_shape).to(device), channels_last)
+    options = {"placement": settings["z_placement"]} if settings["critic"] == "paper_conv" else {}
+    critic = CRITICS.get(settings["critic"])(tuple(x_eval.shape[1:]), z_shape, **options)
+    critic = module_layout(critic.to(device), channels_last)
+    # The authors' critic sees x normalised as the classifier's input (its edge normalises itself).
+    view = Normalize(*normalization_for(x_eval.shape[1])).to(device) if settings["normalize_x"] else None
     batch = settings["batch_size"]
     estimate = estimate_mi(
         critic,
-        feature_pairs(target.observe, x_train, batch, True, gen, channels_last),
-        feature_pairs(target.observe, x_eval, batch, False, gen, channels_last),
+        feature_pairs(target.observe, x_train, batch, True, gen, channels_last, view),
+        feature_pairs(target.observe, x_eval, batch, False, gen, channels_last, view),
         settings["epochs"], settings["lr"], settings["report"], gen, eval_every=settings["eval_every"],
     )
     result = {**target.ident, **estimate, "critic": settings["critic"]}

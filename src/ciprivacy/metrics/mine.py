@@ -44,16 +44,27 @@ def shuffled(z: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tenso
 
 @CRITICS.register("paper_conv")
 class PaperConvCritic(nn.Module):
-    """x and z (zero-padded to x's spatial size, centred) stacked on channels, then 3x3 convs
-    C -> 64 -> 32 -> 16 -> 4 with Tanh between and a Sigmoid at the end; T = mean output."""
+    """x and z (zero-padded to x's spatial size) stacked on channels, then 3x3 convs
+    C -> 64 -> 32 -> 16 -> 4 with Tanh between and a Sigmoid at the end; T = mean output.
 
-    def __init__(self, x_shape: tuple[int, ...], z_shape: tuple[int, ...], widths: tuple[int, ...] = (64, 32, 16, 4)):
+    ``placement`` puts z in the padded image: ``top_left`` as the authors' ConvMINE (it pads
+    right and bottom), or ``centre``."""
+
+    PLACEMENTS = ("top_left", "centre")
+
+    def __init__(self, x_shape: tuple[int, ...], z_shape: tuple[int, ...], widths: tuple[int, ...] = (64, 32, 16, 4),
+                 placement: str = "top_left"):
         super().__init__()
         if len(z_shape) != 3 or z_shape[1] > x_shape[1] or z_shape[2] > x_shape[2]:
             raise ValueError(f"paper_conv critic needs z of C x H x W no larger than x {x_shape}, got {z_shape}")
+        if placement not in self.PLACEMENTS:
+            raise ValueError(f"paper_conv critic placement must be one of {self.PLACEMENTS}, got {placement!r}")
         self.x_hw = tuple(x_shape[1:])
         pad_h, pad_w = x_shape[1] - z_shape[1], x_shape[2] - z_shape[2]
-        self.pad = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
+        if placement == "top_left":
+            self.pad = (0, pad_w, 0, pad_h)
+        else:
+            self.pad = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
         layers: list[nn.Module] = []
         c = x_shape[0] + z_shape[0]
         for i, w in enumerate(widths):
