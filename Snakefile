@@ -25,4 +25,4 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        lambda wc: final_outputs(),

@@ -12,7 +12,7 @@ import ciprivacy.checkpoint as checkpoint
 import ciprivacy.attacks.scenarios as scenarios
 import ciprivacy.target as T
 from ciprivacy.attacks import run_attack
-from ciprivacy.io import load_torch
+from ciprivacy.io import load_torch, save_torch
 
 from conftest import tiny_target_settings
 from test_workflow import ROOT
@@ -85,6 +85,30 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tiny_photos, tmp_path, 
     changed["train"]["lr"] = 5e-4
     calls = counting_augment(monkeypatch)
     T.train_target(tiny_photos, str(tmp_path / "m.pt"), changed, checkpoint=str(ckpt))
+    assert len(calls) == EPOCHS * BATCHES_PER_EPOCH
+
+
+def test_a_killed_run_resumes_under_new_run_time_settings_but_not_on_other_data(tiny_photos, tmp_path, monkeypatch):
+    """device and channels_last change no result (they are not in params), so a checkpoint
+    survives them; a data file with other content does not share the checkpoint."""
+    ckpt = tmp_path / "target.pt"
+    counting_augment(monkeypatch, kill_at=BATCHES_PER_EPOCH + 1)
+    with pytest.raises(Killed):
+        T.train_target(tiny_photos, str(tmp_path / "m.pt"), {**settings(), "device": "cpu"}, checkpoint=str(ckpt))
+    moved = {**settings(), "device": "auto", "channels_last": True}
+    calls = counting_augment(monkeypatch)
+    T.train_target(tiny_photos, str(tmp_path / "m.pt"), moved, checkpoint=str(ckpt))
+    assert len(calls) == (EPOCHS - 1) * BATCHES_PER_EPOCH  # resumed after the finished epoch
+
+    counting_augment(monkeypatch, kill_at=BATCHES_PER_EPOCH + 1)
+    with pytest.raises(Killed):
+        T.train_target(tiny_photos, str(tmp_path / "m.pt"), settings(), checkpoint=str(ckpt))
+    other = tmp_path / "other.pt"
+    blob = load_torch(tiny_photos)
+    blob["meta"] = {**blob.get("meta", {}), "changed": True}  # same images, another file content
+    save_torch(blob, other)
+    calls = counting_augment(monkeypatch)
+    T.train_target(str(other), str(tmp_path / "m.pt"), settings(), checkpoint=str(ckpt))
     assert len(calls) == EPOCHS * BATCHES_PER_EPOCH
 
 

@@ -38,7 +38,8 @@ def assert_every_run_recorded_and_clean(out: Path, figures) -> None:
     """Provenance lists every model and attack, the figures are drawn, no job log has a traceback."""
     runs = json.loads((out / "provenance.json").read_text())["runs"]
     assert len(runs) == len(list((out / "targets").rglob("model.pt"))) + len(list((out / "attacks").rglob("metrics.json")))
-    assert all(r["device"]["used"] in ("cpu", "cuda:0") for r in runs)  # each job records where it ran
+    trained = [r for r in runs if r["rule"] in ("train_target", "attack_whitebox", "attack_blackbox", "attack_graybox")]
+    assert trained and all(r["device"]["used"] for r in trained)  # each job records where it ran
     for name in figures:
         assert (out / f"figures/{name}.png").stat().st_size > 5_000, name
     for log in (out / "logs").rglob("*.log"):

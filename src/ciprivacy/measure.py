@@ -40,6 +40,7 @@ def evaluate_target(model_path: str, data_path: str, output: str, settings: dict
         "edge_params": count_params(target.model.edge),
         "epsilon": target.meta.get("defense_report", {}).get("epsilon"),
         **cem_metrics(target, x_test, y_test, settings),
+        "device": str(device),  # a run-time setting, not in params: recorded where it ran
     }
     save_json(result, output)
     log.info("evaluation: %s", result)
@@ -94,7 +95,7 @@ def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str,
         feature_pairs(target.observe, x_eval, batch, False, gen, channels_last, view),
         settings["epochs"], settings["lr"], settings["report"], gen, eval_every=settings["eval_every"],
     )
-    result = {**target.ident, **estimate, "critic": settings["critic"]}
+    result = {**target.ident, **estimate, "critic": settings["critic"], "device": str(device)}
     save_json(result, output)
     log.info("MI estimate %.5f (best %.5f, last %.5f)", estimate["mi"], estimate["mi_best"], estimate["mi_last"])
     return result

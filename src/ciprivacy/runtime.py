@@ -21,6 +21,16 @@ log = logging.getLogger("ciprivacy")
 
 # Most jobs one GPU takes before pick_device warns and falls back to cuda:0.
 MAX_JOBS_PER_GPU = 16
+# Settings that decide where or how fast a job runs, never what it computes: kept out of a
+# job's params (changing them reruns nothing) and out of its checkpoint key (a killed job
+# resumes under new values of them).
+RUNTIME_KEYS = ("device", "channels_last")
+ATTACK_RUNTIME_KEYS = ("query_cache_gb",)
+
+
+def without_runtime(settings: dict) -> dict:
+    """``settings`` less its run-time keys: what a job's results depend on."""
+    return {k: v for k, v in settings.items() if k not in (*RUNTIME_KEYS, *ATTACK_RUNTIME_KEYS)}
 
 
 def pick_device(requested: str = "auto") -> torch.device:

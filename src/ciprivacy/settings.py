@@ -17,6 +17,7 @@ from ciprivacy.data import SOURCES
 from ciprivacy.experiments import CEM_SUFFIX
 from ciprivacy.defenses import DEFENSES
 from ciprivacy.models import ARCHS, without_split
+from ciprivacy.runtime import ATTACK_RUNTIME_KEYS, RUNTIME_KEYS
 
 
 class ConfigError(ValueError):
@@ -242,7 +243,7 @@ def _check_keys(config: dict[str, Any], problems: list[str]) -> None:
             try:
                 with torch.device("meta"):  # shapes only, no memory, no weights initialised
                     ARCHS.get(arch)(num_classes=10, image_shape=(channels, side, side), **merged["model"])
-            except (ValueError, TypeError) as err:
+            except (ValueError, TypeError, IndexError, AssertionError) as err:
                 problems.append(f"archs.{name}.model {merged['model']} on {channels}x{side}x{side} images: {err}")
             except Exception:  # noqa: BLE001 - anything else is not a settings problem; the job will tell
                 pass
@@ -330,7 +331,7 @@ def _placement_options(source: str) -> set[str]:
     """Options of a source that say where its raw data lies, not what it is: the folders it
     reads (its ``dir`` path needs) and the switch that lets it fetch them (``download``)."""
     needs = getattr(SOURCES.get(source), "path_needs", ()) if source in SOURCES else ()
-    return {n.option for n in needs if n.kind == "dir"} | {n.unless for n in needs if n.unless}
+    return {n.option for n in needs if n.kind == "dir" and not n.is_data} | {n.unless for n in needs if n.unless}
 
 
 def _dataset_parts(block: dict[str, Any]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
@@ -361,10 +362,8 @@ def dataset_input_files(config: dict[str, Any], dataset: str) -> list[str]:
     return input_files(config["datasets"][dataset])
 
 
-# Settings that decide where or how fast a job runs, never what it computes. They are kept out of
-# params (changing them reruns nothing) and reach the job at run time (``with_runtime``).
-RUNTIME_KEYS = ("device", "channels_last")
-ATTACK_RUNTIME_KEYS = ("query_cache_gb",)
+# RUNTIME_KEYS, ATTACK_RUNTIME_KEYS (ciprivacy.runtime): where or how fast a job runs, never what
+# it computes. They are kept out of params and reach the job at run time (``with_runtime``).
 
 
 def runtime_settings(config: dict[str, Any], kind: str, name: str | None = None) -> dict[str, Any]:

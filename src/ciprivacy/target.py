@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ciprivacy.checkpoint import load_checkpoint, remove_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ciprivacy.checkpoint import file_sha256, load_checkpoint, remove_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import augment, iterate_batches
 from ciprivacy.defenses import Defense, create_defense
@@ -17,7 +17,7 @@ from ciprivacy.io import load_torch, save_torch
 from ciprivacy.models import SplitModel, count_params
 from ciprivacy.models.fold import fold_batchnorm
 from ciprivacy.precision import autocast, fused_optimizer_kwargs, module_layout, to_layout
-from ciprivacy.runtime import configure_job, pick_device, seed_everything
+from ciprivacy.runtime import configure_job, pick_device, seed_everything, without_runtime
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,9 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
     target = Target(defense.unwrap(model), defense, {})
     history: list[dict[str, Any]] = []
     start = 0
-    resumed = load_checkpoint(checkpoint, settings)
+    # A killed run resumes under the same results-deciding settings and the same data file.
+    key = {"target": without_runtime(settings), "data_sha256": file_sha256(data_path)} if checkpoint else None
+    resumed = load_checkpoint(checkpoint, key)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         opt.load_state_dict(resumed["optimizer"])
@@ -164,7 +166,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
             save_checkpoint(
                 checkpoint,
                 {
-                    "settings": settings,
+                    "settings": key,
                     "epoch": epoch + 1,
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),

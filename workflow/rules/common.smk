@@ -28,8 +28,6 @@ EXPERIMENTS, SKIPPED = X.experiments(
 )
 # Enabled experiments left out entirely, with why: asking for one by name is an error saying so.
 SKIPPED_EXPERIMENTS = X.skipped_experiments(config, EXPERIMENTS, SKIPPED)
-if SKIPPED_EXPERIMENTS and not EXPERIMENTS:
-    raise WorkflowError(X.missing_data_message(SKIPPED_EXPERIMENTS, every=True))
 for _message in SKIPPED:
     print(f"NOTE: {_message}", file=sys.stderr)
 TARGETS = X.all_targets(EXPERIMENTS, SEEDS)
@@ -68,6 +66,11 @@ def experiment_tidy(experiment):
 
 
 def final_outputs():
+    """The default target's inputs; with every enabled experiment skipped for missing data, an
+    error saying what is missing (raised here, when the DAG is built, so that --unlock, --list
+    and the like still work)."""
+    if SKIPPED_EXPERIMENTS and not EXPERIMENTS:
+        raise WorkflowError(X.missing_data_message(SKIPPED_EXPERIMENTS, every=True))
     per_target_figures = (
         per_target(f"{OUT}/figures/reconstructions/{TARGET_NAME}.png")
         if config["figures"]["per_target"]

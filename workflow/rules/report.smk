@@ -231,7 +231,7 @@ rule measure_latency:
     # Every core of the machine, so no other local job runs beside it and loads the CPU while it
     # times; the timed inference itself runs on one thread (cpu_threads: 1, as an edge device
     # runs it). Under SLURM the profile asks for a node of its own (--exclusive).
-    threads: whole_machine_threads()
+    threads: lambda wc: whole_machine_threads()  # evaluated once the executor is known
     resources:
         gpu=1,
         runtime=retry_runtime(60),

@@ -26,7 +26,7 @@ from ciprivacy.io import save_json, save_torch
 from ciprivacy.metrics.image import paper_quality, reconstruction_quality
 from ciprivacy.models import plain_edge
 from ciprivacy.registry import Registry
-from ciprivacy.runtime import configure_job, pick_device, seed_everything
+from ciprivacy.runtime import configure_job, pick_device, seed_everything, without_runtime
 from ciprivacy.target import Target, load_target
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ def _inverse_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, setti
     meta = target.meta
     z_shape = tuple(target.observe(to_float(test[:1])).shape[1:])
     edge = plain_edge(meta.get("arch_type", meta["arch"]), meta["num_classes"], meta["image_shape"], **meta["arch_settings"])
-    assumed = tuple(edge(torch.zeros(1, *meta["image_shape"])).shape[1:])
+    with torch.no_grad():
+        assumed = tuple(edge(torch.zeros(1, *meta["image_shape"])).shape[1:])
     edge_convs = sum(isinstance(m, nn.Conv2d) for m in edge.modules())
     pre_convs = target.defense.extra_edge_layers if settings["match_depth"] else 0
     generator = InverseNet(
@@ -109,7 +110,8 @@ def run_attack(
     data = load_prepared(data_path)
     aux = data.split("aux")[0].to(device)
     test = data.split("test")[0].to(device)
-    resume = Resume(checkpoint, {"attack": settings, "model_sha256": file_sha256(model_path)}) if checkpoint else None
+    key = {"attack": without_runtime(settings), "model_sha256": file_sha256(model_path)}
+    resume = Resume(checkpoint, key) if checkpoint else None
     rec, n, state, extra = attack(target, aux, test, settings, gen, resume=resume)
     original = to_float(test[:n])
     quality = {**reconstruction_quality(original, rec),

@@ -45,13 +45,16 @@ class PathNeed:
 
     ``kind`` is ``"dir"`` or ``"file"``. ``unless`` names a boolean option (``download``) that,
     when true, lets the path be missing (the source creates it); the option must still be set.
-    ``origin`` tells a user what the path must hold and where to get it.
+    ``origin`` tells a user what the path must hold and where to get it. ``is_data``: the path
+    decides which data it is (a generic image tree), not only where a fixed dataset lies, so
+    changing it must rerun data preparation.
     """
 
     option: str
     kind: str
     origin: str
     unless: str | None = None
+    is_data: bool = False
 
     def problem(self, options: Mapping[str, Any], defaults: Mapping[str, Any]) -> str | None:
         value = options.get(self.option, defaults.get(self.option))
@@ -214,7 +217,8 @@ def read_images(
 
 
 @SOURCES.register("image_folder")
-@needs(PathNeed("root", "dir", origin="a local image tree <root>/<class>/*.png|jpg (or <root>/<split>/<class>/...)"))
+@needs(PathNeed("root", "dir", origin="a local image tree <root>/<class>/*.png|jpg (or <root>/<split>/<class>/...)",
+               is_data=True))
 def image_folder(
     root: str,
     resolution: int,

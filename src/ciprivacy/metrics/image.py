@@ -3,8 +3,12 @@ and the same three computed the way the paper's numbers were (``paper_quality``)
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 
 def per_image_quality(original: torch.Tensor, reconstructed: torch.Tensor) -> dict[str, np.ndarray]:
@@ -53,6 +57,11 @@ def paper_quality(original: torch.Tensor, reconstructed: torch.Tensor, batch_siz
     if batch_size < SSIM_WINDOW:
         raise ValueError(f"metric batch_size must be at least {SSIM_WINDOW} (the SSIM window spans images), got {batch_size}")
     n, channels = original.shape[0], original.shape[1]
+    if n == 0:
+        raise ValueError("paper_quality needs at least one image, got none")
+    if n < SSIM_WINDOW:
+        log.warning("%d images: the paper's SSIM needs at least %d (its window spans images); ssim_paper is NaN",
+                    n, SSIM_WINDOW)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).numpy()
     a = original.detach().double().cpu().numpy()[order]
     b = reconstructed.detach().double().cpu().clamp(0, 1).numpy()[order]

@@ -77,4 +77,5 @@ def plain_edge(arch: str, num_classes: int, image_shape: Sequence[int], **settin
 
 def edge_output_shape(arch: str, num_classes: int, image_shape: Sequence[int], **settings: Any) -> tuple[int, ...]:
     """Shape of z for the plain split of an architecture (``plain_edge``)."""
-    return tuple(plain_edge(arch, num_classes, image_shape, **settings)(torch.zeros(1, *image_shape)).shape[1:])
+    with torch.no_grad():
+        return tuple(plain_edge(arch, num_classes, image_shape, **settings)(torch.zeros(1, *image_shape)).shape[1:])

@@ -85,7 +85,9 @@ def provenance_record(run: dict[str, Any], repo: str = ".", metadata_dir: str = 
     if run.get("model"):
         meta = load_torch(run["model"])["meta"]
         at_run["model_meta"] = {k: meta.get(k) for k in RUN_META_KEYS}
-        used = meta.get("device")
+        # A derived target (post-hoc perturbation, re-cut) was trained elsewhere: its meta's device
+        # is its source's, not where the derive job ran.
+        used = meta.get("device") if run["step"] == "train_target" else None
     elif Path(run["outputs"][0]).suffix == ".json" and Path(run["outputs"][0]).exists():
         used = load_json(run["outputs"][0]).get("device")
     return {
