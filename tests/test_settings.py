@@ -75,6 +75,9 @@ def test_settings_that_change_no_result_stay_out_of_params_and_come_at_run_time(
     assert data_full["options"] == {"root": "/elsewhere", "download": False} and data_full["resolution"] == data["resolution"]
     aux = with_runtime(dataset_settings(config, "facescrub"), config, "dataset", "facescrub")["aux_source"]["options"]
     assert aux["root"] == config["datasets"]["facescrub"]["aux_source"]["options"]["root"] and "exclude_list" in aux
+    # An image_folder's root is the dataset itself: it stays in params.
+    moved["datasets"]["cifar10"] = {**config["datasets"]["cifar10"], "source": "image_folder", "options": {"root": "/a"}}
+    assert dataset_settings(moved, "cifar10")["options"] == {"root": "/a"}
 
 
 def test_target_settings_apply_the_architecture_overrides_and_are_canonical(config):
