@@ -68,14 +68,8 @@ def create_model(arch: str, num_classes: int, image_shape: Sequence[int], **sett
     return ARCHS.get(arch)(num_classes=num_classes, image_shape=tuple(image_shape), **settings)
 
 
-@torch.no_grad()
 def plain_edge(arch: str, num_classes: int, image_shape: Sequence[int], **settings: Any) -> nn.Module:
     """The plain (unprotected) edge of an architecture: what an attacker who knows only the
     architecture family assumes the edge is."""
     return create_model(arch, num_classes, image_shape, **settings).edge.eval()
 
-
-def edge_output_shape(arch: str, num_classes: int, image_shape: Sequence[int], **settings: Any) -> tuple[int, ...]:
-    """Shape of z for the plain split of an architecture (``plain_edge``)."""
-    with torch.no_grad():
-        return tuple(plain_edge(arch, num_classes, image_shape, **settings)(torch.zeros(1, *image_shape)).shape[1:])
