@@ -14,9 +14,10 @@ from typing import Any
 
 from ciprivacy.attacks import SCENARIOS
 from ciprivacy.data import SOURCES
+from ciprivacy.data.availability import source_parts
 from ciprivacy.experiments import CEM_SUFFIX
 from ciprivacy.defenses import DEFENSES
-from ciprivacy.models import ARCHS, without_split
+from ciprivacy.models import ARCHS, create_model, without_split
 from ciprivacy.runtime import ATTACK_RUNTIME_KEYS, RUNTIME_KEYS
 
 
@@ -242,7 +243,7 @@ def _check_keys(config: dict[str, Any], problems: list[str]) -> None:
         for channels, side in sorted(shapes):
             try:
                 with torch.device("meta"):  # shapes only, no memory, no weights initialised
-                    ARCHS.get(arch)(num_classes=10, image_shape=(channels, side, side), **merged["model"])
+                    create_model(arch, 10, (channels, side, side), **merged["model"])
             except (ValueError, TypeError, IndexError, AssertionError) as err:
                 problems.append(f"archs.{name}.model {merged['model']} on {channels}x{side}x{side} images: {err}")
             except Exception:  # noqa: BLE001 - anything else is not a settings problem; the job will tell
@@ -334,13 +335,6 @@ def _placement_options(source: str) -> set[str]:
     return {n.option for n in needs if n.kind == "dir" and not n.is_data} | {n.unless for n in needs if n.unless}
 
 
-def _dataset_parts(block: dict[str, Any]) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    parts = [((), block)]
-    if isinstance(block.get("aux_source"), dict):
-        parts.append((("aux_source",), block["aux_source"]))
-    return parts
-
-
 def dataset_settings(config: dict[str, Any], dataset: str) -> dict[str, Any]:
     """The dataset block without its placement options (``root``, ``download``): moving the raw
     data does not change the prepared file, so it reruns nothing (they come at run time,
@@ -348,7 +342,7 @@ def dataset_settings(config: dict[str, Any], dataset: str) -> dict[str, Any]:
     block = copy.deepcopy(config["datasets"][dataset])
     block.setdefault("options", {})
     block.setdefault("max_images", None)
-    for _, part in _dataset_parts(block):
+    for _, part in source_parts(block):
         placement = _placement_options(part.get("source", ""))
         part["options"] = {k: v for k, v in (part.get("options") or {}).items() if k not in placement}
     return canonical(block)
@@ -373,7 +367,7 @@ def runtime_settings(config: dict[str, Any], kind: str, name: str | None = None)
     if kind == "dataset":
         block = config["datasets"][name]
         out: dict[str, Any] = {}
-        for path, part in _dataset_parts(block):
+        for path, part in source_parts(block):
             placement = _placement_options(part.get("source", ""))
             options = {k: v for k, v in (part.get("options") or {}).items() if k in placement}
             node = out

@@ -8,6 +8,15 @@ from typing import Any, Mapping
 from ciprivacy.data.sources import SOURCES, source_problems
 
 
+def source_parts(block: Mapping[str, Any]) -> list[tuple[tuple[str, ...], Mapping[str, Any]]]:
+    """The source blocks of a dataset block, each with its key path: the block itself, then its
+    ``aux_source`` when it has one."""
+    parts: list[tuple[tuple[str, ...], Mapping[str, Any]]] = [((), block)]
+    if isinstance(block.get("aux_source"), Mapping):
+        parts.append((("aux_source",), block["aux_source"]))
+    return parts
+
+
 def data_unavailable(name: str, block: Mapping[str, Any]) -> str | None:
     """None when every path the dataset block ``datasets.<name>`` needs is set and exists;
     otherwise one message per unmet need, each naming the exact setting
@@ -18,11 +27,9 @@ def data_unavailable(name: str, block: Mapping[str, Any]) -> str | None:
     unreadable files is reported later, as an error, by ``prepare_dataset``. An unknown source
     name raises the registry's KeyError (a config mistake, not missing data).
     """
-    parts: list[tuple[str, Mapping[str, Any]]] = [(f"datasets.{name}", block)]
-    if block.get("aux_source"):
-        parts.append((f"datasets.{name}.aux_source", block["aux_source"]))
     messages = []
-    for prefix, part in parts:
+    for path, part in source_parts(block):
+        prefix = ".".join(("datasets", name, *path))
         source = SOURCES.get(part["source"])
         options = dict(part.get("options") or {})
         for option, problem, origin in source_problems(source, options):
@@ -37,8 +44,7 @@ def input_files(block: Mapping[str, Any]) -> list[str]:
     besides (the CelebA name list ``exclude_list``, the shipped one when absent). Folders are
     not listed: Snakemake cannot track their content."""
     files: list[str] = []
-    parts = [block] + ([block["aux_source"]] if block.get("aux_source") else [])
-    for part in parts:
+    for _, part in source_parts(block):
         source = SOURCES.get(part["source"])
         options = dict(part.get("options") or {})
         for need in getattr(source, "path_needs", ()):
