@@ -31,7 +31,9 @@ def run(cores: int, out: Path, amp: bool) -> dict:
         start = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", *configs, "--quiet"],
-            cwd=tmp, check=True, capture_output=True,
+            cwd=tmp,
+            check=True,
+            capture_output=True,
         )
         seconds = time.perf_counter() - start
         preset = "demo" if amp else "demo-fp32"
@@ -46,7 +48,9 @@ def compare(cores: int, out: Path) -> dict[str, dict]:
 
 
 def wall_time_table(runs: dict[str, dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"run": name, "wall_s": r["seconds"], "minutes": r["seconds"] / 60} for name, r in runs.items()])
+    return pd.DataFrame(
+        [{"run": name, "wall_s": r["seconds"], "minutes": r["seconds"] / 60} for name, r in runs.items()]
+    )
 
 
 def summary_diff(runs: dict[str, dict]) -> pd.DataFrame:

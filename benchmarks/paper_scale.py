@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-
 from images import smooth_images
 from machine import timed
 from projection import typed_config
+
 from ciprivacy import settings as S
 from ciprivacy.attacks import run_attack
 from ciprivacy.data.prepared import split_fractions, stratified_split
@@ -45,8 +45,12 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--epochs", type=int, default=None, help="target epochs to run (default: config.yaml's)")
-    p.add_argument("--attack-epochs", type=int, default=None, help="inverse-network epochs to run (default: config.yaml's)")
-    p.add_argument("--images", type=int, default=None, help="images before the split (default: 60,000 or the block's max_images)")
+    p.add_argument(
+        "--attack-epochs", type=int, default=None, help="inverse-network epochs to run (default: config.yaml's)"
+    )
+    p.add_argument(
+        "--images", type=int, default=None, help="images before the split (default: 60,000 or the block's max_images)"
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     p.add_argument("--out", type=Path, default=OUT)
     return p.parse_args()
@@ -58,10 +62,25 @@ def write_dataset(cfg: dict, n: int, path: Path) -> dict[str, int]:
     images, labels = smooth_images(n, block["resolution"], classes=10)
     splits = stratified_split(labels, split_fractions("cifar10", block), seed=block["split_seed"])
     sizes = {k: int(v.numel()) for k, v in splits.items()}
-    meta = {"dataset": "cifar10", "source": "synthetic (benchmarks/paper_scale.py)", "resolution": block["resolution"],
-            "channels": 3, "split_seed": block["split_seed"], "source_info": {}, "sizes": sizes}
-    save_torch({"images": images, "labels": labels, "splits": splits, "classes": [f"class{i}" for i in range(10)],
-                "meta": meta}, path)
+    meta = {
+        "dataset": "cifar10",
+        "source": "synthetic (benchmarks/paper_scale.py)",
+        "resolution": block["resolution"],
+        "channels": 3,
+        "split_seed": block["split_seed"],
+        "source_info": {},
+        "sizes": sizes,
+    }
+    save_torch(
+        {
+            "images": images,
+            "labels": labels,
+            "splits": splits,
+            "classes": [f"class{i}" for i in range(10)],
+            "meta": meta,
+        },
+        path,
+    )
     return sizes
 
 
@@ -88,14 +107,23 @@ def main() -> None:
 
     def record(stage: str, images_per_epoch: int, epochs_run: int, seconds: float, config_epochs: int) -> None:
         """Add a row and rewrite both files at once, so a run cut short keeps what it measured."""
-        rows.append({"device": name, "stage": stage, "images_per_epoch": images_per_epoch, "epochs_run": epochs_run,
-                     "seconds": seconds, "config_epochs": config_epochs})
+        rows.append(
+            {
+                "device": name,
+                "stage": stage,
+                "images_per_epoch": images_per_epoch,
+                "epochs_run": epochs_run,
+                "seconds": seconds,
+                "config_epochs": config_epochs,
+            }
+        )
         df = pd.DataFrame(rows)
         df["seconds_per_epoch"] = df["seconds"] / df["epochs_run"]
         df["projected_hours_at_config_epochs"] = df["seconds_per_epoch"] * df["config_epochs"] / 3600
         df["paper_scale"] = n == CIFAR10_IMAGES and not args.quick
         df.to_csv(args.out / "paper_scale.csv", index=False)
-        md = f"# One paper-scale training and inverse network on {name}\n\n{df.to_markdown(index=False, floatfmt='.4g')}\n"
+        table = df.to_markdown(index=False, floatfmt=".4g")
+        md = f"# One paper-scale training and inverse network on {name}\n\n{table}\n"
         (args.out / "paper_scale.md").write_text(md)
         print(md, flush=True)
 
@@ -103,15 +131,32 @@ def main() -> None:
         tmp = Path(tmp)
         sizes = write_dataset(cfg, n, tmp / "cifar10.pt")
         print(f"splits {sizes}; training {target['train']['epochs']} of {full_epochs} epochs", flush=True)
-        seconds = timed(lambda: train_target(str(tmp / "cifar10.pt"), str(tmp / "model.pt"), target,
-                                             checkpoint=str(tmp / "target-ckpt.pt")), device, repeats=1)
+        seconds = timed(
+            lambda: train_target(
+                str(tmp / "cifar10.pt"), str(tmp / "model.pt"), target, checkpoint=str(tmp / "target-ckpt.pt")
+            ),
+            device,
+            repeats=1,
+        )
         record("target_training (cnn, unprotected)", sizes["train"], target["train"]["epochs"], seconds, full_epochs)
         print(f"black-box inverse network: {attack['epochs']} of {full_attack_epochs} epochs", flush=True)
-        seconds = timed(lambda: run_attack("blackbox", str(tmp / "model.pt"), str(tmp / "cifar10.pt"), str(tmp / "metrics.json"),
-                                           str(tmp / "samples.pt"), attack, attacker_path=str(tmp / "attacker.pt"),
-                                           checkpoint=str(tmp / "attack-ckpt.pt")), device, repeats=1)
+        seconds = timed(
+            lambda: run_attack(
+                "blackbox",
+                str(tmp / "model.pt"),
+                str(tmp / "cifar10.pt"),
+                str(tmp / "metrics.json"),
+                str(tmp / "samples.pt"),
+                attack,
+                attacker_path=str(tmp / "attacker.pt"),
+                checkpoint=str(tmp / "attack-ckpt.pt"),
+            ),
+            device,
+            repeats=1,
+        )
         record("inverse_network (blackbox)", sizes["aux"], attack["epochs"], seconds, full_attack_epochs)
     print(f"wrote {args.out / 'paper_scale.csv'}, {args.out / 'paper_scale.md'}")
+
 
 if __name__ == "__main__":
     sys.exit(main())

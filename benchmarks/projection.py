@@ -69,11 +69,16 @@ def project(config_path: Path, ours_ips: dict[str, float], rmle_iterations_measu
     recut = S.recut_pairs(cfg, targets)
     # Post-hoc defenses reuse the unprotected model and split-point variants their base's:
     # attacked and measured, not trained.
-    trained = [not S.reuses_unprotected_model(cfg, t["defense"]) and not (t["defense"] == "unprotected" and
-               (t["dataset"], t["arch"]) in recut) for t in targets]
+    trained = [
+        not S.reuses_unprotected_model(cfg, t["defense"])
+        and not (t["defense"] == "unprotected" and (t["dataset"], t["arch"]) in recut)
+        for t in targets
+    ]
     scenarios = scenarios_of(found, cfg["seeds"])
     base_block = cfg["datasets"]["cifar10"]
-    base = _flops("cnn", "unprotected", (base_block["channels"], base_block["resolution"], base_block["resolution"]), 10, text)
+    base = _flops(
+        "cnn", "unprotected", (base_block["channels"], base_block["resolution"], base_block["resolution"]), 10, text
+    )
     wb = cfg["attacks"]["whitebox"]
     work = {"target_training": 0.0, "inverse_training": 0.0, "rmle": 0.0, "mine": 0.0}
     jobs = dict.fromkeys(work, 0)  # the jobs that run each stage
@@ -89,12 +94,21 @@ def project(config_path: Path, ours_ips: dict[str, float], rmle_iterations_measu
         if whitebox:
             work["rmle"] += scale * (wb["num_images"] or test) * wb["iterations"] / rmle_iterations_measured
         work["mine"] += scale * cfg["mine"]["epochs"] * (cfg["mine"]["max_train"] or train)
-        for stage, n in (("target_training", trains), ("inverse_training", len(attacked)), ("rmle", whitebox), ("mine", 1)):
+        for stage, n in (
+            ("target_training", trains),
+            ("inverse_training", len(attacked)),
+            ("rmle", whitebox),
+            ("mine", 1),
+        ):
             jobs[stage] += int(n)
     # A stage left out of the measurement (--stages) has no rate: its hours, and the total, stay unknown.
     rows = [
-        {"stage": stage, "images_per_job": round(images / max(1, jobs[stage])), "jobs": jobs[stage],
-         "hours": images / ours_ips[stage] / 3600 if stage in ours_ips else float("nan")}
+        {
+            "stage": stage,
+            "images_per_job": round(images / max(1, jobs[stage])),
+            "jobs": jobs[stage],
+            "hours": images / ours_ips[stage] / 3600 if stage in ours_ips else float("nan"),
+        }
         for stage, images in work.items()
     ]
     rows.append({"stage": "total", "images_per_job": None, "jobs": None, "hours": sum(r["hours"] for r in rows)})

@@ -35,7 +35,9 @@ def train_classifier_epoch(model: nn.Module, root: str, batch_size: int, device:
     return total / steps
 
 
-def train_inverse_epoch(edge: nn.Module, generator: nn.Module, root: str, batch_size: int, device: torch.device) -> float:
+def train_inverse_epoch(
+    edge: nn.Module, generator: nn.Module, root: str, batch_size: int, device: torch.device
+) -> float:
     """One epoch of the inverse network on (edge(x), x) pairs."""
     opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     generator.train()

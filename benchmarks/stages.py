@@ -12,17 +12,18 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import torch
-
 import reference
+import torch
 from machine import flops_of, timed
+
 from ciprivacy.attacks.inverse import InverseNet, inverse_epoch, query_once
 from ciprivacy.attacks.rmle import rmle_reconstruct
 from ciprivacy.data.batches import to_float
 from ciprivacy.defenses import create_defense
 from ciprivacy.measure import feature_pairs
+from ciprivacy.metrics.mine import CRITICS
+from ciprivacy.metrics.mine import train_epoch as mine_train_epoch
 from ciprivacy.models.fold import fold_batchnorm
-from ciprivacy.metrics.mine import CRITICS, train_epoch as mine_train_epoch
 from ciprivacy.precision import amp_active, module_layout
 from ciprivacy.target import train_epoch as target_train_epoch
 
@@ -56,8 +57,15 @@ def _model(s: Setup):
 
 
 def _row(stage: str, impl: str, seconds: float, images: int, flops: float, precision: str, channels_last: bool) -> dict:
-    return {"stage": stage, "implementation": impl, "seconds": seconds, "images": images,
-            "gflop_per_image": flops / 1e9, "precision": precision, "channels_last": channels_last}
+    return {
+        "stage": stage,
+        "implementation": impl,
+        "seconds": seconds,
+        "images": images,
+        "gflop_per_image": flops / 1e9,
+        "precision": precision,
+        "channels_last": channels_last,
+    }
 
 
 def target_training(s: Setup) -> list[dict]:
@@ -74,8 +82,10 @@ def target_training(s: Setup) -> list[dict]:
     _, plain = _model(s)
     ref = timed(lambda: reference.train_classifier_epoch(plain, s.folder, s.batch, s.device), s.device)
     n = s.images.shape[0]
-    return [_row("target_training", "ours", ours, n, flops, s.precision(s.amp), s.channels_last),
-            _row("target_training", "reference", ref, n, flops, "fp32", False)]
+    return [
+        _row("target_training", "ours", ours, n, flops, s.precision(s.amp), s.channels_last),
+        _row("target_training", "reference", ref, n, flops, "fp32", False),
+    ]
 
 
 def _edge(s: Setup, channels_last: bool, fold: bool = False):
@@ -101,8 +111,10 @@ def inverse_training(s: Setup) -> list[dict]:
     # The deterministic edge's answers are queried once, as train_inverse_network does; the
     # epochs after the first then train the generator only (this is one of those epochs).
     answers = query_once(observe, s.images, {**settings, "query_cache_gb": float("inf")})
-    epoch = lambda imgs, cached: inverse_epoch(generator, observe, imgs, opt, settings, gen,  # noqa: E731
-                                               answers[: imgs.shape[0]] if cached else None)
+
+    def epoch(imgs, cached):
+        return inverse_epoch(generator, observe, imgs, opt, settings, gen, answers[: imgs.shape[0]] if cached else None)
+
     flops = flops_of(lambda: epoch(s.images[: s.batch], True)) / s.batch
     ref_flops = flops_of(lambda: epoch(s.images[: s.batch], False)) / s.batch  # the edge's queries too
     epoch(s.images[: 2 * s.batch], True)  # warm-up
@@ -110,15 +122,26 @@ def inverse_training(s: Setup) -> list[dict]:
     plain_edge, plain = _edge(s, False), copy.deepcopy(fresh)
     ref = timed(lambda: reference.train_inverse_epoch(plain_edge, plain, s.folder, s.batch, s.device), s.device)
     n = s.images.shape[0]
-    return [_row("inverse_training", "ours", ours, n, flops, s.precision(s.amp), s.channels_last),
-            _row("inverse_training", "reference", ref, n, ref_flops, "fp32", False)]
+    return [
+        _row("inverse_training", "ours", ours, n, flops, s.precision(s.amp), s.channels_last),
+        _row("inverse_training", "reference", ref, n, ref_flops, "fp32", False),
+    ]
 
 
 def rmle(s: Setup) -> list[dict]:
     """Images reconstructed per second at ``rmle_iterations`` steps each (bf16 as in config.yaml)."""
     edge = _edge(s, s.channels_last)
-    settings = {"iterations": s.rmle_iterations, "optimizer": "adam", "lr": 0.05, "momentum": 0.9, "tv_weight": 0.01,
-                "init": "gray", "clamp": True, "amp": s.amp, "channels_last": s.channels_last}
+    settings = {
+        "iterations": s.rmle_iterations,
+        "optimizer": "adam",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "tv_weight": 0.01,
+        "init": "gray",
+        "clamp": True,
+        "amp": s.amp,
+        "channels_last": s.channels_last,
+    }
     x = to_float(s.images[: s.rmle_batch])
     z = edge(x)
     gen = torch.Generator().manual_seed(0)
@@ -131,8 +154,10 @@ def rmle(s: Setup) -> list[dict]:
     reference.rmle_per_image(plain_edge, s.folder, 2, 1, s.device)  # warm-up
     ref = timed(lambda: reference.rmle_per_image(plain_edge, s.folder, s.rmle_iterations, k, s.device), s.device)
     per_image = flops * s.rmle_iterations
-    return [_row("rmle", "ours", ours, s.rmle_batch, per_image, s.precision(s.amp), s.channels_last),
-            _row("rmle", "reference", ref, k, per_image, "fp32", False)]
+    return [
+        _row("rmle", "ours", ours, s.rmle_batch, per_image, s.precision(s.amp), s.channels_last),
+        _row("rmle", "reference", ref, k, per_image, "fp32", False),
+    ]
 
 
 class _Stacked(torch.nn.Module):
@@ -167,8 +192,10 @@ def mine(s: Setup) -> list[dict]:
     plain_edge, plain = _edge(s, False), copy.deepcopy(fresh)
     ref = timed(lambda: reference.mine_epoch(plain_edge, plain, s.folder, s.batch, s.device), s.device)
     n = s.images.shape[0]
-    return [_row("mine", "ours", ours, n, flops, "fp32", s.channels_last),
-            _row("mine", "reference", ref, n, ref_flops, "fp32", False)]
+    return [
+        _row("mine", "ours", ours, n, flops, "fp32", s.channels_last),
+        _row("mine", "reference", ref, n, ref_flops, "fp32", False),
+    ]
 
 
 STAGES = {"target_training": target_training, "inverse_training": inverse_training, "rmle": rmle, "mine": mine}

@@ -21,15 +21,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-import torch
-import yaml
-
 import demo
+import pandas as pd
 import projection
 import stages
+import torch
+import yaml
 from images import smooth_images, write_image_folder
 from machine import matmul_peak
+
 from ciprivacy.precision import amp_active
 from ciprivacy.runtime import configure_job, pick_device
 
@@ -60,11 +60,15 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--stages", nargs="+", default=list(stages.STAGES), choices=list(stages.STAGES))
     p.add_argument("--no-amp", action="store_true", help="ours in fp32 too")
     p.add_argument("--no-channels-last", action="store_true")
-    p.add_argument("--malloc", choices=["retain", "system"], default=os.environ.get("CIPRIVACY_MALLOC", "retain"),
-                   help="retain: freed memory stays in the process, as in the workflow's jobs "
-                        "(ciprivacy.runtime.retain_freed_memory); system: glibc's default. Ours and "
-                        "the reference run in one process, so both get the same (default: "
-                        "$CIPRIVACY_MALLOC, else retain)")
+    p.add_argument(
+        "--malloc",
+        choices=["retain", "system"],
+        default=os.environ.get("CIPRIVACY_MALLOC", "retain"),
+        help="retain: freed memory stays in the process, as in the workflow's jobs "
+        "(ciprivacy.runtime.retain_freed_memory); system: glibc's default. Ours and "
+        "the reference run in one process, so both get the same (default: "
+        "$CIPRIVACY_MALLOC, else retain)",
+    )
     p.add_argument("--demo", action="store_true", help="also time the demo DAG")
     p.add_argument("--demo-only", action="store_true", help="only time the demo DAG (writes demo.md)")
     p.add_argument("--amp-compare", action="store_true", help="with --demo: run it with amp on and off, compare tables")
@@ -85,10 +89,17 @@ def measure(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFram
     images, labels = smooth_images(args.images, args.resolution, classes=10)
     with tempfile.TemporaryDirectory() as tmp:
         setup = stages.Setup(
-            device=device, images=images.to(device), labels=labels.to(device),
-            folder=str(write_image_folder(images, labels, Path(tmp))), width=args.width, batch=args.batch,
-            amp=not args.no_amp, channels_last=not args.no_channels_last, rmle_iterations=args.rmle_iterations,
-            rmle_batch=args.rmle_batch, rmle_reference_images=args.rmle_reference_images,
+            device=device,
+            images=images.to(device),
+            labels=labels.to(device),
+            folder=str(write_image_folder(images, labels, Path(tmp))),
+            width=args.width,
+            batch=args.batch,
+            amp=not args.no_amp,
+            channels_last=not args.no_channels_last,
+            rmle_iterations=args.rmle_iterations,
+            rmle_batch=args.rmle_batch,
+            rmle_reference_images=args.rmle_reference_images,
         )
         rows = []
         for name in args.stages:
@@ -118,8 +129,11 @@ def main() -> None:
     os.environ["CIPRIVACY_MALLOC"] = args.malloc
     configure_job()  # as every job of the workflow starts: threads, allocator
     load = os.getloadavg()
-    print(f"{platform.processor() or platform.machine()}, {device}, {torch.get_num_threads()} threads, "
-          f"malloc {args.malloc}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    print(
+        f"{platform.processor() or platform.machine()}, {device}, {torch.get_num_threads()} threads, "
+        f"malloc {args.malloc}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        flush=True,
+    )
     if args.demo_only:
         return demo_report(args, args.out / "demo.md", [])
     df, peak = measure(args, device)
@@ -130,20 +144,37 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out / "throughput.csv", index=False)
     proj.to_csv(args.out / "projection.csv", index=False)
-    cols = ["stage", "implementation", "precision", "channels_last", "images_per_s", "speedup_vs_reference",
-            "speedup_ceiling", "gflop_per_image", "fraction_of_peak"]
-    md = [f"# Throughput on {device.type}, {torch.get_num_threads()} threads, malloc {args.malloc}, "
-          f"load average {load[0]:.2f}",
-          f"{args.resolution}x{args.resolution} images, CNN width {args.width}, batch {args.batch}, {args.images} images "
-          f"per epoch; rMLE {args.rmle_iterations} iterations. Matmul peak: "
-          f"{peak['fp32'] / 1e12:.3f} TFLOP/s fp32, {peak['bf16'] / 1e12:.3f} TFLOP/s bf16. speedup_ceiling: "
-          "images per second at that peak in the row's precision and arithmetic over the reference's, "
-          "the most an implementation doing that arithmetic could gain here.", "",
-          df[cols].to_markdown(index=False, floatfmt=".3g"), "",
-          f"## Projected cost of config.yaml ({unit}, lower bound)", "",
-          *([] if proj["measured_at_config_sizes"].all() else
-            ["Measured at other sizes than config.yaml's: this projection does not describe the full run.", ""]),
-          proj.to_markdown(index=False, floatfmt=".3g")]
+    cols = [
+        "stage",
+        "implementation",
+        "precision",
+        "channels_last",
+        "images_per_s",
+        "speedup_vs_reference",
+        "speedup_ceiling",
+        "gflop_per_image",
+        "fraction_of_peak",
+    ]
+    md = [
+        f"# Throughput on {device.type}, {torch.get_num_threads()} threads, malloc {args.malloc}, "
+        f"load average {load[0]:.2f}",
+        f"{args.resolution}x{args.resolution} images, CNN width {args.width}, batch {args.batch}, {args.images} images "
+        f"per epoch; rMLE {args.rmle_iterations} iterations. Matmul peak: "
+        f"{peak['fp32'] / 1e12:.3f} TFLOP/s fp32, {peak['bf16'] / 1e12:.3f} TFLOP/s bf16. speedup_ceiling: "
+        "images per second at that peak in the row's precision and arithmetic over the reference's, "
+        "the most an implementation doing that arithmetic could gain here.",
+        "",
+        df[cols].to_markdown(index=False, floatfmt=".3g"),
+        "",
+        f"## Projected cost of config.yaml ({unit}, lower bound)",
+        "",
+        *(
+            []
+            if proj["measured_at_config_sizes"].all()
+            else ["Measured at other sizes than config.yaml's: this projection does not describe the full run.", ""]
+        ),
+        proj.to_markdown(index=False, floatfmt=".3g"),
+    ]
     print(f"wrote {args.out / 'throughput.csv'}, {args.out / 'projection.csv'}")
     if args.demo:
         demo_report(args, args.out / "throughput.md", md)
@@ -155,9 +186,15 @@ def demo_report(args: argparse.Namespace, path: Path, md: list[str]) -> None:
     """Time the demo DAG (amp on, and off with --amp-compare) and add the tables to ``md``."""
     args.out.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
-    runs = demo.compare(args.cores, args.out) if args.amp_compare else {"amp on": demo.run(args.cores, args.out, amp=True)}
-    md += ["", f"## Demo DAG on {args.cores} cores (load average {load:.2f} at the start)", "",
-           demo.wall_time_table(runs).to_markdown(index=False, floatfmt=".1f")]
+    runs = (
+        demo.compare(args.cores, args.out) if args.amp_compare else {"amp on": demo.run(args.cores, args.out, amp=True)}
+    )
+    md += [
+        "",
+        f"## Demo DAG on {args.cores} cores (load average {load:.2f} at the start)",
+        "",
+        demo.wall_time_table(runs).to_markdown(index=False, floatfmt=".1f"),
+    ]
     if args.amp_compare:
         md += ["", "### Summary, amp on vs off", "", demo.summary_diff(runs).to_markdown(index=False, floatfmt=".4g")]
     write_markdown(path, md)

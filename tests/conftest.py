@@ -11,13 +11,27 @@ def _few_threads():
 def tiny_target_settings(defense: str, defense_settings: dict, epochs: int) -> dict:
     """Target settings small enough to train in seconds (resume tests): a width-8 CNN on 16x16."""
     train = {
-        "epochs": epochs, "batch_size": 12, "lr": 1e-3, "betas": [0.5, 0.999], "weight_decay": 0.0,
-        "scheduler_factor": 0.5, "scheduler_patience": 0, "hflip": True, "color_jitter": 0.2,
-        "amp": False, "eval_every": 1,
+        "epochs": epochs,
+        "batch_size": 12,
+        "lr": 1e-3,
+        "betas": [0.5, 0.999],
+        "weight_decay": 0.0,
+        "scheduler_factor": 0.5,
+        "scheduler_patience": 0,
+        "hflip": True,
+        "color_jitter": 0.2,
+        "amp": False,
+        "eval_every": 1,
     }
     return {
-        "dataset": "photos", "arch": "cnn", "defense": defense, "seed": 3, "device": "cpu",
-        "arch_settings": {"width": 8, "split_block": 2}, "defense_settings": defense_settings, "train": train,
+        "dataset": "photos",
+        "arch": "cnn",
+        "defense": defense,
+        "seed": 3,
+        "device": "cpu",
+        "arch_settings": {"width": 8, "split_block": 2},
+        "defense_settings": defense_settings,
+        "train": train,
     }
 
 
@@ -30,8 +44,13 @@ def tiny_photos(tmp_path_factory):
     prepare_dataset(
         "photos",
         {
-            "source": "skimage_patches", "options": {"images_per_class": 12}, "resolution": 16, "channels": 3,
-            "split": {"train": 0.5, "test": 0.25, "aux": 0.25}, "split_seed": 0, "max_images": None,
+            "source": "skimage_patches",
+            "options": {"images_per_class": 12},
+            "resolution": 16,
+            "channels": 3,
+            "split": {"train": 0.5, "test": 0.25, "aux": 0.25},
+            "split_seed": 0,
+            "max_images": None,
         },
         str(path),
     )

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from torchvision.ops import SqueezeExcitation
 
 from ciprivacy.attacks import run_attack
 from ciprivacy.attacks.compensation import CompensatedTarget, compensation_features
@@ -16,7 +17,6 @@ from ciprivacy.io import load_json, load_torch, save_torch
 from ciprivacy.models import count_params, create_model
 from ciprivacy.reporting import ablation, claims, results
 from ciprivacy.target import Target, build_target, load_target
-from torchvision.ops import SqueezeExcitation
 
 with open("config.yaml") as fh:
     SIFT = yaml.safe_load(fh)["defenses"]["siftfunnel"]
@@ -110,10 +110,17 @@ def test_each_variant_builds_and_trains_a_step(name):
 
 
 def tiny_target(defense="siftfunnel", overrides=None, image_shape=(3, 16, 16), arch_settings=None):
-    settings = {"dataset": "tiny", "arch": "cnn", "defense": defense, "defense_type": defense.split("_no_")[0],
-                "seed": 0, "arch_settings": arch_settings or {"split_block": 2, "width": 8},
-                "defense_settings": {**(SIFT if defense.startswith("siftfunnel") else {}), **(overrides or {})},
-                "num_classes": 3, "image_shape": list(image_shape)}
+    settings = {
+        "dataset": "tiny",
+        "arch": "cnn",
+        "defense": defense,
+        "defense_type": defense.split("_no_")[0],
+        "seed": 0,
+        "arch_settings": arch_settings or {"split_block": 2, "width": 8},
+        "defense_settings": {**(SIFT if defense.startswith("siftfunnel") else {}), **(overrides or {})},
+        "num_classes": 3,
+        "image_shape": list(image_shape),
+    }
     torch.manual_seed(0)
     model, d = build_target(settings, 3, image_shape)
     return Target(model.eval(), d, settings)
@@ -141,15 +148,41 @@ def test_compensation_attack_runs_the_inverse_network_and_writes_its_files(tmp_p
     save_torch({"state_dict": target.model.state_dict(), "meta": target.meta}, model_path)
     gen = torch.Generator().manual_seed(0)
     images = (torch.rand(24, 3, 16, 16, generator=gen) * 255).to(torch.uint8)
-    data = {"images": images, "labels": torch.arange(24) % 3, "classes": ["a", "b", "c"], "meta": {},
-            "splits": {"train": torch.arange(0, 8), "test": torch.arange(8, 16), "aux": torch.arange(16, 24)}}
+    data = {
+        "images": images,
+        "labels": torch.arange(24) % 3,
+        "classes": ["a", "b", "c"],
+        "meta": {},
+        "splits": {"train": torch.arange(0, 8), "test": torch.arange(8, 16), "aux": torch.arange(16, 24)},
+    }
     save_torch(data, tmp_path / "data.pt")
-    settings = dict(epochs=1, batch_size=4, lr=2e-4, betas=[0.5, 0.999], scheduler_factor=0.5, scheduler_patience=20,
-                    eval_every=1, width=1.0, extra_convs=0, match_depth=False, amp=False, seed=0, device="cpu", metric_batch=32,
-                    n_samples=2)
+    settings = dict(
+        epochs=1,
+        batch_size=4,
+        lr=2e-4,
+        betas=[0.5, 0.999],
+        scheduler_factor=0.5,
+        scheduler_patience=20,
+        eval_every=1,
+        width=1.0,
+        extra_convs=0,
+        match_depth=False,
+        amp=False,
+        seed=0,
+        device="cpu",
+        metric_batch=32,
+        n_samples=2,
+    )
     out = {k: str(tmp_path / f"compensation/{k}") for k in ("metrics.json", "samples.pt", "attacker.pt")}
-    result = run_attack("compensation", str(model_path), str(tmp_path / "data.pt"), out["metrics.json"], out["samples.pt"],
-                        settings, attacker_path=out["attacker.pt"])
+    result = run_attack(
+        "compensation",
+        str(model_path),
+        str(tmp_path / "data.pt"),
+        out["metrics.json"],
+        out["samples.pt"],
+        settings,
+        attacker_path=out["attacker.pt"],
+    )
     written = load_json(out["metrics.json"])
     assert written["scenario"] == "compensation" and written["defense"] == "siftfunnel"
     assert {"mse", "psnr", "ssim"} <= set(written) and result["attacked_images"] == 8
@@ -179,8 +212,14 @@ def fixture_tidy(seeds=(0, 1)) -> pd.DataFrame:
             if defense == "siftfunnel":
                 scenarios["compensation"] = 0.09
             for scenario, m in scenarios.items():
-                for metric, value in (("mse_paper", m), ("psnr_paper", -10 * np.log10(m)), ("ssim_paper", 0.5),
-                                      ("mse", m / 3), ("psnr", -10 * np.log10(m / 3)), ("ssim", 0.3)):
+                for metric, value in (
+                    ("mse_paper", m),
+                    ("psnr_paper", -10 * np.log10(m)),
+                    ("ssim_paper", 0.5),
+                    ("mse", m / 3),
+                    ("psnr", -10 * np.log10(m / 3)),
+                    ("ssim", 0.3),
+                ):
                     rows.append({**key, "scenario": scenario, "metric": metric, "value": value})
     return pd.DataFrame(rows)[results.TIDY_COLUMNS]
 

@@ -12,7 +12,9 @@ RMLE = dict(iterations=200, optimizer="adam", lr=0.05, momentum=0.9, tv_weight=0
 def tiny_edge():
     torch.manual_seed(0)
     # Tanh keeps the map injective (a ReLU edge this small discards half of its 1,024 outputs).
-    edge = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.Tanh(), nn.Conv2d(32, 16, 3, padding=1, stride=2), nn.Tanh())
+    edge = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.Tanh(), nn.Conv2d(32, 16, 3, padding=1, stride=2), nn.Tanh()
+    )
     for p in edge.parameters():
         p.requires_grad_(False)
     return edge.eval()
@@ -55,7 +57,14 @@ def test_total_variation_is_zero_for_constant_images_and_per_sample():
 def test_rmle_rejects_unknown_optimizer():
     edge = tiny_edge()
     with pytest.raises(ValueError, match="optimizer"):
-        rmle_reconstruct(edge, edge(smooth_images(1, 0)), (3, 16, 16), {**RMLE, "optimizer": "lbfgs"}, torch.Generator(), progress=False)
+        rmle_reconstruct(
+            edge,
+            edge(smooth_images(1, 0)),
+            (3, 16, 16),
+            {**RMLE, "optimizer": "lbfgs"},
+            torch.Generator(),
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("z_shape", [(256, 16, 16), (12, 16, 16), (64, 64, 64), (128, 32, 32), (6, 32, 32)])
@@ -89,23 +98,38 @@ def test_inverse_network_for_the_cnn_edge_is_unchanged_by_the_hidden_layer_rule(
     """The CNN's 256 x 16 x 16 edge (ratio 4) keeps the authors' Inversion_4 layer for layer;
     the counts are those of the networks before every G got a hidden layer (issue: ratio-2 z)."""
     black = InverseNet((256, 16, 16), (3, 64, 64), base_channels=256)
+
     def layer(m):
         if isinstance(m, nn.ConvTranspose2d):
             return ("ConvT", m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.bias is not None)
         return (type(m).__name__, getattr(m, "num_features", None))
 
     assert [layer(m) for m in black.net] == [
-        ("ConvT", 256, 128, (4, 4), (2, 2), (1, 1), True), ("BatchNorm2d", 128), ("Tanh", None),
-        ("ConvT", 128, 3, (4, 4), (2, 2), (1, 1), True), ("Sigmoid", None),
+        ("ConvT", 256, 128, (4, 4), (2, 2), (1, 1), True),
+        ("BatchNorm2d", 128),
+        ("Tanh", None),
+        ("ConvT", 128, 3, (4, 4), (2, 2), (1, 1), True),
+        ("Sigmoid", None),
     ]
     assert _params(black) == 530_819
     gray = InverseNet((256, 16, 16), (3, 64, 64), base_channels=256, width=2.0, extra_convs=1)
     assert _params(gray) == 1_652_227
     assert [type(m).__name__ for m in gray.net] == [
-        "ConvTranspose2d", "BatchNorm2d", "Tanh", "Conv2d", "BatchNorm2d", "Tanh", "ConvTranspose2d", "Sigmoid"]
+        "ConvTranspose2d",
+        "BatchNorm2d",
+        "Tanh",
+        "Conv2d",
+        "BatchNorm2d",
+        "Tanh",
+        "ConvTranspose2d",
+        "Sigmoid",
+    ]
     # the CNN SiftFunnel z (12 x 16 x 16) and the ratio-1 ResNet-18 z keep theirs too
     assert _params(InverseNet((12, 16, 16), (3, 64, 64), base_channels=256)) == 31_107
-    assert _params(InverseNet((12, 16, 16), (3, 64, 64), base_channels=256, width=2.0, extra_convs=1, pre_convs=3)) == 7_479_299
+    assert (
+        _params(InverseNet((12, 16, 16), (3, 64, 64), base_channels=256, width=2.0, extra_convs=1, pre_convs=3))
+        == 7_479_299
+    )
     assert _params(InverseNet((64, 64, 64), (3, 64, 64), base_channels=64)) == 19_395
     assert _params(InverseNet((64, 64, 64), (3, 64, 64), base_channels=64, width=2.0, extra_convs=1)) == 75_843
 
@@ -114,11 +138,14 @@ def _hidden_channels(g: InverseNet) -> list[int]:
     return [m.num_features for m in g.net if isinstance(m, nn.BatchNorm2d)]
 
 
-@pytest.mark.parametrize("z_shape, base", [
-    ((128, 32, 32), 128),  # VGG16 split 3, ResNet-18 split 4: ratio 2
-    ((6, 32, 32), 64),     # ResNet-18 SiftFunnel: ratio 2
-    ((64, 64, 64), 64),    # ResNet-18 split 2: ratio 1
-])
+@pytest.mark.parametrize(
+    "z_shape, base",
+    [
+        ((128, 32, 32), 128),  # VGG16 split 3, ResNet-18 split 4: ratio 2
+        ((6, 32, 32), 64),  # ResNet-18 SiftFunnel: ratio 2
+        ((64, 64, 64), 64),  # ResNet-18 split 2: ratio 1
+    ],
+)
 def test_inverse_network_has_a_hidden_layer_scaled_by_width_at_ratio_two_and_one(z_shape, base):
     narrow = InverseNet(z_shape, (3, 64, 64), base_channels=base, width=1.0)
     wide = InverseNet(z_shape, (3, 64, 64), base_channels=base, width=2.0)
@@ -143,7 +170,10 @@ def test_inverse_network_has_a_hidden_layer_scaled_by_width_at_ratio_two_and_one
 def test_ratio_two_inverse_network_is_not_a_linear_map_of_z():
     g = InverseNet((6, 32, 32), (3, 64, 64), base_channels=64).eval()
     a, b = torch.randn(1, 6, 32, 32), torch.randn(1, 6, 32, 32)
-    logit = lambda z: torch.logit(g(z).double().clamp(1e-6, 1 - 1e-6))  # undo the output Sigmoid
+
+    def logit(z):  # undo the output Sigmoid
+        return torch.logit(g(z).double().clamp(1e-6, 1 - 1e-6))
+
     with torch.no_grad():
         assert not torch.allclose(logit(a + b) - logit(b), logit(a) - logit(torch.zeros_like(a)), atol=1e-3)
 
@@ -170,7 +200,16 @@ def test_inverse_network_training_keeps_the_best_test_state():
     aux = (smooth_images(64, seed=3) * 255).to(torch.uint8)
     test = (smooth_images(16, seed=4) * 255).to(torch.uint8)
     g = InverseNet((16, 8, 8), (3, 16, 16))
-    settings = dict(lr=1e-2, betas=(0.5, 0.999), scheduler_factor=0.5, scheduler_patience=20, epochs=15, batch_size=16, eval_every=1, amp=False)
+    settings = dict(
+        lr=1e-2,
+        betas=(0.5, 0.999),
+        scheduler_factor=0.5,
+        scheduler_patience=20,
+        epochs=15,
+        batch_size=16,
+        eval_every=1,
+        amp=False,
+    )
     g, history = train_inverse_network(g, edge, aux, test, settings, torch.Generator().manual_seed(0))
     test_mse = [h["test_mse"] for h in history]
     assert min(test_mse) < 0.5 * test_mse[0]
@@ -182,8 +221,16 @@ def test_inverse_network_training_keeps_the_best_test_state():
 
 # --- the attacker's queries: once for a deterministic link, every epoch for a noisy one ---------
 
-INVERSE = dict(lr=1e-2, betas=(0.5, 0.999), scheduler_factor=0.5, scheduler_patience=20, epochs=4, batch_size=16,
-               eval_every=1, amp=False)
+INVERSE = dict(
+    lr=1e-2,
+    betas=(0.5, 0.999),
+    scheduler_factor=0.5,
+    scheduler_patience=20,
+    epochs=4,
+    batch_size=16,
+    eval_every=1,
+    amp=False,
+)
 
 
 class Counting(nn.Module):
@@ -204,7 +251,9 @@ def _train(link, cache_gb):
     test = (smooth_images(16, seed=4) * 255).to(torch.uint8)
     torch.manual_seed(0)
     g = InverseNet((16, 8, 8), (3, 16, 16))
-    return train_inverse_network(g, link, aux, test, {**INVERSE, "query_cache_gb": cache_gb}, torch.Generator().manual_seed(0))
+    return train_inverse_network(
+        g, link, aux, test, {**INVERSE, "query_cache_gb": cache_gb}, torch.Generator().manual_seed(0)
+    )
 
 
 def test_a_deterministic_link_is_queried_once_and_trains_the_same_network():

@@ -13,11 +13,24 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_quick_benchmark_writes_csv_markdown_and_projection(tmp_path):
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--out", str(tmp_path)],
-        check=True, capture_output=True, text=True, timeout=300,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     df = pd.read_csv(tmp_path / "throughput.csv")
-    for col in ("stage", "implementation", "precision", "images_per_s", "speedup_vs_reference", "gflop_per_image",
-                "achieved_tflops", "peak_tflops", "fraction_of_peak", "speedup_ceiling"):
+    for col in (
+        "stage",
+        "implementation",
+        "precision",
+        "images_per_s",
+        "speedup_vs_reference",
+        "gflop_per_image",
+        "achieved_tflops",
+        "peak_tflops",
+        "fraction_of_peak",
+        "speedup_ceiling",
+    ):
         assert col in df.columns
     assert set(df["stage"]) == {"target_training", "inverse_training", "rmle", "mine"}
     assert set(df["implementation"]) == {"ours", "reference"}
@@ -34,8 +47,19 @@ def test_quick_benchmark_writes_csv_markdown_and_projection(tmp_path):
 
 def test_benchmark_of_some_stages_leaves_the_others_unprojected(tmp_path):
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--stages", "mine", "--out", str(tmp_path)],
-        check=True, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "throughput.py"),
+            "--quick",
+            "--stages",
+            "mine",
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert set(pd.read_csv(tmp_path / "throughput.csv")["stage"]) == {"mine"}
     proj = pd.read_csv(tmp_path / "projection.csv").set_index("stage")["hours"]
@@ -46,10 +70,15 @@ def test_benchmark_of_some_stages_leaves_the_others_unprojected(tmp_path):
 def test_paper_scale_times_a_training_and_an_inverse_network_as_the_workflow_runs_them(tmp_path):
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "paper_scale.py"), "--quick", "--out", str(tmp_path)],
-        check=True, capture_output=True, text=True, timeout=300,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     df = pd.read_csv(tmp_path / "paper_scale.csv")
     assert list(df["stage"]) == ["target_training (cnn, unprotected)", "inverse_network (blackbox)"]
     assert (df["seconds"] > 0).all() and (df["epochs_run"] == 1).all() and not df["paper_scale"].any()
-    assert list(df["projected_hours_at_config_epochs"]) == pytest.approx(list(df["seconds"] * df["config_epochs"] / 3600))
+    assert list(df["projected_hours_at_config_epochs"]) == pytest.approx(
+        list(df["seconds"] * df["config_epochs"] / 3600)
+    )
     assert "paper-scale" in (tmp_path / "paper_scale.md").read_text()

@@ -8,18 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import tiny_target_settings
 from scipy.cluster.vq import kmeans2
 
 import ciprivacy.defenses.cem as cem_module
 import ciprivacy.target as T
 from ciprivacy.data.batches import to_float
-from ciprivacy.io import load_torch
 from ciprivacy.defenses import PLUGINS, create_defense, split_plugins
 from ciprivacy.defenses.cem import CEM, VARIANCE_FLOOR, cem_loss, class_kmeans, pad_by_class
+from ciprivacy.io import load_torch
 from ciprivacy.metrics.cem import cem_metrics, gaussian_log_det_per_dim, mixture_mi_bound, mse_lower_bound
 from ciprivacy.target import Target
-
-from conftest import tiny_target_settings
 
 with open("config.yaml") as fh:
     CONFIG = yaml.safe_load(fh)
@@ -296,8 +295,6 @@ EPOCHS, BATCHES_PER_EPOCH = 2, 3
 
 class Killed(Exception):
     pass
-
-
 
 
 def resume_settings():

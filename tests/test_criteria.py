@@ -72,8 +72,14 @@ def test_criteria_rank_correlations_are_the_known_ones(tmp_path):
     assert list(table.columns) == paper_figures.CRITERIA_COLUMNS
     assert len(table) == 6 and (table["status"] == "measured").all() and (table["n_runs"] == 5).all()
     rho = table.set_index(["criterion", "attack_metric"])["spearman_rho"]
-    expected = {("mi", "mse"): -1, ("mi", "ssim"): 1, ("delta_z", "mse"): 1, ("delta_z", "ssim"): -1,
-                ("cem_mi_bound", "mse"): -1, ("cem_mi_bound", "ssim"): 1}
+    expected = {
+        ("mi", "mse"): -1,
+        ("mi", "ssim"): 1,
+        ("delta_z", "mse"): 1,
+        ("delta_z", "ssim"): -1,
+        ("cem_mi_bound", "mse"): -1,
+        ("cem_mi_bound", "ssim"): 1,
+    }
     for key, value in expected.items():
         assert rho[key] == pytest.approx(value), key
     # agreement = rho x expected sign: MI and the CEM bound rank the runs as the attack does.

@@ -80,8 +80,13 @@ def test_skimage_patches_are_real_photographs_labelled_by_source():
 
 def test_prepared_file_round_trips_with_weights_only(tmp_path):
     settings = {
-        "source": "skimage_patches", "options": {"images_per_class": 12}, "resolution": 16, "channels": 3,
-        "split": {"train": 0.5, "test": 0.25, "aux": 0.25}, "split_seed": 0, "max_images": None,
+        "source": "skimage_patches",
+        "options": {"images_per_class": 12},
+        "resolution": 16,
+        "channels": 3,
+        "split": {"train": 0.5, "test": 0.25, "aux": 0.25},
+        "split_seed": 0,
+        "max_images": None,
     }
     out = tmp_path / "d.pt"
     prepared = prepare_dataset("photos", settings, str(out))
@@ -94,7 +99,9 @@ def test_prepared_file_round_trips_with_weights_only(tmp_path):
 
 def test_batches_cover_every_image_once_and_augment_keeps_range():
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 3, 4, 4).contiguous()
-    seen = torch.cat([x[:, 0, 0, 0] for x, _ in iterate_batches(images, None, 3, shuffle=True, gen=torch.Generator().manual_seed(0))])
+    seen = torch.cat(
+        [x[:, 0, 0, 0] for x, _ in iterate_batches(images, None, 3, shuffle=True, gen=torch.Generator().manual_seed(0))]
+    )
     assert sorted((seen * 255).round().int().tolist()) == list(range(10))
     x = torch.rand(8, 3, 8, 8)
     y = augment(x, hflip=True, color_jitter=0.2, gen=torch.Generator().manual_seed(0))
@@ -104,8 +111,13 @@ def test_batches_cover_every_image_once_and_augment_keeps_range():
 
 def test_prepared_file_keeps_only_the_images_its_splits_use(tmp_path):
     settings = {
-        "source": "skimage_patches", "options": {"images_per_class": 20}, "resolution": 16, "channels": 3,
-        "split": {"train": 0.5, "test": 0.25, "aux": 0.25}, "split_seed": 0, "max_images": 40,
+        "source": "skimage_patches",
+        "options": {"images_per_class": 20},
+        "resolution": 16,
+        "channels": 3,
+        "split": {"train": 0.5, "test": 0.25, "aux": 0.25},
+        "split_seed": 0,
+        "max_images": 40,
     }
     full = SOURCES.get("skimage_patches")(resolution=16, channels=3, images_per_class=20)
     prepared = prepare_dataset("photos", settings, str(tmp_path / "d.pt"))

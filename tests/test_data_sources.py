@@ -52,7 +52,11 @@ def face_block(root, aux=None):
     block = {
         "source": "facescrub_folder",
         "options": {"root": root, "num_classes": 3, "min_images_per_class": 4},
-        "resolution": 16, "channels": 3, "split": {"train": 0.75, "test": 0.25}, "split_seed": 0, "max_images": None,
+        "resolution": 16,
+        "channels": 3,
+        "split": {"train": 0.75, "test": 0.25},
+        "split_seed": 0,
+        "max_images": None,
     }
     if aux is not None:
         block["aux_source"] = aux
@@ -60,6 +64,7 @@ def face_block(root, aux=None):
 
 
 # --- FaceScrub --------------------------------------------------------------------------------
+
 
 def test_facescrub_folder_reads_identities_as_classes(tmp_path):
     write_classes(tmp_path, ["Aaron_Eckhart", "Adam_Brody", "Alec_Baldwin"], per_class=5, suffix=".jpg")
@@ -87,10 +92,13 @@ def test_truncated_jpeg_is_an_error_naming_the_file(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good, quality=95)
     good.write_bytes(good.read_bytes()[:600])
     with pytest.raises(DataError, match="cut.jpg"):
-        SOURCES.get("facescrub_folder")(root=str(tmp_path), resolution=16, channels=3, num_classes=3, min_images_per_class=1)
+        SOURCES.get("facescrub_folder")(
+            root=str(tmp_path), resolution=16, channels=3, num_classes=3, min_images_per_class=1
+        )
 
 
 # --- ChestX-ray -------------------------------------------------------------------------------
+
 
 def test_chestxray_folder_is_grayscale_four_classes_and_stretches_16_bit(tmp_path):
     classes = ["COVID-19", "Normal", "Pneumonia-Bacterial", "Pneumonia-Viral"]
@@ -114,6 +122,7 @@ def test_chestxray_wrong_class_count_and_too_few_images(tmp_path):
 
 
 # --- CelebA and the name list -----------------------------------------------------------------
+
 
 def test_name_list_format_and_shipped_file():
     assert read_name_list(shipped_name_list()) == {}  # ships empty, with an explanation
@@ -164,10 +173,13 @@ def test_celeba_crop_outside_the_image_names_the_file(tmp_path):
 
 def test_torchvision_celeba_without_files_says_what_to_get(tmp_path):
     with pytest.raises(DataError, match="img_align_celeba"):
-        SOURCES.get("torchvision_celeba")(root=str(tmp_path), resolution=16, channels=3, download=False, exclude_list=None)
+        SOURCES.get("torchvision_celeba")(
+            root=str(tmp_path), resolution=16, channels=3, download=False, exclude_list=None
+        )
 
 
 # --- availability -----------------------------------------------------------------------------
+
 
 def test_unavailable_names_the_setting_and_where_data_comes_from(tmp_path):
     block = face_block(None)
@@ -197,7 +209,10 @@ def test_unavailable_checks_the_aux_source_and_its_name_list(tmp_path):
     assert data_unavailable("facescrub", face_block(faces, aux)) is None
     folder_aux = {"source": "celeba_folder", "options": {"exclude_list": None}}
     message = data_unavailable("facescrub", face_block(faces, folder_aux))
-    assert "aux_source.options.image_dir is not set" in message and "aux_source.options.identity_file is not set" in message
+    assert (
+        "aux_source.options.image_dir is not set" in message
+        and "aux_source.options.identity_file is not set" in message
+    )
     cifar = {"source": "torchvision_cifar10", "options": {"root": str(tmp_path / "new"), "download": True}}
     assert data_unavailable("cifar10", cifar) is None
     assert data_unavailable("photos", {"source": "skimage_patches"}) is None
@@ -215,7 +230,10 @@ def test_input_files_are_the_files_whose_content_decides_the_data(tmp_path):
     assert input_files(face_block(faces, aux)) == ["lists/overlap.csv"]
     aux["options"]["exclude_list"] = None
     assert input_files(face_block(faces, aux)) == []
-    folder_aux = {"source": "celeba_folder", "options": {"image_dir": "img", "identity_file": "ids.txt", "exclude_list": "l.csv"}}
+    folder_aux = {
+        "source": "celeba_folder",
+        "options": {"image_dir": "img", "identity_file": "ids.txt", "exclude_list": "l.csv"},
+    }
     assert input_files(face_block(faces, folder_aux)) == ["ids.txt", "l.csv"]  # folders are not inputs
     assert input_files({"source": "torchvision_cifar10", "options": {"root": "data", "download": True}}) == []
 
@@ -226,6 +244,7 @@ def test_prepare_refuses_unavailable_data_with_the_message(tmp_path):
 
 
 # --- auxiliary data from another source -------------------------------------------------------
+
 
 def test_aux_from_another_source_splits_main_into_train_and_test(tmp_path):
     write_classes(tmp_path / "faces", ["A", "B", "C"], per_class=8)
@@ -267,6 +286,7 @@ def test_aux_fraction_with_aux_source_is_an_error(tmp_path):
 
 
 # --- the offline stand-ins --------------------------------------------------------------------
+
 
 def test_skimage_faces_are_pseudo_identities_of_jittered_views():
     raw = SOURCES.get("skimage_faces")(resolution=32, channels=3, faces=[0, 10], views_per_face=4, seed=0)

@@ -10,7 +10,12 @@ from ciprivacy.data.batches import to_float
 from ciprivacy.defenses import DEFENSES, create_defense
 from ciprivacy.defenses.club import CLUB
 from ciprivacy.defenses.dependence import (
-    channel_pearson_penalty, distance_correlation, gaussian_kernel, hsic, label_kernel, normalized_hsic,
+    channel_pearson_penalty,
+    distance_correlation,
+    gaussian_kernel,
+    hsic,
+    label_kernel,
+    normalized_hsic,
 )
 from ciprivacy.models import count_params
 from ciprivacy.settings import defense_block
@@ -29,7 +34,19 @@ def build(name, image_shape=(3, 32, 32), arch_settings=SMALL, num_classes=4, **o
 
 
 def test_every_paper_defense_is_registered_configured_and_run():
-    paper = {"unprotected", "noise", "dropping", "dpsgd", "nls", "mid", "bido", "vib", "infoscissors", "ae", "siftfunnel"}
+    paper = {
+        "unprotected",
+        "noise",
+        "dropping",
+        "dpsgd",
+        "nls",
+        "mid",
+        "bido",
+        "vib",
+        "infoscissors",
+        "ae",
+        "siftfunnel",
+    }
     assert set(DEFENSES.names()) == paper | {"nopeek"}
     assert set(BASE_DEFENSES) == paper | {"nopeek"}
     assert set(CONFIG["experiments"]["cifar_cnn"]["defenses"]) == paper
@@ -63,8 +80,18 @@ def test_each_defense_trains_a_step_and_predicts(name):
 
 @pytest.mark.parametrize(
     "name,expected",
-    [("unprotected", 299_520), ("noise", 299_520), ("dropping", 299_520), ("dpsgd", 299_520), ("nls", 299_520),
-     ("mid", 299_520), ("bido", 299_520), ("infoscissors", 299_520), ("vib", 299_520 + 2 * 256), ("ae", 2_365_056)],
+    [
+        ("unprotected", 299_520),
+        ("noise", 299_520),
+        ("dropping", 299_520),
+        ("dpsgd", 299_520),
+        ("nls", 299_520),
+        ("mid", 299_520),
+        ("bido", 299_520),
+        ("infoscissors", 299_520),
+        ("vib", 299_520 + 2 * 256),
+        ("ae", 2_365_056),
+    ],
 )
 def test_edge_parameter_counts_on_the_papers_cnn(name, expected):
     _, model = build(name, image_shape=(3, 64, 64), arch_settings={}, num_classes=10)
@@ -178,16 +205,16 @@ def test_normalized_hsic_is_bidos_estimator():
     m = 7
     x = torch.randn(m, 5, generator=gen, dtype=torch.float64)
     k = gaussian_kernel(x, 1.0).double()
-    l = gaussian_kernel(torch.sin(2 * x) + 0.1 * torch.randn(m, 5, generator=gen, dtype=torch.float64), 1.0).double()
+    lk = gaussian_kernel(torch.sin(2 * x) + 0.1 * torch.randn(m, 5, generator=gen, dtype=torch.float64), 1.0).double()
     h = torch.eye(m, dtype=torch.float64) - torch.ones(m, m, dtype=torch.float64) / m
     reg = 1e-5 * m * torch.eye(m, dtype=torch.float64)
 
     def r(kernel):
         return kernel @ h @ torch.linalg.inv(kernel @ h + reg)
 
-    direct = (r(k) * r(l).T).sum().item()
-    assert normalized_hsic(k, l).item() == pytest.approx(direct, rel=1e-5)
-    assert normalized_hsic(l, k).item() == pytest.approx(direct, rel=1e-5)  # tr(R_K R_L) is symmetric
+    direct = (r(k) * r(lk).T).sum().item()
+    assert normalized_hsic(k, lk).item() == pytest.approx(direct, rel=1e-5)
+    assert normalized_hsic(lk, k).item() == pytest.approx(direct, rel=1e-5)  # tr(R_K R_L) is symmetric
 
 
 def test_hsic_separates_dependent_from_independent_data():
@@ -215,8 +242,10 @@ def test_club_bounds_the_mutual_information_of_correlated_gaussians(rho):
     gen = torch.Generator().manual_seed(1)
     z = torch.randn(2000, dim, generator=gen)
     x = rho * z + math.sqrt(1 - rho**2) * torch.randn(2000, dim, generator=gen)
-    club = CLUB(nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, dim)),
-                nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, dim)))
+    club = CLUB(
+        nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, dim)),
+        nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, dim)),
+    )
     opt = torch.optim.Adam(club.parameters(), lr=5e-3)
     for _ in range(300):
         idx = torch.randint(0, 2000, (256,), generator=gen)
@@ -279,7 +308,9 @@ def test_edge_counts_and_z_shapes_on_other_architectures(arch, name, expected, z
 
 def test_siftfunnel_z_is_never_larger_than_the_plain_splits_features():
     # vgg16 split_block 5 (the data-type study) sends 256 x 16 x 16: z keeps 16 x 16 there.
-    model = create_defense("siftfunnel", **CONFIG["defenses"]["siftfunnel"]).build("vgg16", 4, (1, 64, 64), {"split_block": 5})
+    model = create_defense("siftfunnel", **CONFIG["defenses"]["siftfunnel"]).build(
+        "vgg16", 4, (1, 64, 64), {"split_block": 5}
+    )
     z = model.eval().edge(torch.rand(2, 1, 64, 64))
     assert tuple(z.shape[1:]) == (4, 16, 16) and model(torch.rand(2, 1, 64, 64)).shape == (2, 4)
 

@@ -31,11 +31,15 @@ def _batchnorms(model: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
-@pytest.mark.parametrize("build", [
-    lambda: create_model("cnn", 10, (3, 32, 32), width=8),
-    lambda: create_model("resnet18", 10, (3, 32, 32), split_block=4),  # with a downsample shortcut
-    lambda: create_defense("siftfunnel", **SIFTFUNNEL).build("cnn", 10, (3, 32, 32), {"width": 8}),
-], ids=["cnn", "resnet18", "siftfunnel"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: create_model("cnn", 10, (3, 32, 32), width=8),
+        lambda: create_model("resnet18", 10, (3, 32, 32), split_block=4),  # with a downsample shortcut
+        lambda: create_defense("siftfunnel", **SIFTFUNNEL).build("cnn", 10, (3, 32, 32), {"width": 8}),
+    ],
+    ids=["cnn", "resnet18", "siftfunnel"],
+)
 def test_folded_edge_computes_the_same_features_and_input_gradients(build):
     torch.manual_seed(0)
     edge = _with_running_stats(build().edge)
@@ -53,7 +57,10 @@ def test_folded_edge_computes_the_same_features_and_input_gradients(build):
 
 
 def test_cnn_and_resnet_edges_keep_no_batchnorm():
-    for model in (create_model("cnn", 10, (3, 32, 32), width=8), create_model("resnet18", 10, (3, 32, 32), split_block=4)):
+    for model in (
+        create_model("cnn", 10, (3, 32, 32), width=8),
+        create_model("resnet18", 10, (3, 32, 32), split_block=4),
+    ):
         assert _batchnorms(fold_batchnorm(model.edge.eval())) == 0
 
 
@@ -68,8 +75,16 @@ def test_rmle_reconstructs_the_same_images_with_the_folded_edge(monkeypatch):
     for p in edge.parameters():
         p.requires_grad_(False)
     z = edge(torch.rand(3, 3, 32, 32))
-    settings = {"iterations": 5, "optimizer": "adam", "lr": 0.05, "momentum": 0.9, "tv_weight": 0.01,
-                "init": "gray", "clamp": True, "amp": False}
+    settings = {
+        "iterations": 5,
+        "optimizer": "adam",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "tv_weight": 0.01,
+        "init": "gray",
+        "clamp": True,
+        "amp": False,
+    }
     calls = []
     monkeypatch.setattr(rmle, "fold_batchnorm", lambda m: calls.append(m) or fold_batchnorm(m))
     folded = rmle.rmle_reconstruct(edge, z, (3, 32, 32), settings, torch.Generator().manual_seed(0), progress=False)

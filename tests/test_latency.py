@@ -8,8 +8,14 @@ from torch import nn
 
 from ciprivacy.io import save_torch
 from ciprivacy.metrics.latency import (
-    FLOP_CONVENTION, built_latency_report, count_flops, latency_report, measure_built_latency, measure_latency,
-    summarize_times, time_forward,
+    FLOP_CONVENTION,
+    built_latency_report,
+    count_flops,
+    latency_report,
+    measure_built_latency,
+    measure_latency,
+    summarize_times,
+    time_forward,
 )
 from ciprivacy.models import count_params
 from ciprivacy.target import build_target
@@ -21,8 +27,14 @@ FAST = {"devices": ["cpu"], "warmup": 1, "repeats": 5, "cpu_threads": 1}
 def save_tiny_target(path, defense="unprotected", seed=0, defense_settings=None):
     """A model file as train_target writes it (untrained weights): state dict + metadata."""
     meta = {
-        "dataset": "tiny", "arch": "cnn", "defense": defense, "seed": seed, "arch_settings": SMALL,
-        "defense_settings": defense_settings or {}, "num_classes": 3, "image_shape": [3, 16, 16],
+        "dataset": "tiny",
+        "arch": "cnn",
+        "defense": defense,
+        "seed": seed,
+        "arch_settings": SMALL,
+        "defense_settings": defense_settings or {},
+        "num_classes": 3,
+        "image_shape": [3, 16, 16],
     }
     model, _ = build_target(meta, 3, (3, 16, 16))
     save_torch({"state_dict": model.state_dict(), "meta": meta}, path)
@@ -49,8 +61,10 @@ def test_time_forward_returns_the_requested_number_of_positive_times():
 
 
 def test_one_row_per_model_and_device_with_the_edge_cost(tmp_path):
-    paths = [save_tiny_target(tmp_path / "a.pt"), save_tiny_target(tmp_path / "b.pt", defense="noise", seed=1,
-                                                                    defense_settings={"sigma": 0.8})]
+    paths = [
+        save_tiny_target(tmp_path / "a.pt"),
+        save_tiny_target(tmp_path / "b.pt", defense="noise", seed=1, defense_settings={"sigma": 0.8}),
+    ]
     frame = measure_latency(paths, {**FAST, "devices": ["cpu", "cuda"]})
     expected = 2 * (1 + torch.cuda.is_available())
     assert len(frame) == expected
@@ -66,10 +80,23 @@ def test_one_row_per_model_and_device_with_the_edge_cost(tmp_path):
 
 
 def test_built_models_are_measured_without_a_model_file(tmp_path):
-    spec = {"dataset": "tiny", "arch": "cnn", "defense": "siftfunnel_no_funnel", "defense_type": "siftfunnel",
-            "seed": 0, "arch_settings": SMALL, "num_classes": 3, "image_shape": [3, 16, 16],
-            "defense_settings": {"funnel": False, "attention": True, "se_reduction": [4, 4], "cbam_ratio": 2,
-                                 "terms": {"kl": True, "dcor": True, "pearson": True, "l1": True}}}
+    spec = {
+        "dataset": "tiny",
+        "arch": "cnn",
+        "defense": "siftfunnel_no_funnel",
+        "defense_type": "siftfunnel",
+        "seed": 0,
+        "arch_settings": SMALL,
+        "num_classes": 3,
+        "image_shape": [3, 16, 16],
+        "defense_settings": {
+            "funnel": False,
+            "attention": True,
+            "se_reduction": [4, 4],
+            "cbam_ratio": 2,
+            "terms": {"kl": True, "dcor": True, "pearson": True, "l1": True},
+        },
+    }
     frame = measure_built_latency([spec], FAST)
     model, _ = build_target(spec, 3, (3, 16, 16))
     assert len(frame) == 1 and frame["defense"].iloc[0] == "siftfunnel_no_funnel"

@@ -81,7 +81,9 @@ def test_paper_ssim_is_skimage_over_the_shuffled_batch_as_one_volume():
 
     x, y = _pair(9)
     order = torch.randperm(9, generator=torch.Generator().manual_seed(5))
-    expected = structural_similarity(x[order].double().numpy(), y[order].double().numpy(), data_range=1.0, channel_axis=1)
+    expected = structural_similarity(
+        x[order].double().numpy(), y[order].double().numpy(), data_range=1.0, channel_axis=1
+    )
     assert paper_quality(x, y, batch_size=64, seed=5)["ssim_paper"] == pytest.approx(expected)
     # Its windows span neighbouring images, so it is not the mean of per-image SSIMs.
     assert abs(expected - reconstruction_quality(x, y)["ssim"]) > 1e-3

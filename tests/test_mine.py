@@ -33,7 +33,9 @@ def test_mine_recovers_mutual_information_of_correlated_gaussians(rho):
     xtr, ztr = gaussian_pairs(4000, dim, rho, seed=2)
     xev, zev = gaussian_pairs(4000, dim, rho, seed=3)
     critic = CRITICS.get("mlp")((dim,), (dim,), hidden=64)
-    result = estimate_mi(critic, batches(xtr, ztr, 256, gen, True), batches(xev, zev, 4000), epochs=40, lr=3e-3, report="last", gen=gen)
+    result = estimate_mi(
+        critic, batches(xtr, ztr, 256, gen, True), batches(xev, zev, 4000), epochs=40, lr=3e-3, report="last", gen=gen
+    )
     assert result["mi"] == pytest.approx(true_mi, abs=0.15)
 
 
@@ -56,13 +58,16 @@ def test_report_must_be_best_or_last():
         estimate_mi(CRITICS.get("mlp")((1,), (1,)), lambda: [], lambda: [], 1, 1e-3, report="max")
 
 
-@pytest.mark.parametrize("x_shape, z_shape", [
-    ((3, 32, 32), (16, 8, 8)),    # centred, padded on every side
-    ((1, 16, 16), (4, 15, 13)),   # odd padding: one pixel short on one side
-    ((3, 16, 16), (8, 16, 16)),   # same size: no padding
-    ((3, 16, 16), (8, 16, 8)),    # padded across only
-    ((3, 8, 8), (2, 1, 1)),       # a single feature pixel
-])
+@pytest.mark.parametrize(
+    "x_shape, z_shape",
+    [
+        ((3, 32, 32), (16, 8, 8)),  # centred, padded on every side
+        ((1, 16, 16), (4, 15, 13)),  # odd padding: one pixel short on one side
+        ((3, 16, 16), (8, 16, 16)),  # same size: no padding
+        ((3, 16, 16), (8, 16, 8)),  # padded across only
+        ((3, 8, 8), (2, 1, 1)),  # a single feature pixel
+    ],
+)
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("placement", ["top_left", "centre"])
 def test_paper_critic_on_z_footprint_is_the_stacked_critic(x_shape, z_shape, channels_last, placement):
@@ -103,7 +108,7 @@ def test_mine_pairs_give_the_critic_its_view_of_x_and_the_edge_raw_pixels():
     observe = lambda x: seen.append(x) or x[:, :1, ::2, ::2]  # noqa: E731
     images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
     norm = Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
-    (x, z), = list(feature_pairs(observe, images, 4, False, torch.Generator(), critic_view=norm)())
+    ((x, z),) = list(feature_pairs(observe, images, 4, False, torch.Generator(), critic_view=norm)())
     torch.testing.assert_close(x, (images.float() / 255 - 0.5) / 0.25)
     assert seen[0].min() >= 0 and seen[0].max() <= 1  # the edge still gets [0, 1] pixels
     assert z.shape == (4, 1, 4, 4)

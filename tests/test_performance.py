@@ -13,7 +13,8 @@ from ciprivacy import runtime
 from ciprivacy.attacks.inverse import InverseNet, inverse_epoch
 from ciprivacy.defenses import create_defense
 from ciprivacy.measure import feature_pairs
-from ciprivacy.metrics.mine import CRITICS, estimate_mi, evaluate_dv, train_epoch as mine_epoch
+from ciprivacy.metrics.mine import CRITICS, estimate_mi, evaluate_dv
+from ciprivacy.metrics.mine import train_epoch as mine_epoch
 from ciprivacy.precision import amp_active, autocast, module_layout
 from ciprivacy.target import train_epoch
 
@@ -115,7 +116,8 @@ import torch
 from ciprivacy.runtime import retain_freed_memory
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = MallInfo2
 def mapped_and_kept():

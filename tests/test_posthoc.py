@@ -7,8 +7,17 @@ from ciprivacy.target import load_target
 
 
 def unprotected_file(tmp_path):
-    meta = {"dataset": "photos", "arch": "cnn", "defense": "unprotected", "seed": 0, "arch_settings": {"width": 16},
-            "defense_settings": {}, "num_classes": 3, "image_shape": [3, 16, 16], "test_acc": 0.5}
+    meta = {
+        "dataset": "photos",
+        "arch": "cnn",
+        "defense": "unprotected",
+        "seed": 0,
+        "arch_settings": {"width": 16},
+        "defense_settings": {},
+        "num_classes": 3,
+        "image_shape": [3, 16, 16],
+        "test_acc": 0.5,
+    }
     from ciprivacy.models import create_model
 
     model = create_model("cnn", 3, (3, 16, 16), width=16)
@@ -18,8 +27,15 @@ def unprotected_file(tmp_path):
 
 
 def settings(defense, **over):
-    return {"dataset": "photos", "arch": "cnn", "seed": 0, "arch_settings": {"width": 16}, "defense": defense,
-            "defense_settings": {"sigma": 0.8}, **over}
+    return {
+        "dataset": "photos",
+        "arch": "cnn",
+        "seed": 0,
+        "arch_settings": {"width": 16},
+        "defense": defense,
+        "defense_settings": {"sigma": 0.8},
+        **over,
+    }
 
 
 def test_noise_target_is_the_unprotected_model_with_the_defense_named(tmp_path):

@@ -14,10 +14,9 @@ import textwrap
 
 import pytest
 import yaml
+from test_workflow import ROOT, workflow_copy
 
 from ciprivacy.runtime import claim_gpu_slot
-
-from test_workflow import ROOT, workflow_copy
 
 GPU_RULES = {"train_target", "attack_whitebox", "attack_blackbox", "attack_graybox", "measure_target"}
 CPU_RULES = {"prepare_data", "summary_table", "plot_reconstructions"}
@@ -28,8 +27,19 @@ TARGETS = ["results/demo/tables/summary.csv", "results/demo/figures/reconstructi
 TINY = {
     "experiments": {
         "cifar_cnn": {"defenses": ["unprotected"]},
-        **{name: {"enabled": False} for name in
-           ("depth", "cifar_resnet", "facescrub", "architectures", "ablation", "chestxray", "latency", "cem")},
+        **{
+            name: {"enabled": False}
+            for name in (
+                "depth",
+                "cifar_resnet",
+                "facescrub",
+                "architectures",
+                "ablation",
+                "chestxray",
+                "latency",
+                "cem",
+            )
+        },
     },
     "figures": {"per_target": True},
     "datasets": {"photos": {"options": {"images_per_class": 12}, "resolution": 16}},
@@ -40,7 +50,7 @@ TINY = {
     "threads": 1,
 }
 
-SBATCH = r'''
+SBATCH = r"""
 import json, os, re, subprocess, sys
 state = os.environ["STANDIN_DIR"]
 args = sys.argv[1:]
@@ -51,7 +61,8 @@ with open(f"{state}/calls.jsonl", "a") as fh:
     fh.write(json.dumps(args) + "\n")
 fail_first = os.environ.get("STANDIN_FAIL_FIRST", "")
 seen = [json.loads(l) for l in open(f"{state}/calls.jsonl")]
-if fail_first and comment.startswith(f"rule_{fail_first}") and sum(c[c.index("--comment") + 1] == comment for c in seen) == 1:
+first_try = sum(c[c.index("--comment") + 1] == comment for c in seen) == 1
+if fail_first and comment.startswith(f"rule_{fail_first}") and first_try:
     status = "TIMEOUT"  # as if the job ran out of time; nothing is run
 else:
     wrap = next(a[len("--wrap="):] for a in args if a.startswith("--wrap="))
@@ -62,19 +73,19 @@ else:
 with open(f"{state}/states", "a") as fh:
     fh.write(f"{job_id}|{status}\n")
 print(job_id)
-'''
-STATES = r'''
+"""
+STATES = r"""
 import os
 path = os.path.join(os.environ["STANDIN_DIR"], "states")
 print(open(path).read() if os.path.exists(path) else "", end="")
-'''
-SRUN = r'''
+"""
+SRUN = r"""
 import os, sys
 args = sys.argv[1:]
 while args and args[0].startswith("-"):
     args.pop(0)
 os.execvp(args[0], args)
-'''
+"""
 STANDINS = {
     "sbatch": SBATCH,
     "sacct": STATES,
@@ -129,9 +140,27 @@ def test_slurm_profile_submits_gpu_jobs_with_partition_account_memory_and_time(t
     proc = subprocess.run(
         # Many jobs at once: the stand-in sbatch runs each job before it returns, so one status
         # check finds a whole level of the DAG done.
-        [sys.executable, "-m", "snakemake", *TARGETS, "--profile", "profiles/slurm", "--configfile", "presets/demo.yaml",
-         "tiny.yaml", "--jobs", "10", "--slurm-init-seconds-before-status-checks", "1", "--latency-wait", "1"],
-        cwd=wf, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            *TARGETS,
+            "--profile",
+            "profiles/slurm",
+            "--configfile",
+            "presets/demo.yaml",
+            "tiny.yaml",
+            "--jobs",
+            "10",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            "--latency-wait",
+            "1",
+        ],
+        cwd=wf,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (wf / "results/demo/tables/summary.csv").exists()
@@ -153,9 +182,14 @@ def test_slurm_profile_submits_gpu_jobs_with_partition_account_memory_and_time(t
 def test_gpu_slots_give_concurrent_jobs_different_devices(tmp_path):
     """Each local GPU job holds a lock on its own device index while it runs."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from ciprivacy.runtime import claim_gpu_slot; "
-         f"print(claim_gpu_slot(3, {str(tmp_path)!r}), flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from ciprivacy.runtime import claim_gpu_slot; "
+            f"print(claim_gpu_slot(3, {str(tmp_path)!r}), flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "0"

@@ -4,13 +4,13 @@ import copy
 
 import pytest
 import torch
+from conftest import tiny_target_settings
 
 from ciprivacy.io import load_torch
 from ciprivacy.models import count_params
 from ciprivacy.recut import recut_target
 from ciprivacy.settings import recut_base, recut_pairs
 from ciprivacy.target import load_target, train_target
-from conftest import tiny_target_settings
 
 
 def at_split(settings, arch, split_block):
@@ -43,7 +43,9 @@ def test_recut_refuses_what_is_not_one_network_split_elsewhere(tiny_photos, tmp_
     base = tiny_target_settings("unprotected", {}, epochs=1)
     train_target(tiny_photos, str(tmp_path / "base.pt"), base)
     with pytest.raises(ValueError, match="only unprotected targets can be re-cut; 'nls'"):
-        recut_target(str(tmp_path / "base.pt"), str(tmp_path / "x.pt"), {**at_split(base, "cnn_split1", 1), "defense": "nls"})
+        recut_target(
+            str(tmp_path / "base.pt"), str(tmp_path / "x.pt"), {**at_split(base, "cnn_split1", 1), "defense": "nls"}
+        )
     wider = at_split(base, "cnn_split1", 1)
     wider["arch_settings"]["width"] = 16
     with pytest.raises(ValueError, match="not one network split at two points"):
@@ -58,19 +60,23 @@ def test_recut_refuses_what_is_not_one_network_split_elsewhere(tiny_photos, tmp_
 
 
 def test_only_variants_that_differ_in_the_split_share_a_training():
-    config = {"archs": {
-        "cnn": {"model": {"width": 128, "split_block": 2}, "train": {"lr": 2e-4}},
-        "cnn_split1": {"base": "cnn", "model": {"split_block": 1}},
-        "cnn_fast": {"base": "cnn", "model": {"split_block": 1}, "train": {"lr": 1e-3}},
-        "cnn_narrow": {"base": "cnn", "model": {"width": 64}},
-        "cnn_narrow_split1": {"base": "cnn_narrow", "model": {"split_block": 1}},
-    }}
+    config = {
+        "archs": {
+            "cnn": {"model": {"width": 128, "split_block": 2}, "train": {"lr": 2e-4}},
+            "cnn_split1": {"base": "cnn", "model": {"split_block": 1}},
+            "cnn_fast": {"base": "cnn", "model": {"split_block": 1}, "train": {"lr": 1e-3}},
+            "cnn_narrow": {"base": "cnn", "model": {"width": 64}},
+            "cnn_narrow_split1": {"base": "cnn_narrow", "model": {"split_block": 1}},
+        }
+    }
     assert recut_base(config, "cnn_split1") == "cnn"
     assert recut_base(config, "cnn") is None
     assert recut_base(config, "cnn_fast") is None and recut_base(config, "cnn_narrow") is None
     assert recut_base(config, "cnn_narrow_split1") == "cnn_narrow"
-    targets = [{"dataset": d, "arch": a, "defense": "unprotected"} for d, a in
-               [("photos", "cnn"), ("photos", "cnn_split1"), ("xray", "cnn_split1"), ("photos", "cnn_fast")]]
+    targets = [
+        {"dataset": d, "arch": a, "defense": "unprotected"}
+        for d, a in [("photos", "cnn"), ("photos", "cnn_split1"), ("xray", "cnn_split1"), ("photos", "cnn_fast")]
+    ]
     targets.append({"dataset": "photos", "arch": "cnn_narrow_split1", "defense": "unprotected"})
     # xray has no cnn target to cut from, cnn_narrow is not planned: those train their own.
     assert recut_pairs(config, targets) == {("photos", "cnn_split1")}

@@ -28,15 +28,26 @@ def fixture_tidy(acc_sf=86.0, gen_mse_sf=0.2, mi_sf=0.01, params_sf=1000, seeds=
         for seed in seeds:
             jitter = 0.001 * seed
             key = dict(dataset="cifar10", arch="cnn", defense=defense, seed=seed)
-            for metric, value in (("test_acc_pct", v["acc"] + seed), ("mi", v["mi"]), ("delta_z", v["dz"]),
-                                  ("edge_params", v["params"]), ("split", 2)):
+            for metric, value in (
+                ("test_acc_pct", v["acc"] + seed),
+                ("mi", v["mi"]),
+                ("delta_z", v["dz"]),
+                ("edge_params", v["params"]),
+                ("split", 2),
+            ):
                 rows.append({**key, "scenario": "target", "metric": metric, "value": value})
             for scenario in SCENARIOS:
                 mse = v["mse"] * (1.5 if scenario == "blackbox" else 1.0) + jitter
                 # The paper's tables, comparison and claims read the *_paper values; the per-image ones
                 # here would break claim 2 (every SSIM equal) if they were read instead.
-                for metric, value in (("mse_paper", mse), ("psnr_paper", -10 * np.log10(mse)), ("ssim_paper", v["ssim"]),
-                                      ("mse", mse / 3), ("psnr", -10 * np.log10(mse / 3) + 0.5), ("ssim", 0.99)):
+                for metric, value in (
+                    ("mse_paper", mse),
+                    ("psnr_paper", -10 * np.log10(mse)),
+                    ("ssim_paper", v["ssim"]),
+                    ("mse", mse / 3),
+                    ("psnr", -10 * np.log10(mse / 3) + 0.5),
+                    ("ssim", 0.99),
+                ):
                     rows.append({**key, "scenario": scenario, "metric": metric, "value": value})
     return pd.DataFrame(rows)[results.TIDY_COLUMNS]
 
@@ -83,7 +94,9 @@ def test_claims_not_run_without_siftfunnel_and_claim5_with_depths():
     for split, scale in ((1, 1.0), (2, 0.5), (3, 0.25)):
         part = depth.assign(arch=f"cnn_b{split}")
         part.loc[part["metric"] == "split", "value"] = split
-        part.loc[part["metric"].isin(["mi", "delta_z", "ssim_paper"]), "value"] *= scale  # the claims read the paper's SSIM
+        part.loc[part["metric"].isin(["mi", "delta_z", "ssim_paper"]), "value"] *= (
+            scale  # the claims read the paper's SSIM
+        )
         layers.append(part)
     assert verdicts(pd.concat(layers))[5] == "holds"
 
@@ -137,8 +150,10 @@ def test_latex_is_well_formed_and_compiles_when_tex_is_present(tmp_path):
     engine = shutil.which("pdflatex")
     if engine:
         doc = tmp_path / "doc.tex"
-        doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\\input{table2_cifar10_cnn}"
-                       "\\end{document}\n")
+        doc.write_text(
+            "\\documentclass{article}\\usepackage{booktabs}\\begin{document}\\input{table2_cifar10_cnn}"
+            "\\end{document}\n"
+        )
         run = subprocess.run([engine, "-interaction=nonstopmode", "doc.tex"], cwd=tmp_path, capture_output=True)
         assert run.returncode == 0, run.stdout[-2000:]
 
@@ -146,10 +161,14 @@ def test_latex_is_well_formed_and_compiles_when_tex_is_present(tmp_path):
 def test_paper_file_and_comparison():
     paper = comparison.load_paper()
     assert set(paper["table"]) == {"table2", "table3", "table4", "table5"}
-    t2 = paper[(paper["table"] == "table2") & (paper["defense"] == "siftfunnel")].set_index(["scenario", "metric"])["value"]
+    t2 = paper[(paper["table"] == "table2") & (paper["defense"] == "siftfunnel")].set_index(["scenario", "metric"])[
+        "value"
+    ]
     assert t2[("graybox", "mse")] == pytest.approx(0.0639) and t2[("target", "edge_params")] == 14911
     frame = comparison.paper_comparison(fixture_tidy(), paper)
-    row = frame[(frame["table"] == "table2") & (frame["defense"] == "unprotected") & (frame["metric"] == "test_acc_pct")]
+    row = frame[
+        (frame["table"] == "table2") & (frame["defense"] == "unprotected") & (frame["metric"] == "test_acc_pct")
+    ]
     assert row["status"].item() == "compared"
     assert row["difference"].item() == pytest.approx(88.5 - 88.28)
     assert (frame.loc[frame["defense"] == "vib", "status"] == "not run").all()
@@ -160,7 +179,10 @@ def test_tidy_frame_from_result_files(tmp_path):
     from ciprivacy.io import save_json
 
     key = dict(dataset="d", arch="cnn", defense="unprotected", seed=0)
-    save_json({**key, "test_acc": 0.5, "delta_z": 10.0, "edge_params": 7, "epsilon": None, "z_shape": [1]}, tmp_path / "e.json")
+    save_json(
+        {**key, "test_acc": 0.5, "delta_z": 10.0, "edge_params": 7, "epsilon": None, "z_shape": [1]},
+        tmp_path / "e.json",
+    )
     save_json({**key, "mi": 0.1}, tmp_path / "m.json")
     save_json({**key, "scenario": "whitebox", "mse": 0.1, "psnr": 10.0, "ssim": 0.2}, tmp_path / "a.json")
     tidy = results.tidy_frame([tmp_path / "e.json"], [tmp_path / "m.json"], [tmp_path / "a.json"])

@@ -11,15 +11,21 @@ import sys
 
 import pytest
 import yaml
+from test_workflow import ROOT, workflow_copy
 
 from ciprivacy.defenses import DEFENSES
 from ciprivacy.settings import deep_merge
 
-from test_workflow import ROOT, workflow_copy
-
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "presets/demo.yaml", "test.yaml"]
 SEEDS = [0, 1]
-PER_TARGET = {"train_target", "measure_target", "attack_whitebox", "attack_blackbox", "attack_graybox", "plot_reconstructions"}
+PER_TARGET = {
+    "train_target",
+    "measure_target",
+    "attack_whitebox",
+    "attack_blackbox",
+    "attack_graybox",
+    "plot_reconstructions",
+}
 
 
 def snakemake(wf, *args):
@@ -61,7 +67,9 @@ def per_target(rules, defenses, seeds=SEEDS):
 # Aggregation jobs (no defense wildcard): the rules of report.smk, and `all`.
 REPORT_SMK = (ROOT / "workflow/rules/report.smk").read_text()
 AGGREGATION_RULES = (
-    set(re.findall(r"^rule (\w+):", REPORT_SMK, re.M)) | set(re.findall(r"^use rule \w+ as (\w+)", REPORT_SMK, re.M)) | {"all"}
+    set(re.findall(r"^rule (\w+):", REPORT_SMK, re.M))
+    | set(re.findall(r"^use rule \w+ as (\w+)", REPORT_SMK, re.M))
+    | {"all"}
 )
 
 
@@ -156,7 +164,8 @@ def test_same_values_spelled_differently_or_reordered_plan_nothing(done):
     demo = merged_config(done)
     same = [
         f"target_training={{epochs: '{demo['target_training']['epochs']}', weight_decay: 0, amp: 'true'}}",
-        f"attacks={{blackbox: {{lr: '{demo['attacks']['blackbox']['lr']}', width: 1}}, whitebox: {{num_images: {float(demo['attacks']['whitebox']['num_images'])}}}}}",
+        f"attacks={{blackbox: {{lr: '{demo['attacks']['blackbox']['lr']}', width: 1}}, "
+        f"whitebox: {{num_images: {float(demo['attacks']['whitebox']['num_images'])}}}}}",
         f"mine={{lr: '{demo['mine']['lr']:e}'}}",
     ]
     try:

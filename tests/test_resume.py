@@ -6,24 +6,21 @@ import json
 import pytest
 import torch
 import yaml
+from conftest import tiny_target_settings
+from test_workflow import ROOT
 
 import ciprivacy.attacks.inverse as inverse
-import ciprivacy.checkpoint as checkpoint
 import ciprivacy.attacks.scenarios as scenarios
+import ciprivacy.checkpoint as checkpoint
 import ciprivacy.target as T
 from ciprivacy.attacks import run_attack
 from ciprivacy.io import load_torch, save_torch
-
-from conftest import tiny_target_settings
-from test_workflow import ROOT
 
 EPOCHS, BATCHES_PER_EPOCH = 3, 3
 
 
 class Killed(Exception):
     """Stands in for SIGKILL / a SLURM time limit in the middle of an epoch."""
-
-
 
 
 def settings():
@@ -49,7 +46,9 @@ def killed_on_call(monkeypatch, module, name, kill_at=None):
     return calls
 
 
-def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(tiny_photos, tmp_path, monkeypatch):
+def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(
+    tiny_photos, tmp_path, monkeypatch
+):
     full = tmp_path / "full.pt"
     calls = counting_augment(monkeypatch)
     T.train_target(tiny_photos, str(full), settings())
@@ -73,7 +72,9 @@ def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for name, tensor in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
-    assert [r["train_loss"] for r in b["meta"]["history"]] == pytest.approx([r["train_loss"] for r in a["meta"]["history"]], rel=1e-5)
+    assert [r["train_loss"] for r in b["meta"]["history"]] == pytest.approx(
+        [r["train_loss"] for r in a["meta"]["history"]], rel=1e-5
+    )
 
 
 def test_a_checkpoint_from_other_settings_is_not_resumed(tiny_photos, tmp_path, monkeypatch):
@@ -141,8 +142,11 @@ def test_the_code_fingerprint_follows_the_science_code_not_the_reporting(tmp_pat
 
 def attack_settings(scenario):
     block = yaml.safe_load((ROOT / "config.yaml").read_text())["attacks"][scenario]
-    small = {"epochs": 4, "batch_size": 8, "eval_every": 1, "amp": False} if scenario != "whitebox" else \
-        {"iterations": 5, "batch_size": 4, "num_images": 12, "amp": False, "init": "uniform"}  # draws from the RNG
+    small = (
+        {"epochs": 4, "batch_size": 8, "eval_every": 1, "amp": False}
+        if scenario != "whitebox"
+        else {"iterations": 5, "batch_size": 4, "num_images": 12, "amp": False, "init": "uniform"}
+    )  # draws from the RNG
     return {**block, **small, "seed": 0, "device": "cpu", "channels_last": False, "n_samples": 2}
 
 
@@ -153,20 +157,32 @@ def tiny_target(tiny_photos, tmp_path_factory):
     return str(path)
 
 
-@pytest.mark.parametrize("scenario, module, step, kill_at, total", [
-    ("blackbox", inverse, "inverse_epoch", 3, 4),          # killed in epoch 3 of 4
-    ("whitebox", scenarios, "rmle_reconstruct", 2, 3),     # killed in batch 2 of 3
-])
+@pytest.mark.parametrize(
+    "scenario, module, step, kill_at, total",
+    [
+        ("blackbox", inverse, "inverse_epoch", 3, 4),  # killed in epoch 3 of 4
+        ("whitebox", scenarios, "rmle_reconstruct", 2, 3),  # killed in batch 2 of 3
+    ],
+)
 def test_killed_attack_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(
-        tiny_target, tiny_photos, tmp_path, monkeypatch, scenario, module, step, kill_at, total):
+    tiny_target, tiny_photos, tmp_path, monkeypatch, scenario, module, step, kill_at, total
+):
     settings = attack_settings(scenario)
 
     def attack(name, checkpoint=None):
         out = tmp_path / name
         out.mkdir(exist_ok=True)
         attacker = str(out / "attacker.pt") if scenario == "blackbox" else None
-        run_attack(scenario, tiny_target, tiny_photos, str(out / "metrics.json"), str(out / "samples.pt"), settings,
-                   attacker_path=attacker, checkpoint=checkpoint)
+        run_attack(
+            scenario,
+            tiny_target,
+            tiny_photos,
+            str(out / "metrics.json"),
+            str(out / "samples.pt"),
+            settings,
+            attacker_path=attacker,
+            checkpoint=checkpoint,
+        )
         return out
 
     full = attack("full")
@@ -199,12 +215,28 @@ def test_an_attack_checkpoint_of_another_model_is_not_resumed(tiny_target, tiny_
     ckpt = str(tmp_path / "blackbox.pt")
     killed_on_call(monkeypatch, inverse, "inverse_epoch", 3)
     with pytest.raises(Killed):
-        run_attack("blackbox", tiny_target, tiny_photos, str(tmp_path / "m.json"), str(tmp_path / "s.pt"), settings,
-                   attacker_path=str(tmp_path / "a.pt"), checkpoint=ckpt)
+        run_attack(
+            "blackbox",
+            tiny_target,
+            tiny_photos,
+            str(tmp_path / "m.json"),
+            str(tmp_path / "s.pt"),
+            settings,
+            attacker_path=str(tmp_path / "a.pt"),
+            checkpoint=ckpt,
+        )
     other = load_torch(tiny_target)
     other["meta"]["defense_settings"] = {"sigma": 0.5}  # same weights and history, another target
     torch.save(other, tmp_path / "other.pt")
     calls = killed_on_call(monkeypatch, inverse, "inverse_epoch")
-    run_attack("blackbox", str(tmp_path / "other.pt"), tiny_photos, str(tmp_path / "m.json"), str(tmp_path / "s.pt"),
-               settings, attacker_path=str(tmp_path / "a.pt"), checkpoint=ckpt)
+    run_attack(
+        "blackbox",
+        str(tmp_path / "other.pt"),
+        tiny_photos,
+        str(tmp_path / "m.json"),
+        str(tmp_path / "s.pt"),
+        settings,
+        attacker_path=str(tmp_path / "a.pt"),
+        checkpoint=ckpt,
+    )
     assert len(calls) == settings["epochs"]

@@ -19,7 +19,11 @@ def test_default_config_passes_the_registry_checks(config):
 @pytest.mark.parametrize(
     "path,value,message",
     [
-        (("experiments", "cifar_cnn", "defenses"), ["unprotected", "magic"], "cifar_cnn.defenses names 'magic', which has no block"),
+        (
+            ("experiments", "cifar_cnn", "defenses"),
+            ["unprotected", "magic"],
+            "cifar_cnn.defenses names 'magic', which has no block",
+        ),
         (("experiments", "depth", "archs"), ["cnn9"], "depth.archs names 'cnn9'"),
         (("experiments", "cem", "datasets"), ["mnist"], "'mnist', which has no block under datasets"),
         (("datasets", "cifar10", "source"), "ftp", "datasets.cifar10.source is 'ftp'"),
@@ -27,12 +31,28 @@ def test_default_config_passes_the_registry_checks(config):
         (("archs", "cnn_split1", "base"), "cnn_split1", "form a cycle cnn_split1 -> cnn_split1"),
         (("defenses", "magic"), {"weight": 1}, "'magic' is not a registered defense"),
         (("defenses", "noise", "sigmaa"), 0.5, r"defenses.noise: unknown key 'sigmaa'; noise reads \['sigma'\]"),
-        (("defenses", "siftfunnel_no_funnel", "funel"), False, "defenses.siftfunnel_no_funnel: unknown key 'funel'; siftfunnel reads .*'funnel'"),
+        (
+            ("defenses", "siftfunnel_no_funnel", "funel"),
+            False,
+            "defenses.siftfunnel_no_funnel: unknown key 'funel'; siftfunnel reads .*'funnel'",
+        ),
         (("defenses", "noise", "cem"), {"lamda": 1.0}, r"defenses.noise.cem: unknown keys \['lamda'\]"),
-        (("archs", "cnn", "model", "widht"), 32, r"archs.cnn.model: unknown key 'widht'; cnn takes \['dropout', 'split_block', 'width'\]"),
-        (("archs", "cnn_split3", "model", "split_block"), 9, "archs.cnn_split3.model .* cnn split_block must be 1..4, got 9"),
+        (
+            ("archs", "cnn", "model", "widht"),
+            32,
+            r"archs.cnn.model: unknown key 'widht'; cnn takes \['dropout', 'split_block', 'width'\]",
+        ),
+        (
+            ("archs", "cnn_split3", "model", "split_block"),
+            9,
+            "archs.cnn_split3.model .* cnn split_block must be 1..4, got 9",
+        ),
         (("archs", "vgg16", "model", "split_block"), 99, "archs.vgg16.model .* vgg16 split_block counts convolutions"),
-        (("experiments", "cifar_cnn", "defenses"), ["noise+cem"], "'noise\\+cem', which has no block .* experiment of kind cem"),
+        (
+            ("experiments", "cifar_cnn", "defenses"),
+            ["noise+cem"],
+            "'noise\\+cem', which has no block .* experiment of kind cem",
+        ),
     ],
 )
 def test_unknown_names_are_rejected_with_the_bad_value(config, path, value, message):
@@ -56,8 +76,12 @@ def test_known_keys_come_from_the_builders_and_the_defenses_reads():
 def test_settings_that_change_no_result_stay_out_of_params_and_come_at_run_time(config):
     from ciprivacy.settings import dataset_settings, evaluation_settings, mine_settings, with_runtime
 
-    jobs = [target_settings(config, "cifar10", "cnn", "unprotected", 0), attack_settings(config, "blackbox", 0),
-            mine_settings(config, 0), evaluation_settings(config, 0)]
+    jobs = [
+        target_settings(config, "cifar10", "cnn", "unprotected", 0),
+        attack_settings(config, "blackbox", 0),
+        mine_settings(config, 0),
+        evaluation_settings(config, 0),
+    ]
     for s in jobs:
         assert not {"device", "channels_last", "query_cache_gb"} & set(s)
     data = dataset_settings(config, "cifar10")
@@ -72,11 +96,18 @@ def test_settings_that_change_no_result_stay_out_of_params_and_come_at_run_time(
     full = with_runtime(attack_settings(moved, "blackbox", 0), moved, "attack", "blackbox")
     assert (full["device"], full["query_cache_gb"], full["lr"]) == ("cuda:1", 0, config["attacks"]["blackbox"]["lr"])
     data_full = with_runtime(data, moved, "dataset", "cifar10")
-    assert data_full["options"] == {"root": "/elsewhere", "download": False} and data_full["resolution"] == data["resolution"]
+    assert (
+        data_full["options"] == {"root": "/elsewhere", "download": False}
+        and data_full["resolution"] == data["resolution"]
+    )
     aux = with_runtime(dataset_settings(config, "facescrub"), config, "dataset", "facescrub")["aux_source"]["options"]
     assert aux["root"] == config["datasets"]["facescrub"]["aux_source"]["options"]["root"] and "exclude_list" in aux
     # An image_folder's root is the dataset itself: it stays in params.
-    moved["datasets"]["cifar10"] = {**config["datasets"]["cifar10"], "source": "image_folder", "options": {"root": "/a"}}
+    moved["datasets"]["cifar10"] = {
+        **config["datasets"]["cifar10"],
+        "source": "image_folder",
+        "options": {"root": "/a"},
+    }
     assert dataset_settings(moved, "cifar10")["options"] == {"root": "/a"}
 
 
@@ -104,7 +135,9 @@ def test_typed_config_reads_every_spelling_of_a_value_as_one_value(config):
     from ciprivacy.settings import typed_config
 
     spelled = copy.deepcopy(config)
-    spelled["target_training"].update(epochs=str(config["target_training"]["epochs"]), weight_decay=0, amp="true", lr="2.0e-4")
+    spelled["target_training"].update(
+        epochs=str(config["target_training"]["epochs"]), weight_decay=0, amp="true", lr="2.0e-4"
+    )
     spelled["attacks"]["blackbox"]["width"] = 1
     spelled["attacks"]["whitebox"]["num_images"] = float(config["attacks"]["whitebox"]["num_images"])
     spelled["archs"]["cnn"]["train"]["lr"] = "2e-4"  # YAML reads 2e-4 (no dot) as a string
@@ -112,7 +145,9 @@ def test_typed_config_reads_every_spelling_of_a_value_as_one_value(config):
     base, typed = typed_config(config, schema()), typed_config(spelled, schema())
     for scenario in ("whitebox", "blackbox"):
         assert repr(attack_settings(typed, scenario, 0)) == repr(attack_settings(base, scenario, 0))
-    assert repr(target_settings(typed, "cifar10", "cnn", "unprotected", 0)) == repr(target_settings(base, "cifar10", "cnn", "unprotected", 0))
+    assert repr(target_settings(typed, "cifar10", "cnn", "unprotected", 0)) == repr(
+        target_settings(base, "cifar10", "cnn", "unprotected", 0)
+    )
     assert typed["seeds"] == [0] and typed["target_training"]["weight_decay"] == 0.0
 
 
@@ -133,7 +168,10 @@ def test_typed_config_leaves_values_it_cannot_read_for_the_schema_to_reject(conf
 def test_variants_inherit_their_base_and_override_only_what_they_name(config):
     s = target_settings(config, "cifar10", "cnn_split3", "siftfunnel_no_kl", 0)
     assert (s["arch_type"], s["defense_type"]) == ("cnn", "siftfunnel")
-    assert s["arch_settings"]["split_block"] == 3 and s["arch_settings"]["width"] == config["archs"]["cnn"]["model"]["width"]
+    assert (
+        s["arch_settings"]["split_block"] == 3
+        and s["arch_settings"]["width"] == config["archs"]["cnn"]["model"]["width"]
+    )
     assert s["train"]["lr"] == config["archs"]["cnn"]["train"]["lr"]
     terms = s["defense_settings"]["terms"]
     assert terms["kl"] is False and terms["dcor"] and terms["pearson"] and terms["l1"]
@@ -153,8 +191,12 @@ def test_the_cem_suffix_adds_the_cem_block_and_nothing_else(config):
 def test_experiments_share_targets_and_skip_missing_data_by_name(config):
     from ciprivacy.experiments import all_targets, experiments, scenarios_of
 
-    found, skipped = experiments(config, unavailable=lambda d: "datasets.facescrub.options.root is not set" if d == "facescrub" else None)
-    assert "facescrub" not in found and any("'facescrub' skipped: datasets.facescrub.options.root" in m for m in skipped)
+    found, skipped = experiments(
+        config, unavailable=lambda d: "datasets.facescrub.options.root is not set" if d == "facescrub" else None
+    )
+    assert "facescrub" not in found and any(
+        "'facescrub' skipped: datasets.facescrub.options.root" in m for m in skipped
+    )
     targets = all_targets(found, [0, 1])
     keys = [tuple(t.values()) for t in targets]
     assert len(keys) == len(set(keys))
@@ -163,4 +205,6 @@ def test_experiments_share_targets_and_skip_missing_data_by_name(config):
     assert scenarios_of(found, [0])[("cifar10", "cnn", "unprotected", 0)] == config["scenarios"]
     config["experiments"]["cifar_cnn"]["enabled"] = False
     found, _ = experiments(config)
-    assert "cifar_cnn" not in found and ("cifar10", "cnn", "dpsgd", 0) not in [tuple(t.values()) for t in all_targets(found, [0])]
+    assert "cifar_cnn" not in found and ("cifar10", "cnn", "dpsgd", 0) not in [
+        tuple(t.values()) for t in all_targets(found, [0])
+    ]

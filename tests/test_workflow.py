@@ -37,7 +37,9 @@ def run(args, cwd):
 def assert_every_run_recorded_and_clean(out: Path, figures) -> None:
     """Provenance lists every model and attack, the figures are drawn, no job log has a traceback."""
     runs = json.loads((out / "provenance.json").read_text())["runs"]
-    assert len(runs) == len(list((out / "targets").rglob("model.pt"))) + len(list((out / "attacks").rglob("metrics.json")))
+    assert len(runs) == len(list((out / "targets").rglob("model.pt"))) + len(
+        list((out / "attacks").rglob("metrics.json"))
+    )
     trained = [r for r in runs if r["rule"] in ("train_target", "attack_whitebox", "attack_blackbox", "attack_graybox")]
     assert trained and all(r["device"]["used"] for r in trained)  # each job records where it ran
     for name in figures:
@@ -48,13 +50,25 @@ def assert_every_run_recorded_and_clean(out: Path, figures) -> None:
 
 def test_paper_config_plans_the_full_cifar10_dag(tmp_path):
     out = run(["-n", "--cores", "1", "--quiet", "rules"], workflow_copy(tmp_path))
-    for rule in ("prepare_data", "train_target", "attack_whitebox", "attack_blackbox", "attack_graybox", "measure_target", "summary_table", "plot_reconstructions"):
+    for rule in (
+        "prepare_data",
+        "train_target",
+        "attack_whitebox",
+        "attack_blackbox",
+        "attack_graybox",
+        "measure_target",
+        "summary_table",
+        "plot_reconstructions",
+    ):
         assert rule in out
 
 
 def test_bad_setting_is_stopped_before_any_job_with_the_schemas_message(tmp_path):
     proc = subprocess.run(
-        [*SNAKEMAKE, "-n", "--cores", "1", "--config", "device=tpu"], cwd=workflow_copy(tmp_path), capture_output=True, text=True
+        [*SNAKEMAKE, "-n", "--cores", "1", "--config", "device=tpu"],
+        cwd=workflow_copy(tmp_path),
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0
     assert "tpu" in proc.stdout + proc.stderr
@@ -62,8 +76,19 @@ def test_bad_setting_is_stopped_before_any_job_with_the_schemas_message(tmp_path
 
 def test_paper_config_plans_every_experiment_whose_data_is_there_and_names_what_is_missing(tmp_path):
     out = run(["-n", "--cores", "1"], workflow_copy(tmp_path))
-    for rule in ("train_target", "attack_compensation", "ablation_table", "cem_table", "measure_latency", "figure2_depth",
-                 "arch_table", "defense_table", "claims_check", "paper_comparison", "criteria_plot"):
+    for rule in (
+        "train_target",
+        "attack_compensation",
+        "ablation_table",
+        "cem_table",
+        "measure_latency",
+        "figure2_depth",
+        "arch_table",
+        "defense_table",
+        "claims_check",
+        "paper_comparison",
+        "criteria_plot",
+    ):
         assert f"rule {rule}:" in out, rule
     for name in ("depth", "cifar_cnn", "cifar_resnet", "architectures", "ablation", "latency", "cem"):
         assert f"experiments/{name}/results_long.csv" in out or name == "latency", name
@@ -79,9 +104,16 @@ def test_missing_data_is_an_error_when_nothing_is_left_or_the_experiment_is_aske
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "experiment 'facescrub' cannot run" in out and "datasets.facescrub.options.root is not set" in out
-    only = {"experiments": {name: {"enabled": name == "chestxray"} for name in yaml.safe_load((wf / "config.yaml").read_text())["experiments"]}}
+    only = {
+        "experiments": {
+            name: {"enabled": name == "chestxray"}
+            for name in yaml.safe_load((wf / "config.yaml").read_text())["experiments"]
+        }
+    }
     (wf / "only.yaml").write_text(yaml.safe_dump(only))
-    proc = subprocess.run([*SNAKEMAKE, "-n", "--cores", "1", "--configfile", "only.yaml"], cwd=wf, capture_output=True, text=True)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "--cores", "1", "--configfile", "only.yaml"], cwd=wf, capture_output=True, text=True
+    )
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "every enabled experiment needs data that is not there" in out
@@ -141,7 +173,10 @@ TOY = {
     "experiments": {
         "cifar_cnn": {"enabled": False},
         "depth": {"archs": ["cnn_split1", "cnn"], "scenarios": ["blackbox"]},
-        "ablation": {"defenses": ["siftfunnel", "siftfunnel_no_funnel", "siftfunnel_no_dcor"], "scenarios": ["blackbox"]},
+        "ablation": {
+            "defenses": ["siftfunnel", "siftfunnel_no_funnel", "siftfunnel_no_dcor"],
+            "scenarios": ["blackbox"],
+        },
         "cem": {"defenses": ["noise"]},
         # torchvision's VGG16 keeps its 120M-parameter classifier at any image size (a 0.5 GB file per
         # job); unit tests train it on every defense, so here ResNet-18 stands in for it.
@@ -151,8 +186,10 @@ TOY = {
     },
     "datasets": {
         "photos": {"options": {"images_per_class": 12}},
-        "faces": {"options": {"faces": [0, 6], "views_per_face": 6},
-                  "aux_source": {"options": {"faces": [40, 46], "views_per_face": 4}}},
+        "faces": {
+            "options": {"faces": [0, 6], "views_per_face": 6},
+            "aux_source": {"options": {"faces": [40, 46], "views_per_face": 4}},
+        },
         "xray": {"options": {"images_per_class": 12}},
     },
     "target_training": {"epochs": 1, "eval_every": 1},
@@ -175,14 +212,19 @@ def test_demo_all_builds_every_experiments_tables_and_figures(tmp_path):
     assert {"siftfunnel", "siftfunnel_no_funnel", "siftfunnel_no_dcor"} <= set(table6["defense"])
     cem = pd.read_csv(tables / "cem_photos_cnn.csv").set_index("defense")
     assert {"noise", "noise+cem"} <= set(cem.index)
-    assert math.isfinite(cem.loc["noise+cem", "gen_mse_change_pct"]) and math.isfinite(cem.loc["noise+cem", "cem_mi_bound"])
+    assert math.isfinite(cem.loc["noise+cem", "gen_mse_change_pct"]) and math.isfinite(
+        cem.loc["noise+cem", "cem_mi_bound"]
+    )
     latency = pd.read_csv(tables / "latency.csv")
     assert set(latency["arch"]) == {"cnn", "resnet18"} and (latency["latency_median_ms"] > 0).all()
     assert "nopeek" in set(latency["defense"])
     for name in ("table2_faces_cnn", "table2_xray_resnet18_split4", "table2_photos_resnet18"):
         assert pd.read_csv(tables / f"{name}.csv").query("status == 'ran'").shape[0] >= 2, name
     claims = pd.read_csv(tables / "claims.csv")
-    assert set(claims.loc[claims["claim"].isin([5, 6]), "verdict"]) <= {"holds", "does not hold"}  # depth and ablation ran
+    assert set(claims.loc[claims["claim"].isin([5, 6]), "verdict"]) <= {
+        "holds",
+        "does not hold",
+    }  # depth and ablation ran
     assert "compared" not in set(pd.read_csv(tables / "paper_comparison.csv")["status"])  # no paper dataset here
     assert_every_run_recorded_and_clean(out, ("figure4_faces-cnn", "figure4_xray-resnet18_split4", "figure2_depth"))
     run([*configs, "--report", "results/demo/report.html"], wf)
@@ -193,5 +235,7 @@ def test_demo_all_builds_every_experiments_tables_and_figures(tmp_path):
 def test_workflow_passes_snakemakes_linter_and_formatter():
     lint = subprocess.run([*SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True)
     assert "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
-    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"], cwd=ROOT, capture_output=True, text=True)
+    fmt = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"], cwd=ROOT, capture_output=True, text=True
+    )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr

@@ -9,8 +9,9 @@ once: the DAG is the union of the enabled experiments' grids.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # What each kind of experiment produces (ciprivacy.reporting.plan lists the files).
 KINDS = ("defenses", "depth", "architectures", "ablation", "cem", "latency")
@@ -63,7 +64,9 @@ def experiments(
                 skipped.append(f"experiment {name!r} {what}: {reasons[d]}")
         if not datasets:
             continue
-        extra = {k: v for k, v in block.items() if k not in ("enabled", "kind", "datasets", "archs", "defenses", "scenarios")}
+        extra = {
+            k: v for k, v in block.items() if k not in ("enabled", "kind", "datasets", "archs", "defenses", "scenarios")
+        }
         found[name] = Experiment(
             name=name,
             kind=block["kind"],
@@ -91,7 +94,8 @@ def missing_data_message(skipped: dict[str, str], every: bool = False) -> str:
     head = (
         "every enabled experiment needs data that is not there, so there is nothing to run"
         if every
-        else f"experiment{'s' if len(skipped) > 1 else ''} {', '.join(map(repr, skipped))} cannot run: its data is not there"
+        else f"experiment{'s' if len(skipped) > 1 else ''} {', '.join(map(repr, skipped))} cannot run: "
+        "its data is not there"
     )
     reasons = "\n".join(skipped.values())
     return (

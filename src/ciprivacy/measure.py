@@ -4,7 +4,8 @@ the CEM bounds."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -93,7 +94,11 @@ def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str,
         critic,
         feature_pairs(target.observe, x_train, batch, True, gen, channels_last, view),
         feature_pairs(target.observe, x_eval, batch, False, gen, channels_last, view),
-        settings["epochs"], settings["lr"], settings["report"], gen, eval_every=settings["eval_every"],
+        settings["epochs"],
+        settings["lr"],
+        settings["report"],
+        gen,
+        eval_every=settings["eval_every"],
     )
     result = {**target.ident, **estimate, "critic": settings["critic"], "device": str(device)}
     save_json(result, output)

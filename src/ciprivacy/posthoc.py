@@ -26,7 +26,9 @@ def derive_target(unprotected_path: str, model_path: str, settings: dict[str, An
         raise ValueError(f"{unprotected_path} holds a {meta['defense']!r} model, expected 'unprotected'")
     for key in ("dataset", "arch", "seed", "arch_settings"):
         if meta[key] != settings[key]:
-            raise ValueError(f"{unprotected_path} has {key}={meta[key]!r}, the {defense} target needs {settings[key]!r}")
+            raise ValueError(
+                f"{unprotected_path} has {key}={meta[key]!r}, the {defense} target needs {settings[key]!r}"
+            )
     meta.update(
         defense=defense,
         defense_type=settings.get("defense_type", defense),

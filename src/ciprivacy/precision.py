@@ -54,4 +54,6 @@ def fused_optimizer_kwargs(params: list[torch.Tensor]) -> dict[str, bool]:
     """``fused=True`` where PyTorch has a fused Adam kernel for the parameters' device (CPU,
     CUDA): one kernel per step instead of one per tensor op, ~4 % faster CNN training here."""
     devices = {p.device.type for p in params}
-    return {"fused": True} if devices and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params) else {}
+    return (
+        {"fused": True} if devices and devices <= {"cpu", "cuda"} and all(p.is_floating_point() for p in params) else {}
+    )

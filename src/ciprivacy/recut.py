@@ -22,18 +22,25 @@ log = logging.getLogger(__name__)
 def recut_target(base_path: str, model_path: str, settings: dict[str, Any]) -> dict[str, Any]:
     """Write the base architecture's unprotected weights, split where ``settings`` say."""
     if defense_type(settings) != "unprotected":
-        raise ValueError(f"only unprotected targets can be re-cut; {settings['defense']!r} trains on z at its own split")
+        raise ValueError(
+            f"only unprotected targets can be re-cut; {settings['defense']!r} trains on z at its own split"
+        )
     blob = load_torch(base_path)
     meta = dict(blob["meta"])
     if meta["defense_type"] != "unprotected":
         raise ValueError(f"{base_path} holds a {meta['defense']!r} model, expected an unprotected one")
-    for key, wanted in (("dataset", settings["dataset"]), ("seed", int(settings["seed"])), ("arch_type", arch_type(settings))):
+    for key, wanted in (
+        ("dataset", settings["dataset"]),
+        ("seed", int(settings["seed"])),
+        ("arch_type", arch_type(settings)),
+    ):
         if meta[key] != wanted:
             raise ValueError(f"{base_path} has {key}={meta[key]!r}, the {settings['arch']} target needs {wanted!r}")
     if without_split(meta["arch_settings"]) != without_split(settings.get("arch_settings", {})):
         raise ValueError(
             f"{base_path} ({meta['arch']}) and {settings['arch']} are not one network split at two points: "
-            f"architecture settings {without_split(meta['arch_settings'])} vs {without_split(settings.get('arch_settings', {}))}"
+            f"architecture settings {without_split(meta['arch_settings'])} "
+            f"vs {without_split(settings.get('arch_settings', {}))}"
         )
     model, _ = build_target(settings, meta["num_classes"], tuple(meta["image_shape"]))
     names = list(model.state_dict())
@@ -53,6 +60,12 @@ def recut_target(base_path: str, model_path: str, settings: dict[str, Any]) -> d
         derived_from=meta["arch"],
     )
     save_torch({"state_dict": state, "meta": meta}, model_path)
-    log.info("%s target: %s's unprotected model of %s seed %s, split at block %s", settings["arch"], meta["derived_from"],
-             meta["dataset"], meta["seed"], meta["arch_settings"].get("split_block"))
+    log.info(
+        "%s target: %s's unprotected model of %s seed %s, split at block %s",
+        settings["arch"],
+        meta["derived_from"],
+        meta["dataset"],
+        meta["seed"],
+        meta["arch_settings"].get("split_block"),
+    )
     return meta

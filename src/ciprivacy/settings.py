@@ -15,8 +15,8 @@ from typing import Any
 from ciprivacy.attacks import SCENARIOS
 from ciprivacy.data import SOURCES
 from ciprivacy.data.availability import source_parts
-from ciprivacy.experiments import CEM_SUFFIX
 from ciprivacy.defenses import DEFENSES
+from ciprivacy.experiments import CEM_SUFFIX
 from ciprivacy.models import ARCHS, create_model, without_split
 from ciprivacy.runtime import ATTACK_RUNTIME_KEYS, RUNTIME_KEYS
 
@@ -117,7 +117,11 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     """``base`` with ``override`` laid over it, nested dicts merged key by key."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
+        out[key] = (
+            deep_merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else copy.deepcopy(value)
+        )
     return out
 
 
@@ -129,7 +133,10 @@ def arch_block(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
     if "base" not in block:
         return name, {"model": dict(block.get("model", {})), "train": dict(block.get("train", {}))}
     arch, base = arch_block(config, block["base"])
-    return arch, {"model": {**base["model"], **block.get("model", {})}, "train": {**base["train"], **block.get("train", {})}}
+    return arch, {
+        "model": {**base["model"], **block.get("model", {})},
+        "train": {**base["train"], **block.get("train", {})},
+    }
 
 
 def recut_base(config: dict[str, Any], name: str) -> str | None:
@@ -187,14 +194,17 @@ def _check_variants(config: dict[str, Any], kind: str, registry, problems: list[
                 problems.append(f"{kind}.{name}: 'base' entries form a cycle {' -> '.join(seen + [base])}")
                 break
             if base not in config[kind]:
-                problems.append(f"{kind}.{name}.base is {base!r}, which has no block under {kind} (known: {sorted(config[kind])})")
+                problems.append(
+                    f"{kind}.{name}.base is {base!r}, which has no block under {kind} (known: {sorted(config[kind])})"
+                )
                 break
             seen.append(base)
             block = config[kind][base]
         else:
             if seen[-1] not in registry:
                 problems.append(
-                    f"{kind}.{name}: {seen[-1]!r} is not a registered {registry.kind}; expected one of {registry.names()} "
+                    f"{kind}.{name}: {seen[-1]!r} is not a registered {registry.kind}; "
+                    f"expected one of {registry.names()} "
                     f"or an entry with 'base: <one of them>'"
                 )
 
@@ -204,7 +214,8 @@ def model_keys(arch: str) -> set[str]:
     arguments other than ``num_classes`` and ``image_shape``."""
     params = inspect.signature(ARCHS.get(arch)).parameters.values()
     return {
-        p.name for p in params
+        p.name
+        for p in params
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in ("num_classes", "image_shape")
     }
 
@@ -232,13 +243,17 @@ def _check_keys(config: dict[str, Any], problems: list[str]) -> None:
             continue  # an unknown base or registry name: reported by _check_variants
         unknown = sorted(set(block.get("model") or {}) - known)
         if unknown:
-            problems.append(f"archs.{name}.model: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                            f"{arch} takes {sorted(known)}")
+            problems.append(
+                f"archs.{name}.model: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"{arch} takes {sorted(known)}"
+            )
             continue
         shapes = {
             (config["datasets"][d]["channels"], config["datasets"][d]["resolution"])
-            for exp in config["experiments"].values() if exp["enabled"] and name in exp["archs"]
-            for d in exp["datasets"] if d in config["datasets"]
+            for exp in config["experiments"].values()
+            if exp["enabled"] and name in exp["archs"]
+            for d in exp["datasets"]
+            if d in config["datasets"]
         }
         for channels, side in sorted(shapes):
             try:
@@ -259,11 +274,15 @@ def _check_keys(config: dict[str, Any], problems: list[str]) -> None:
             continue  # reported by _check_variants
         unknown = sorted(set(entry) - known - {"base", "cem"})
         if unknown:
-            problems.append(f"defenses.{name}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                            f"{kind} reads {sorted(known)} (plus 'base' and 'cem')")
+            problems.append(
+                f"defenses.{name}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"{kind} reads {sorted(known)} (plus 'base' and 'cem')"
+            )
         unknown_cem = sorted(set(entry.get("cem") or {}) - cem_keys)
         if unknown_cem:
-            problems.append(f"defenses.{name}.cem: unknown keys {unknown_cem}; expected keys of the cem block {sorted(cem_keys)}")
+            problems.append(
+                f"defenses.{name}.cem: unknown keys {unknown_cem}; expected keys of the cem block {sorted(cem_keys)}"
+            )
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -275,7 +294,9 @@ def check_config(config: dict[str, Any]) -> None:
             problems.append(f"datasets.{name}.source is {block['source']!r}; expected one of {SOURCES.names()}")
         aux = block.get("aux_source")
         if aux and aux["source"] not in SOURCES:
-            problems.append(f"datasets.{name}.aux_source.source is {aux['source']!r}; expected one of {SOURCES.names()}")
+            problems.append(
+                f"datasets.{name}.aux_source.source is {aux['source']!r}; expected one of {SOURCES.names()}"
+            )
     _check_variants(config, "archs", ARCHS, problems)
     _check_variants(config, "defenses", DEFENSES, problems)
     for name in config["scenarios"]:
@@ -287,19 +308,26 @@ def check_config(config: dict[str, Any]) -> None:
         where = f"experiments.{exp}"
         for name in block["datasets"]:
             if name not in config["datasets"]:
-                problems.append(f"{where}.datasets names {name!r}, which has no block under datasets (known: {sorted(config['datasets'])})")
+                problems.append(
+                    f"{where}.datasets names {name!r}, which has no block under datasets "
+                    f"(known: {sorted(config['datasets'])})"
+                )
         for name in block["archs"]:
             if name not in config["archs"]:
-                problems.append(f"{where}.archs names {name!r}, which has no block under archs (known: {sorted(config['archs'])})")
+                problems.append(
+                    f"{where}.archs names {name!r}, which has no block under archs (known: {sorted(config['archs'])})"
+                )
         for name in block["defenses"]:
             if name not in config["defenses"]:
                 hint = (
                     f"; a '{CEM_SUFFIX}' name is made by an experiment of kind cem, which runs each defense it lists "
                     f"with and without CEM: list {name[: -len(CEM_SUFFIX)]!r} in such an experiment"
-                    if name.endswith(CEM_SUFFIX) else ""
+                    if name.endswith(CEM_SUFFIX)
+                    else ""
                 )
                 problems.append(
-                    f"{where}.defenses names {name!r}, which has no block under defenses (known: {sorted(config['defenses'])}){hint}"
+                    f"{where}.defenses names {name!r}, which has no block under defenses "
+                    f"(known: {sorted(config['defenses'])}){hint}"
                 )
         for name in block.get("scenarios") or []:
             if name not in SCENARIOS:
@@ -381,7 +409,9 @@ def runtime_settings(config: dict[str, Any], kind: str, name: str | None = None)
     return out
 
 
-def with_runtime(settings: dict[str, Any], config: dict[str, Any], kind: str, name: str | None = None) -> dict[str, Any]:
+def with_runtime(
+    settings: dict[str, Any], config: dict[str, Any], kind: str, name: str | None = None
+) -> dict[str, Any]:
     """A job's params settings with the run-time settings of the current config laid over them
     (what the job scripts pass to the package)."""
     return deep_merge(settings, runtime_settings(config, kind, name))

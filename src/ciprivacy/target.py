@@ -9,7 +9,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ciprivacy.checkpoint import file_sha256, load_checkpoint, remove_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ciprivacy.checkpoint import (
+    file_sha256,
+    load_checkpoint,
+    remove_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import augment, iterate_batches
 from ciprivacy.defenses import Defense, create_defense
@@ -57,7 +64,9 @@ def defense_type(settings: dict[str, Any]) -> str:
     return settings.get("defense_type", settings["defense"])
 
 
-def build_target(settings: dict[str, Any], num_classes: int, image_shape: tuple[int, int, int]) -> tuple[SplitModel, Defense]:
+def build_target(
+    settings: dict[str, Any], num_classes: int, image_shape: tuple[int, int, int]
+) -> tuple[SplitModel, Defense]:
     defense = create_defense(defense_type(settings), **settings.get("defense_settings", {}))
     model = defense.build(arch_type(settings), num_classes, image_shape, settings.get("arch_settings", {}))
     return model, defense
@@ -128,7 +137,10 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
 
     params = list(model.parameters())
     opt = torch.optim.Adam(
-        params, lr=train["lr"], betas=tuple(train["betas"]), weight_decay=train["weight_decay"],
+        params,
+        lr=train["lr"],
+        betas=tuple(train["betas"]),
+        weight_decay=train["weight_decay"],
         **fused_optimizer_kwargs(params),
     )
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(

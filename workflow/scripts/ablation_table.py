@@ -6,4 +6,6 @@ from ciprivacy.runtime import job_log
 
 with job_log(snakemake.log[0]):
     dataset, arch = snakemake.params.pair
-    write_ablation_table(load_tidy(snakemake.input.tidy), dataset, arch, str(Path(snakemake.output.csv).with_suffix("")))
+    write_ablation_table(
+        load_tidy(snakemake.input.tidy), dataset, arch, str(Path(snakemake.output.csv).with_suffix(""))
+    )

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from ciprivacy.reporting.results import load_tidy
 from ciprivacy.reporting.paper_tables import write_named_table
+from ciprivacy.reporting.results import load_tidy
 from ciprivacy.runtime import job_log
 
 with job_log(snakemake.log[0]):

@@ -1,8 +1,8 @@
 """Model inversion attacks, one registry entry per threat scenario."""
 
+from ciprivacy.attacks import compensation  # noqa: E402,F401  (registers the compensation scenario)
 from ciprivacy.attacks.inverse import InverseNet, train_inverse_network
 from ciprivacy.attacks.rmle import rmle_reconstruct, total_variation
 from ciprivacy.attacks.scenarios import SCENARIOS, run_attack
-from ciprivacy.attacks import compensation  # noqa: E402,F401  (registers the compensation scenario)
 
 __all__ = ["InverseNet", "SCENARIOS", "rmle_reconstruct", "run_attack", "total_variation", "train_inverse_network"]

@@ -15,8 +15,8 @@ any other attack.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -61,7 +61,7 @@ class CompensatedTarget(Target):
     features: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @classmethod
-    def of(cls, target: Target) -> "CompensatedTarget":
+    def of(cls, target: Target) -> CompensatedTarget:
         return cls(target.model, target.defense, target.meta, target.inference_edge, compensation_features(target))
 
     def observe(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +69,14 @@ class CompensatedTarget(Target):
 
 
 @SCENARIOS.register(SCENARIO)
-def compensation_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator,
-                        resume: Resume | None = None):
+def compensation_attack(
+    target: Target,
+    aux: torch.Tensor,
+    test: torch.Tensor,
+    settings: dict,
+    gen: torch.Generator,
+    resume: Resume | None = None,
+):
     """The black-box inverse-network attack on the compensated features; the inverse network is
     sized from the observed (compensated) feature shape as usual, so on the CNN it is the
     black-box attacker of the unprotected 256 x 16 x 16 edge. ``settings`` are the inverse

@@ -16,7 +16,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -62,12 +63,15 @@ class InverseNet(nn.Module):
         ic, ih, iw = image_shape
         ratio = ih / zh
         if ih * zw != iw * zh or ratio < 1 or not math.log2(ratio).is_integer():
-            raise ValueError(f"inverse network needs z {tuple(z_shape)} to be the image {tuple(image_shape)} shrunk by a power of two")
+            raise ValueError(
+                f"inverse network needs z {tuple(z_shape)} to be the image {tuple(image_shape)} "
+                "shrunk by a power of two"
+            )
         stages = int(math.log2(ratio))
         base = max(8, round((base_channels or zc) * width))
         layers: list[nn.Module] = []
         c = zc
-        for i in range(pre_convs):
+        for _ in range(pre_convs):
             layers += [nn.Conv2d(c, base, 3, padding=1), nn.BatchNorm2d(base), nn.Tanh()]
             c = base
         if stages == 1 and not hidden_at_z:  # mirrors a one-conv edge: a single upsampling ConvT
@@ -99,7 +103,12 @@ class InverseNet(nn.Module):
 
 @torch.no_grad()
 def reconstruct(
-    generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool, channels_last: bool = False,
+    generator: nn.Module,
+    observe: Callable,
+    images: torch.Tensor,
+    batch_size: int,
+    amp: bool,
+    channels_last: bool = False,
     answers: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """x* = G(observe(x)) for uint8 images, returned as float32 in [0, 1] (contiguous);
@@ -114,14 +123,23 @@ def reconstruct(
     return torch.cat(out)
 
 
-def _mse(generator: nn.Module, observe: Callable, images: torch.Tensor, batch_size: int, amp: bool, channels_last: bool,
-         answers: torch.Tensor | None = None) -> float:
+def _mse(
+    generator: nn.Module,
+    observe: Callable,
+    images: torch.Tensor,
+    batch_size: int,
+    amp: bool,
+    channels_last: bool,
+    answers: torch.Tensor | None = None,
+) -> float:
     rec = reconstruct(generator, observe, images, batch_size, amp, channels_last, answers)
     return F.mse_loss(rec, images.float().div(255)).item()
 
 
 @torch.no_grad()
-def query_once(observe: Callable[[torch.Tensor], torch.Tensor], aux_images: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor | None:
+def query_once(
+    observe: Callable[[torch.Tensor], torch.Tensor], aux_images: torch.Tensor, settings: dict[str, Any]
+) -> torch.Tensor | None:
     """The link's output for every image (the auxiliary split, or the test split the attacker is
     scored on every epoch), computed once, or None where it must be queried anew each epoch: a
     link that draws noise (two queries of the same images differ; the attacker then sees fresh
@@ -152,7 +170,9 @@ def query_once(observe: Callable[[torch.Tensor], torch.Tensor], aux_images: torc
         return None
     size_gb = aux_images.shape[0] * first[0].numel() * first.element_size() / 2**30
     if size_gb > limit_gb:
-        log.info("the link's answers (%.1f GiB) exceed query_cache_gb = %g: queried anew every epoch", size_gb, limit_gb)
+        log.info(
+            "the link's answers (%.1f GiB) exceed query_cache_gb = %g: queried anew every epoch", size_gb, limit_gb
+        )
         return None
     answers = torch.empty((aux_images.shape[0], *first.shape[1:]), dtype=first.dtype, device=device)
     for x, idx in iterate_batches(aux_images, torch.arange(aux_images.shape[0], device=device), batch):
@@ -229,8 +249,15 @@ def train_inverse_network(
         train_mse = inverse_epoch(generator, observe, aux_images, opt, settings, gen, answers)
         record = {"epoch": epoch + 1, "train_mse": train_mse.item()}  # one host sync per epoch
         if (epoch + 1) % settings["eval_every"] == 0 or epoch + 1 == settings["epochs"]:
-            test_mse = _mse(generator, observe, test_images, settings["batch_size"], bool(settings["amp"]), channels_last,
-                            test_answers)
+            test_mse = _mse(
+                generator,
+                observe,
+                test_images,
+                settings["batch_size"],
+                bool(settings["amp"]),
+                channels_last,
+                test_answers,
+            )
             sched.step(test_mse)
             record["test_mse"] = test_mse
             if test_mse < best_mse:
@@ -239,10 +266,19 @@ def train_inverse_network(
         history.append(record)
         log.info("epoch %s", record)
         if resume is not None and epoch + 1 < settings["epochs"]:
-            save_checkpoint(resume.path, {
-                "settings": resume.key, "epoch": epoch + 1, "generator": generator.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "best_mse": best_mse, "best_state": best_state, "history": history,
-                "rng": rng_state(gen),
-            })
+            save_checkpoint(
+                resume.path,
+                {
+                    "settings": resume.key,
+                    "epoch": epoch + 1,
+                    "generator": generator.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "best_mse": best_mse,
+                    "best_state": best_state,
+                    "history": history,
+                    "rng": rng_state(gen),
+                },
+            )
     generator.load_state_dict(best_state)
     return generator, history

@@ -52,7 +52,9 @@ def rmle_reconstruct(
     device = z.device
     if not any(m.training for m in edge.modules()):
         edge = module_layout(fold_batchnorm(edge), settings.get("channels_last", False))
-    x = to_layout(initial_images((z.shape[0], *image_shape), settings["init"], gen, device), settings.get("channels_last", False))
+    x = to_layout(
+        initial_images((z.shape[0], *image_shape), settings["init"], gen, device), settings.get("channels_last", False)
+    )
     if settings["clamp"]:
         x.clamp_(0, 1)
     x.requires_grad_(True)

@@ -18,7 +18,13 @@ from torch import nn
 from ciprivacy.attacks.inverse import InverseNet, reconstruct, train_inverse_network
 from ciprivacy.attacks.rmle import rmle_reconstruct
 from ciprivacy.checkpoint import (
-    Resume, file_sha256, load_checkpoint, remove_checkpoint, rng_state, save_checkpoint, set_rng_state,
+    Resume,
+    file_sha256,
+    load_checkpoint,
+    remove_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
@@ -34,10 +40,15 @@ log = logging.getLogger(__name__)
 SCENARIOS: Registry = Registry("threat scenario")
 
 
-
 @SCENARIOS.register("whitebox")
-def whitebox_rmle(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator,
-                  resume: Resume | None = None):
+def whitebox_rmle(
+    target: Target,
+    aux: torch.Tensor,
+    test: torch.Tensor,
+    settings: dict,
+    gen: torch.Generator,
+    resume: Resume | None = None,
+):
     """rMLE over batches of test images; with ``resume`` the finished batches are kept there."""
     n = test.shape[0] if settings["num_images"] is None else min(settings["num_images"], test.shape[0])
     out = []
@@ -56,28 +67,52 @@ def whitebox_rmle(target: Target, aux: torch.Tensor, test: torch.Tensor, setting
     return torch.cat(out), n, None, {}
 
 
-def _inverse_attack(target: Target, aux: torch.Tensor, test: torch.Tensor, settings: dict, gen: torch.Generator,
-                    resume: Resume | None = None):
+def _inverse_attack(
+    target: Target,
+    aux: torch.Tensor,
+    test: torch.Tensor,
+    settings: dict,
+    gen: torch.Generator,
+    resume: Resume | None = None,
+):
     """The inverse network starts from the architecture the attacker assumes: the plain edge of
     the target's architecture family, adapted only to the observed z. With ``match_depth``
     (gray-box) it also mirrors the layers a defense added to the edge."""
     meta = target.meta
     z_shape = tuple(target.observe(to_float(test[:1])).shape[1:])
-    edge = plain_edge(meta.get("arch_type", meta["arch"]), meta["num_classes"], meta["image_shape"], **meta["arch_settings"])
+    edge = plain_edge(
+        meta.get("arch_type", meta["arch"]), meta["num_classes"], meta["image_shape"], **meta["arch_settings"]
+    )
     with torch.no_grad():
         assumed = tuple(edge(torch.zeros(1, *meta["image_shape"])).shape[1:])
     edge_convs = sum(isinstance(m, nn.Conv2d) for m in edge.modules())
     pre_convs = target.defense.extra_edge_layers if settings["match_depth"] else 0
     generator = InverseNet(
-        z_shape, tuple(test.shape[1:]), base_channels=assumed[0], width=settings["width"],
-        extra_convs=settings["extra_convs"], pre_convs=pre_convs, hidden_at_z=edge_convs > 1,
+        z_shape,
+        tuple(test.shape[1:]),
+        base_channels=assumed[0],
+        width=settings["width"],
+        extra_convs=settings["extra_convs"],
+        pre_convs=pre_convs,
+        hidden_at_z=edge_convs > 1,
     ).to(test.device)
     generator, history = train_inverse_network(generator, target.observe, aux, test, settings, gen, resume)
     rec = reconstruct(generator, target.observe, test, settings["batch_size"], bool(settings["amp"]))
-    arch = {"z_shape": list(z_shape), "base_channels": assumed[0], "width": settings["width"], "extra_convs": settings["extra_convs"],
-            "pre_convs": pre_convs, "hidden_at_z": edge_convs > 1}
+    arch = {
+        "z_shape": list(z_shape),
+        "base_channels": assumed[0],
+        "width": settings["width"],
+        "extra_convs": settings["extra_convs"],
+        "pre_convs": pre_convs,
+        "hidden_at_z": edge_convs > 1,
+    }
     state = {"state_dict": generator.state_dict(), "meta": arch}
-    return rec, test.shape[0], state, {"history": history, "generator_params": sum(p.numel() for p in generator.parameters())}
+    return (
+        rec,
+        test.shape[0],
+        state,
+        {"history": history, "generator_params": sum(p.numel() for p in generator.parameters())},
+    )
 
 
 SCENARIOS.register("blackbox")(_inverse_attack)
@@ -114,8 +149,10 @@ def run_attack(
     resume = Resume(checkpoint, key) if checkpoint else None
     rec, n, state, extra = attack(target, aux, test, settings, gen, resume=resume)
     original = to_float(test[:n])
-    quality = {**reconstruction_quality(original, rec),
-               **paper_quality(original, rec, settings["metric_batch"], settings["seed"])}
+    quality = {
+        **reconstruction_quality(original, rec),
+        **paper_quality(original, rec, settings["metric_batch"], settings["seed"]),
+    }
     result = {
         **target.ident,
         "scenario": scenario,
@@ -140,7 +177,14 @@ def run_attack(
         save_torch(state, attacker_path)
     save_json(result, metrics_path)
     remove_checkpoint(checkpoint)
-    log.info("%s attack: mse %.5f psnr %.2f ssim %.4f (as the paper computes them: mse %.5f psnr %.2f ssim %.4f)",
-             scenario, quality["mse"], quality["psnr"], quality["ssim"],
-             quality["mse_paper"], quality["psnr_paper"], quality["ssim_paper"])
+    log.info(
+        "%s attack: mse %.5f psnr %.2f ssim %.4f (as the paper computes them: mse %.5f psnr %.2f ssim %.4f)",
+        scenario,
+        quality["mse"],
+        quality["psnr"],
+        quality["ssim"],
+        quality["mse_paper"],
+        quality["psnr_paper"],
+        quality["ssim_paper"],
+    )
     return result

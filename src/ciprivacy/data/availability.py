@@ -3,7 +3,8 @@ the user has not supplied is reported as skipped, with the setting to fill in.""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ciprivacy.data.sources import SOURCES, source_problems
 

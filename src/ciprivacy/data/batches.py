@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -40,7 +40,9 @@ def augment(x: torch.Tensor, hflip: bool, color_jitter: float, gen: torch.Genera
         b = lo + span * rand(n, 1, 1, 1)
         c = lo + span * rand(n, 1, 1, 1)
         x = (x * b).clamp_(0, 1)
-        gray = x.mean(1, keepdim=True) if x.shape[1] == 1 else (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        gray = (
+            x.mean(1, keepdim=True) if x.shape[1] == 1 else (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        )
         mean = gray.mean(dim=(1, 2, 3), keepdim=True)
         x = ((x - mean) * c + mean).clamp_(0, 1)
         if x.shape[1] == 3:

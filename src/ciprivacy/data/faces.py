@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +79,9 @@ def read_name_list(path: str | Path) -> dict[int, str]:
         raise DataError(f"name list {path} has no header line; expected {','.join(NAME_LIST_HEADER)}")
     header_no, header = rows[0]
     if tuple(c.strip() for c in next(csv.reader([header]))) != NAME_LIST_HEADER:
-        raise DataError(f"name list {path}, line {header_no}: header is {header!r}; expected {','.join(NAME_LIST_HEADER)}")
+        raise DataError(
+            f"name list {path}, line {header_no}: header is {header!r}; expected {','.join(NAME_LIST_HEADER)}"
+        )
     out: dict[int, str] = {}
     for number, line in rows[1:]:
         cells = [c.strip() for c in next(csv.reader([line]))]
@@ -89,7 +92,9 @@ def read_name_list(path: str | Path) -> dict[int, str]:
         except ValueError:
             identity = 0
         if identity < 1:
-            raise DataError(f"name list {path}, line {number}: {cells[0]!r} is not a CelebA identity number (1, 2, ...)")
+            raise DataError(
+                f"name list {path}, line {number}: {cells[0]!r} is not a CelebA identity number (1, 2, ...)"
+            )
         if identity in out:
             raise DataError(f"name list {path}, line {number}: identity {identity} is listed twice")
         out[identity] = cells[1]
@@ -163,7 +168,8 @@ def celeba_images(
             log.warning("%d identities of the name list do not occur in CelebA: %s", len(missing), missing[:20])
     else:
         log.warning(
-            "no CelebA identities removed (exclude_list is null): the auxiliary data may share people with the classifier's"
+            "no CelebA identities removed (exclude_list is null): "
+            "the auxiliary data may share people with the classifier's"
         )
     removed_images = int((~keep).sum())
     log.info("CelebA: removed %d images of %d listed identities", removed_images, len(removed_ids))
@@ -178,7 +184,9 @@ def celeba_images(
     box = None
     if crop_size is not None:
         if crop_left is None or crop_top is None:
-            raise DataError("crop_size is set, so crop_left and crop_top must be too (pixels in the 178x218 aligned image)")
+            raise DataError(
+                "crop_size is set, so crop_left and crop_top must be too (pixels in the 178x218 aligned image)"
+            )
         box = (crop_left, crop_top, crop_left + crop_size, crop_top + crop_size)
     paths = [files[i] for i in idx.tolist()]
     log.info("reading %d CelebA images of %d identities (crop box %s)", len(paths), unique_ids.numel(), box)
@@ -307,9 +315,13 @@ def celeba_folder(
     files, ids = read_identity_file(Path(identity_file), Path(image_dir))
     missing = [f for f in files if not f.is_file()]
     if missing:
-        raise DataError(f"{len(missing)} images listed in {identity_file} are missing under {image_dir}, e.g. {missing[0]}")
+        raise DataError(
+            f"{len(missing)} images listed in {identity_file} are missing under {image_dir}, e.g. {missing[0]}"
+        )
     exclude = _exclusions(options)
-    return celeba_images(files, ids, resolution, channels, exclude, crop_left, crop_top, crop_size, min_images_per_identity)
+    return celeba_images(
+        files, ids, resolution, channels, exclude, crop_left, crop_top, crop_size, min_images_per_identity
+    )
 
 
 # ---------------------------------------------------------------------------------------------

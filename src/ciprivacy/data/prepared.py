@@ -149,7 +149,9 @@ def prepare_dataset(name: str, settings: dict[str, Any], output: str) -> Prepare
     meta["sizes"] = {k: int(v.numel()) for k, v in splits.items()}
     prepared = PreparedData(images, labels, splits, raw.classes, meta)
     save_torch({"images": images, "labels": labels, "splits": splits, "classes": raw.classes, "meta": meta}, output)
-    log.info("prepared %s: %s images of classes %s, splits %s", name, tuple(images.shape), raw.classes[:10], meta["sizes"])
+    log.info(
+        "prepared %s: %s images of classes %s, splits %s", name, tuple(images.shape), raw.classes[:10], meta["sizes"]
+    )
     return prepared
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,7 +95,9 @@ def needs(
 def source_problems(source: Callable[..., RawImages], options: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(option, problem, origin) for every unmet need of ``source`` under ``options``."""
     defaults = {
-        k: p.default for k, p in inspect.signature(source).parameters.items() if p.default is not inspect.Parameter.empty
+        k: p.default
+        for k, p in inspect.signature(source).parameters.items()
+        if p.default is not inspect.Parameter.empty
     }
     found = []
     for need in getattr(source, "path_needs", ()):
@@ -134,7 +137,9 @@ def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 @SOURCES.register("torchvision_cifar10")
 @needs(
     PathNeed(
-        "root", "dir", unless="download",
+        "root",
+        "dir",
+        unless="download",
         origin="a folder holding CIFAR-10 as torchvision stores it (cifar-10-batches-py); with "
         "download: true torchvision fetches it from https://www.cs.toronto.edu/~kriz/cifar.html",
     )
@@ -173,9 +178,7 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(arr.round().astype(np.uint8), mode="L")
 
 
-def read_image(
-    path: Path, channels: int, resolution: int, box: Sequence[int] | None = None
-) -> np.ndarray:
+def read_image(path: Path, channels: int, resolution: int, box: Sequence[int] | None = None) -> np.ndarray:
     """One image file -> uint8 C x resolution x resolution.
 
     ``box`` = (left, top, right, bottom) is cut out first and must lie inside the image. The
@@ -217,8 +220,14 @@ def read_images(
 
 
 @SOURCES.register("image_folder")
-@needs(PathNeed("root", "dir", origin="a local image tree <root>/<class>/*.png|jpg (or <root>/<split>/<class>/...)",
-               is_data=True))
+@needs(
+    PathNeed(
+        "root",
+        "dir",
+        origin="a local image tree <root>/<class>/*.png|jpg (or <root>/<split>/<class>/...)",
+        is_data=True,
+    )
+)
 def image_folder(
     root: str,
     resolution: int,
@@ -263,7 +272,9 @@ def image_folder(
     labels = torch.tensor([i for i, name in enumerate(classes) for _ in files[name]], dtype=torch.int64)
     log.info("reading %d images of %d classes from %s", len(paths), len(classes), base)
     images = read_images(paths, channels, resolution)
-    return RawImages(images, labels, classes, {"root": str(base), "fewest_images_per_class": min(len(files[c]) for c in classes)})
+    return RawImages(
+        images, labels, classes, {"root": str(base), "fewest_images_per_class": min(len(files[c]) for c in classes)}
+    )
 
 
 def _subfolders(path: Path) -> list[Path]:

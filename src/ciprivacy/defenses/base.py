@@ -65,7 +65,9 @@ class Defense:
         if state:
             raise ValueError(f"defense {self.name!r} keeps no state but a checkpoint holds {sorted(state)}")
 
-    def start_epoch(self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, epoch: int, batch_size: int) -> None:
+    def start_epoch(
+        self, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, epoch: int, batch_size: int
+    ) -> None:
         """Called before each training epoch with the whole training split (uint8, on the
         device); a plug-in fits per-epoch state here (CEM's K-means). No-op by default."""
 

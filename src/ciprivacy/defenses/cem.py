@@ -10,7 +10,8 @@ with it CEM's lower bound on every attacker's reconstruction error (ciprivacy.me
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,11 @@ def pad_by_class(features: torch.Tensor, labels: torch.Tensor, num_classes: int)
 
 @torch.no_grad()
 def class_features(
-    edge: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int,
+    edge: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    batch_size: int,
     transform=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Flattened fp32 edge features of uint8 ``images`` laid out per class: (C x n_max x D) and
@@ -73,8 +78,13 @@ def class_features(
 
 @torch.no_grad()
 def class_chunks(
-    edge: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int,
-    transform=None, chunk_bytes: int | None = None,
+    edge: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    batch_size: int,
+    transform=None,
+    chunk_bytes: int | None = None,
 ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """``class_features`` a group of classes at a time: (class ids, C' x n_max x D features, mask)
     with at most ``chunk_bytes`` (default ``CHUNK_BYTES``) of features per group, and at least one class."""
@@ -86,7 +96,11 @@ def class_chunks(
     def chunk(classes: list[int]) -> tuple[list[int], torch.Tensor, torch.Tensor]:
         ids = torch.tensor(classes, device=labels.device)
         if not any(counts[c] for c in classes):  # classes without samples: one empty row each
-            return classes, torch.zeros(len(classes), 1, dim, device=z.device), torch.zeros(len(classes), 1, dtype=torch.bool, device=z.device)
+            return (
+                classes,
+                torch.zeros(len(classes), 1, dim, device=z.device),
+                torch.zeros(len(classes), 1, dtype=torch.bool, device=z.device),
+            )
         rows = torch.isin(labels, ids).nonzero().squeeze(1)
         local = torch.full((num_classes,), -1, dtype=torch.long, device=labels.device)
         local[ids] = torch.arange(len(classes), device=labels.device)
@@ -104,7 +118,9 @@ def class_chunks(
 
 
 @torch.no_grad()
-def class_kmeans(padded: torch.Tensor, mask: torch.Tensor, k: int, iters: int, init: torch.Tensor | None = None) -> torch.Tensor:
+def class_kmeans(
+    padded: torch.Tensor, mask: torch.Tensor, k: int, iters: int, init: torch.Tensor | None = None
+) -> torch.Tensor:
     """Lloyd's K-means in every class at once on (C x n_max x D) features; returns C x k x D.
 
     Starts from ``init`` (last epoch's centroids) or else from each class's first k samples;

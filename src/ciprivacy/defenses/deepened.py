@@ -13,7 +13,11 @@ from ciprivacy.models import SplitModel, create_model, default_split_block
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
 
 
 @torch.no_grad()
@@ -51,9 +55,13 @@ class AutoencoderDefense(Defense):
         base = super().build(arch, num_classes, image_shape, arch_settings)
         c = _shape(base.edge, image_shape)[0]
         encoder = nn.Sequential(
-            nn.Conv2d(c, c, 3, padding=1), nn.SiLU(),
-            Residual(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))), nn.SiLU(),
-            nn.Conv2d(c, c // 2, 3, padding=1), nn.BatchNorm2d(c // 2), nn.ReLU(inplace=True),
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.SiLU(),
+            Residual(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))),
+            nn.SiLU(),
+            nn.Conv2d(c, c // 2, 3, padding=1),
+            nn.BatchNorm2d(c // 2),
+            nn.ReLU(inplace=True),
         )
         decoder = nn.Sequential(*conv_bn_relu(c // 2, c, 3))
         return SplitModel(nn.Sequential(base.edge, encoder), nn.Sequential(decoder, base.cloud))
@@ -99,7 +107,21 @@ class SiftFunnel(Defense):
     """
 
     name = "siftfunnel"
-    settings_keys: tuple[str, ...] = ("alpha", "attention", "cbam_ratio", "funnel", "funnel_reduction", "lambda1", "lambda2", "lambda3", "se_reduction", "tau", "terms", "z_channels", "z_downsampling")
+    settings_keys: tuple[str, ...] = (
+        "alpha",
+        "attention",
+        "cbam_ratio",
+        "funnel",
+        "funnel_reduction",
+        "lambda1",
+        "lambda2",
+        "lambda3",
+        "se_reduction",
+        "tau",
+        "terms",
+        "z_channels",
+        "z_downsampling",
+    )
     extra_edge_layers = 3  # the funnel's three convolutions
 
     def __init__(self, **settings):
@@ -121,12 +143,18 @@ class SiftFunnel(Defense):
         self.num_classes = num_classes
         before = [squeeze_excitation(c_in, s["se_reduction"][0]), TripletAttention()] if self.attention else []
         if not self.funnel:
-            last_block = list(base.edge)[len(shorter.edge):]  # the plain edge is the shorter one plus its last block
-            after = [squeeze_excitation(c_out, s["se_reduction"][1]), CBAM(c_out, s["cbam_ratio"])] if self.attention else []
+            last_block = list(base.edge)[len(shorter.edge) :]  # the plain edge is the shorter one plus its last block
+            after = (
+                [squeeze_excitation(c_out, s["se_reduction"][1]), CBAM(c_out, s["cbam_ratio"])]
+                if self.attention
+                else []
+            )
             return SplitModel(nn.Sequential(shorter.edge, *before, *last_block, *after), base.cloud)
         for key in ("z_channels", "z_downsampling"):
             if arch not in s[key]:
-                raise ValueError(f"defenses.siftfunnel.{key} has no entry for architecture {arch!r}; it has {sorted(s[key])}")
+                raise ValueError(
+                    f"defenses.siftfunnel.{key} has no entry for architecture {arch!r}; it has {sorted(s[key])}"
+                )
         r1, r2 = s["funnel_reduction"]
         c1, c2, zc = max(1, c_in // r1), max(1, c_in // r2), s["z_channels"][arch]
         # z's side is the input side / z_downsampling, but never larger than the plain split's
@@ -134,7 +162,9 @@ class SiftFunnel(Defense):
         # the same architecture (vgg16 split_block 5, 16x16 features) keeps its own size.
         hz = min(image_shape[1] // s["z_downsampling"][arch], h_out)
         if hz < 1 or h_in % hz or h_out % hz:
-            raise ValueError(f"siftfunnel cannot pool {h_in}x{h_in} features to {hz}x{hz} or bring them back to {h_out}x{h_out}")
+            raise ValueError(
+                f"siftfunnel cannot pool {h_in}x{h_in} features to {hz}x{hz} or bring them back to {h_out}x{h_out}"
+            )
         funnel: list[nn.Module] = conv_bn_relu(c_in, c1, 1)
         if h_in != hz:
             funnel.append(nn.MaxPool2d(h_in // hz))
@@ -152,7 +182,9 @@ class SiftFunnel(Defense):
         """The cloud's channel compensation module (the first stage of ``model.cloud``): what
         an attacker who knows the cloud applies to z before inverting (Table 6)."""
         if not self.funnel:
-            raise ValueError("siftfunnel with funnel: false has no compensation module (z already has the plain channels)")
+            raise ValueError(
+                "siftfunnel with funnel: false has no compensation module (z already has the plain channels)"
+            )
         return model.cloud[0]
 
     def smoothed_labels(self, y: torch.Tensor) -> torch.Tensor:
@@ -167,7 +199,9 @@ class SiftFunnel(Defense):
         logits = model.cloud(z).float()
         terms = {}
         if use["kl"]:
-            terms["kl"] = s["lambda1"] * F.kl_div(F.log_softmax(logits, 1), self.smoothed_labels(y), reduction="batchmean")
+            terms["kl"] = s["lambda1"] * F.kl_div(
+                F.log_softmax(logits, 1), self.smoothed_labels(y), reduction="batchmean"
+            )
         else:
             terms["ce"] = F.cross_entropy(logits, y)
         if use["dcor"]:

@@ -63,14 +63,14 @@ def gaussian_kernel(a: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.exp(-d2 / (2 * sigma**2 * a.shape[1]))
 
 
-def hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
+def hsic(k: torch.Tensor, lk: torch.Tensor) -> torch.Tensor:
     """Biased HSIC estimate tr(K H L H) / (n - 1)^2 from two kernel matrices."""
     n = k.shape[0]
     kc = k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()
-    return (kc * l).sum() / (n - 1) ** 2
+    return (kc * lk).sum() / (n - 1) ** 2
 
 
-def normalized_hsic(k: torch.Tensor, l: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def normalized_hsic(k: torch.Tensor, lk: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """BiDO's normalised HSIC (hsic_normalized_cca in Peng et al. 2022's code): with the kernels
     centred on one side, Kc = K H (H = I - 11^T / m), and R = Kc (Kc + eps m I)^-1,
 
@@ -89,7 +89,7 @@ def normalized_hsic(k: torch.Tensor, l: torch.Tensor, eps: float = 1e-5) -> torc
             kc = kernel.double() - kernel.double().mean(1, keepdim=True)  # K H
             return torch.linalg.solve(kc + eps * m * eye, kc)
 
-        return (resolvent(k) * resolvent(l).T).sum().to(torch.promote_types(k.dtype, torch.float32))
+        return (resolvent(k) * resolvent(lk).T).sum().to(torch.promote_types(k.dtype, torch.float32))
 
 
 def label_kernel(y: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -49,7 +49,9 @@ class MID(Defense):
                 if child is first:
                     if is_classifier:
                         k = max(1, first.in_features // 2)
-                        bottleneck = nn.Sequential(VariationalLinear(first.in_features, k), nn.Linear(k, first.out_features))
+                        bottleneck = nn.Sequential(
+                            VariationalLinear(first.in_features, k), nn.Linear(k, first.out_features)
+                        )
                     else:
                         bottleneck = VariationalLinear(first.in_features, first.out_features)
                     setattr(parent, name, bottleneck)
@@ -93,7 +95,9 @@ class BiDO(Defense):
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         weights = self.settings["weights"]
         if arch not in weights:
-            raise ValueError(f"defenses.bido.weights has no (a1, a2) for architecture {arch!r}; it has {sorted(weights)}")
+            raise ValueError(
+                f"defenses.bido.weights has no (a1, a2) for architecture {arch!r}; it has {sorted(weights)}"
+            )
         self.a1, self.a2 = weights[arch]
         self.num_classes = num_classes
         return super().build(arch, num_classes, image_shape, arch_settings)
@@ -150,4 +154,3 @@ class InfoSCISSORS(Defense):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.club.load_state_dict(state["club"])
         self.club_opt.load_state_dict(state["club_opt"])
-

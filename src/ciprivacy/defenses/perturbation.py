@@ -101,15 +101,20 @@ class DPSGD(Defense):
         self.accountant = RDPAccountant()
         if s["noise_multiplier"] is None:
             self.noise_multiplier = get_noise_multiplier(
-                target_epsilon=s["target_epsilon"], target_delta=s["delta"], sample_rate=self.sample_rate,
-                epochs=train["epochs"], accountant="rdp",
+                target_epsilon=s["target_epsilon"],
+                target_delta=s["delta"],
+                sample_rate=self.sample_rate,
+                epochs=train["epochs"],
+                accountant="rdp",
             )
         else:
             self.noise_multiplier = float(s["noise_multiplier"])
         log.info("DP-SGD: noise multiplier %.4f, sample rate %.5f", self.noise_multiplier, self.sample_rate)
         wrapped = GradSampleModule(model)
         dp_opt = DPOptimizer(
-            optimizer, noise_multiplier=self.noise_multiplier, max_grad_norm=s["max_grad_norm"],
+            optimizer,
+            noise_multiplier=self.noise_multiplier,
+            max_grad_norm=s["max_grad_norm"],
             expected_batch_size=train["batch_size"],
         )
         dp_opt.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate))

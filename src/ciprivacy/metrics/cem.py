@@ -44,7 +44,9 @@ SINGULAR = 1e-10
 
 
 @torch.no_grad()
-def cluster_terms(padded: torch.Tensor, mask: torch.Tensor, sigma: float, k: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
+def cluster_terms(
+    padded: torch.Tensor, mask: torch.Tensor, sigma: float, k: int, iters: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per cluster of (C x n x D) per-class features: its size and sum_d 1/2 log(1 + v_d / sigma^2),
     v_d the variance around the cluster's own mean (both C x k)."""
     centroids = class_kmeans(padded, mask, k, iters)
@@ -112,7 +114,9 @@ def cem_metrics(target, images: torch.Tensor, labels: torch.Tensor, settings: di
     model.eval()
     parts = []
     sigma = None
-    for _, padded, mask in class_chunks(model.edge, images, labels, num_classes, settings["batch_size"], transform=clean):
+    for _, padded, mask in class_chunks(
+        model.edge, images, labels, num_classes, settings["batch_size"], transform=clean
+    ):
         if sigma is None:  # the link's noise is known after the first forward
             deployed = max(stds) > 0
             sigma = max(stds) if deployed else float(settings.get("cem_sigma", DEFAULT_SIGMA))

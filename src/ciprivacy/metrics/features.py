@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -10,7 +10,9 @@ from ciprivacy.data.batches import iterate_batches
 
 
 @torch.no_grad()
-def effective_information(observe: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int) -> float:
+def effective_information(
+    observe: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch_size: int
+) -> float:
     """delta(z): non-zero elements of z summed over the samples, divided by the number of samples."""
     nonzero = torch.zeros((), dtype=torch.long, device=images.device)
     for x, _ in iterate_batches(images, None, batch_size):

@@ -17,7 +17,9 @@ def per_image_quality(original: torch.Tensor, reconstructed: torch.Tensor) -> di
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     if original.shape != reconstructed.shape:
-        raise ValueError(f"shapes differ: original {tuple(original.shape)} vs reconstruction {tuple(reconstructed.shape)}")
+        raise ValueError(
+            f"shapes differ: original {tuple(original.shape)} vs reconstruction {tuple(reconstructed.shape)}"
+        )
     a = original.detach().double().cpu().numpy()
     b = reconstructed.detach().double().cpu().clamp(0, 1).numpy()
     mse = ((a - b) ** 2).reshape(a.shape[0], -1).mean(1)
@@ -53,15 +55,20 @@ def paper_quality(original: torch.Tensor, reconstructed: torch.Tensor, batch_siz
     from skimage.metrics import structural_similarity
 
     if original.shape != reconstructed.shape:
-        raise ValueError(f"shapes differ: original {tuple(original.shape)} vs reconstruction {tuple(reconstructed.shape)}")
+        raise ValueError(
+            f"shapes differ: original {tuple(original.shape)} vs reconstruction {tuple(reconstructed.shape)}"
+        )
     if batch_size < SSIM_WINDOW:
-        raise ValueError(f"metric batch_size must be at least {SSIM_WINDOW} (the SSIM window spans images), got {batch_size}")
+        raise ValueError(
+            f"metric batch_size must be at least {SSIM_WINDOW} (the SSIM window spans images), got {batch_size}"
+        )
     n, channels = original.shape[0], original.shape[1]
     if n == 0:
         raise ValueError("paper_quality needs at least one image, got none")
     if n < SSIM_WINDOW:
-        log.warning("%d images: the paper's SSIM needs at least %d (its window spans images); ssim_paper is NaN",
-                    n, SSIM_WINDOW)
+        log.warning(
+            "%d images: the paper's SSIM needs at least %d (its window spans images); ssim_paper is NaN", n, SSIM_WINDOW
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).numpy()
     a = original.detach().double().cpu().numpy()[order]
     b = reconstructed.detach().double().cpu().clamp(0, 1).numpy()[order]

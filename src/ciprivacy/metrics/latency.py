@@ -17,12 +17,12 @@ half of it.
 from __future__ import annotations
 
 import html
-
 import logging
 import platform
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,13 +41,34 @@ FLOP_CONVENTION = (
     "activations, pooling and elementwise gating not counted"
 )
 DEFAULTS = {
-    "devices": ["cpu", "cuda"], "warmup": 20, "repeats": 200, "batch_size": 1, "cpu_threads": None, "channels_last": False,
+    "devices": ["cpu", "cuda"],
+    "warmup": 20,
+    "repeats": 200,
+    "batch_size": 1,
+    "cpu_threads": None,
+    "channels_last": False,
 }
 ID_COLUMNS = ["dataset", "arch", "defense", "seed", "device"]
 COLUMNS = [
-    *ID_COLUMNS, "device_name", "threads", "batch_size", "warmup", "repeats", "latency_median_ms", "latency_q1_ms",
-    "latency_q3_ms", "latency_iqr_ms", "latency_mean_ms", "latency_std_ms", "latency_min_ms", "edge_params",
-    "edge_flops", "edge_macs", "flop_convention", "z_shape", "torch_version",
+    *ID_COLUMNS,
+    "device_name",
+    "threads",
+    "batch_size",
+    "warmup",
+    "repeats",
+    "latency_median_ms",
+    "latency_q1_ms",
+    "latency_q3_ms",
+    "latency_iqr_ms",
+    "latency_mean_ms",
+    "latency_std_ms",
+    "latency_min_ms",
+    "edge_params",
+    "edge_flops",
+    "edge_macs",
+    "flop_convention",
+    "z_shape",
+    "torch_version",
 ]
 
 
@@ -92,8 +113,11 @@ def summarize_times(times_ms: np.ndarray) -> dict[str, float]:
     """Median and spread: quartiles, IQR, mean, standard deviation (ddof 1) and minimum, in ms."""
     q1, median, q3 = np.percentile(times_ms, [25, 50, 75])
     return {
-        "latency_median_ms": float(median), "latency_q1_ms": float(q1), "latency_q3_ms": float(q3),
-        "latency_iqr_ms": float(q3 - q1), "latency_mean_ms": float(times_ms.mean()),
+        "latency_median_ms": float(median),
+        "latency_q1_ms": float(q1),
+        "latency_q3_ms": float(q3),
+        "latency_iqr_ms": float(q3 - q1),
+        "latency_mean_ms": float(times_ms.mean()),
         "latency_std_ms": float(times_ms.std(ddof=1)) if times_ms.size > 1 else 0.0,
         "latency_min_ms": float(times_ms.min()),
     }
@@ -134,9 +158,16 @@ def _measure_target(target: Target, s: dict[str, Any], devices: list[torch.devic
     with torch.inference_mode():
         z_shape = list(edge(x_cpu[:1]).shape[1:])
     common = {
-        **target.ident, "batch_size": batch, "warmup": int(s["warmup"]), "repeats": int(s["repeats"]),
-        "edge_params": count_params(target.model.edge), "edge_flops": flops, "edge_macs": flops // 2,
-        "flop_convention": FLOP_CONVENTION, "z_shape": "x".join(map(str, z_shape)), "torch_version": torch.__version__,
+        **target.ident,
+        "batch_size": batch,
+        "warmup": int(s["warmup"]),
+        "repeats": int(s["repeats"]),
+        "edge_params": count_params(target.model.edge),
+        "edge_flops": flops,
+        "edge_macs": flops // 2,
+        "flop_convention": FLOP_CONVENTION,
+        "z_shape": "x".join(map(str, z_shape)),
+        "torch_version": torch.__version__,
     }
     rows = []
     channels_last = bool(s["channels_last"])
@@ -145,12 +176,24 @@ def _measure_target(target: Target, s: dict[str, Any], devices: list[torch.devic
         x = to_layout(x_cpu.to(device), channels_last)
         times = time_forward(edge, x, int(s["warmup"]), int(s["repeats"]))
         row = {
-            **common, "device": device.type, "device_name": _device_name(device),
-            "threads": torch.get_num_threads() if device.type == "cpu" else None, **summarize_times(times),
+            **common,
+            "device": device.type,
+            "device_name": _device_name(device),
+            "threads": torch.get_num_threads() if device.type == "cpu" else None,
+            **summarize_times(times),
         }
         rows.append(row)
-        log.info("%s/%s/%s seed %s on %s: median %.3f ms (IQR %.3f), %d FLOPs", row["dataset"], row["arch"],
-                 row["defense"], row["seed"], device, row["latency_median_ms"], row["latency_iqr_ms"], flops)
+        log.info(
+            "%s/%s/%s seed %s on %s: median %.3f ms (IQR %.3f), %d FLOPs",
+            row["dataset"],
+            row["arch"],
+            row["defense"],
+            row["seed"],
+            device,
+            row["latency_median_ms"],
+            row["latency_iqr_ms"],
+            flops,
+        )
     target.model.to("cpu")
     return rows
 
@@ -198,16 +241,21 @@ def measure_built_latency(specs: list[dict[str, Any]], settings: dict[str, Any])
 
 
 def _latency_display(frame: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "Dataset": frame["dataset"], "Arch": frame["arch"], "Defense": frame["defense"], "Seed": frame["seed"],
-        "Device": frame["device"] + " (" + frame["device_name"].astype(str) + ")",
-        "Median (ms)": frame["latency_median_ms"].map("{:.3f}".format),
-        "IQR (ms)": frame["latency_iqr_ms"].map("{:.3f}".format),
-        "Std (ms)": frame["latency_std_ms"].map("{:.3f}".format),
-        "Edge MFLOPs": (frame["edge_flops"] / 1e6).map("{:,.1f}".format),
-        "Edge params": frame["edge_params"].map("{:,}".format),
-        "z": frame["z_shape"],
-    })
+    return pd.DataFrame(
+        {
+            "Dataset": frame["dataset"],
+            "Arch": frame["arch"],
+            "Defense": frame["defense"],
+            "Seed": frame["seed"],
+            "Device": frame["device"] + " (" + frame["device_name"].astype(str) + ")",
+            "Median (ms)": frame["latency_median_ms"].map("{:.3f}".format),
+            "IQR (ms)": frame["latency_iqr_ms"].map("{:.3f}".format),
+            "Std (ms)": frame["latency_std_ms"].map("{:.3f}".format),
+            "Edge MFLOPs": (frame["edge_flops"] / 1e6).map("{:,.1f}".format),
+            "Edge params": frame["edge_params"].map("{:,}".format),
+            "z": frame["z_shape"],
+        }
+    )
 
 
 def _latency_caption(frame: pd.DataFrame) -> str:
@@ -216,7 +264,8 @@ def _latency_caption(frame: pd.DataFrame) -> str:
         first = frame.iloc[0]
         threads = sorted({int(t) for t in frame["threads"].dropna()})
         setup = (
-            f"Batch of {first['batch_size']} image(s), fp32, {first['warmup']} warm-up and {first['repeats']} timed passes per row; "
+            f"Batch of {first['batch_size']} image(s), fp32, {first['warmup']} warm-up and "
+            f"{first['repeats']} timed passes per row; "
             f"CPU threads {'/'.join(map(str, threads)) or 'n/a'}; torch {first['torch_version']}. "
         )
     return (
@@ -229,7 +278,9 @@ def _latency_caption(frame: pd.DataFrame) -> str:
 
 def latency_markdown(frame: pd.DataFrame) -> str:
     """The latency table for reading: medians with IQR and std, FLOPs in millions, parameters."""
-    return f"## Edge latency and cost\n\n{_latency_caption(frame)}\n\n{_latency_display(frame).to_markdown(index=False)}\n"
+    return (
+        f"## Edge latency and cost\n\n{_latency_caption(frame)}\n\n{_latency_display(frame).to_markdown(index=False)}\n"
+    )
 
 
 def latency_html(frame: pd.DataFrame) -> str:

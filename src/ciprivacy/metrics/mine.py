@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -52,8 +52,13 @@ class PaperConvCritic(nn.Module):
 
     PLACEMENTS = ("top_left", "centre")
 
-    def __init__(self, x_shape: tuple[int, ...], z_shape: tuple[int, ...], widths: tuple[int, ...] = (64, 32, 16, 4),
-                 placement: str = "top_left"):
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        z_shape: tuple[int, ...],
+        widths: tuple[int, ...] = (64, 32, 16, 4),
+        placement: str = "top_left",
+    ):
         super().__init__()
         if len(z_shape) != 3 or z_shape[1] > x_shape[1] or z_shape[2] > x_shape[2]:
             raise ValueError(f"paper_conv critic needs z of C x H x W no larger than x {x_shape}, got {z_shape}")
@@ -85,8 +90,10 @@ class PaperConvCritic(nn.Module):
         z_hw = (z.shape[-2] + top + bottom, z.shape[-1] + left + right)
         if tuple(x.shape[-2:]) != self.x_hw or z_hw != self.x_hw:
             # The stacked form failed at the concatenation; the window must not land elsewhere.
-            raise ValueError(f"paper_conv critic built for x {self.x_hw} and z padded by {self.pad}, "
-                             f"got x {tuple(x.shape[-2:])} and z {tuple(z.shape[-2:])}")
+            raise ValueError(
+                f"paper_conv critic built for x {self.x_hw} and z padded by {self.pad}, "
+                f"got x {tuple(x.shape[-2:])} and z {tuple(z.shape[-2:])}"
+            )
         first, cx = self.net[0], x.shape[1]
         h = F.conv2d(x, first.weight[:, :cx], first.bias, padding=1)
         ring = (min(left, 1), min(right, 1), min(top, 1), min(bottom, 1))
@@ -108,7 +115,9 @@ class MLPCritic(nn.Module):
     def __init__(self, x_shape: tuple[int, ...], z_shape: tuple[int, ...], hidden: int = 128):
         super().__init__()
         d = math.prod(x_shape) + math.prod(z_shape)
-        self.net = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.net = nn.Sequential(
+            nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([x.flatten(1), z.flatten(1)], dim=1)).squeeze(1)
@@ -154,10 +163,18 @@ def estimate_mi(
             curve_epochs.append(epoch)
             log.info("MINE epoch %d: DV estimate on held-out pairs %.5f", epoch, curve[-1])
     best, last = max(curve), curve[-1]
-    return {"mi": best if report == "best" else last, "mi_best": best, "mi_last": last, "curve": curve, "curve_epochs": curve_epochs}
+    return {
+        "mi": best if report == "best" else last,
+        "mi_best": best,
+        "mi_last": last,
+        "curve": curve,
+        "curve_epochs": curve_epochs,
+    }
 
 
-def train_epoch(critic: nn.Module, pairs: Pairs, opt: torch.optim.Optimizer, gen: torch.Generator | None = None) -> None:
+def train_epoch(
+    critic: nn.Module, pairs: Pairs, opt: torch.optim.Optimizer, gen: torch.Generator | None = None
+) -> None:
     """One pass of critic updates that maximise the DV bound; nothing is read back to the host."""
     critic.train()
     for x, z in pairs():

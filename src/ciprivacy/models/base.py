@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,4 +73,3 @@ def plain_edge(arch: str, num_classes: int, image_shape: Sequence[int], **settin
     """The plain (unprotected) edge of an architecture: what an attacker who knows only the
     architecture family assumes the edge is."""
     return create_model(arch, num_classes, image_shape, **settings).edge.eval()
-

@@ -17,8 +17,11 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
     return (
-        type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and bn.track_running_stats
-        and bn.running_mean is not None and bn.num_features == conv.out_channels
+        type(conv) is nn.Conv2d
+        and type(bn) is nn.BatchNorm2d
+        and bn.track_running_stats
+        and bn.running_mean is not None
+        and bn.num_features == conv.out_channels
     )
 
 
@@ -28,8 +31,13 @@ def _pairs(module: nn.Module) -> list[tuple[str, str]]:
     names = list(module._modules)
     if isinstance(module, nn.Sequential):
         return [(a, b) for a, b in zip(names, names[1:]) if _foldable(module._modules[a], module._modules[b])]
-    return [(f"conv{i}", f"bn{i}") for i in range(1, 4)
-            if f"conv{i}" in names and f"bn{i}" in names and _foldable(module._modules[f"conv{i}"], module._modules[f"bn{i}"])]
+    return [
+        (f"conv{i}", f"bn{i}")
+        for i in range(1, 4)
+        if f"conv{i}" in names
+        and f"bn{i}" in names
+        and _foldable(module._modules[f"conv{i}"], module._modules[f"bn{i}"])
+    ]
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

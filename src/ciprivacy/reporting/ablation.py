@@ -61,7 +61,7 @@ def _variants(stats: pd.DataFrame, dataset: str, arch: str) -> list[tuple[str, s
     ran = stats.loc[(stats["dataset"] == dataset) & (stats["arch"] == arch), "defense"]
     known = {name for name, _ in VARIANTS}
     extra = sorted(d for d in set(ran) if d.startswith(PREFIX) and d not in known)
-    return [*VARIANTS, *[(d, f"w/o {d[len(PREFIX):]}") for d in extra]]
+    return [*VARIANTS, *[(d, f"w/o {d[len(PREFIX) :]}") for d in extra]]
 
 
 def ablation_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
@@ -78,12 +78,20 @@ def ablation_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
     for column in VALUE_COLUMNS:
         if column not in frame:
             frame[column] = np.nan
-    full = stats[(stats["dataset"] == dataset) & (stats["arch"] == arch) & (stats["defense"] == FULL)
-                 & (stats["metric"] == "test_acc_pct")]["mean"]
+    full = stats[
+        (stats["dataset"] == dataset)
+        & (stats["arch"] == arch)
+        & (stats["defense"] == FULL)
+        & (stats["metric"] == "test_acc_pct")
+    ]["mean"]
     frame["test_acc_change"] = frame["test_acc_pct"] - (float(full.iloc[0]) if len(full) else np.nan)
     # The compensation row is 'not run' when that scenario did not run, even if SiftFunnel did.
-    compensated = stats[(stats["dataset"] == dataset) & (stats["arch"] == arch) & (stats["defense"] == FULL)
-                        & (stats["scenario"] == COMPENSATION)]
+    compensated = stats[
+        (stats["dataset"] == dataset)
+        & (stats["arch"] == arch)
+        & (stats["defense"] == FULL)
+        & (stats["scenario"] == COMPENSATION)
+    ]
     if compensated.empty:
         frame.loc[frame.index[-1], ["status", "n_seeds"]] = [P.NOT_RUN, 0]
     stds = [f"{c}_std" for c in VALUE_COLUMNS if c != "test_acc_change"]
@@ -144,9 +152,15 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
     shown = display_frame(frame, bold=lambda s: f"\x00{s}\x01")
     spec = "ll" + "r" * (len(shown.columns) - 2)
     lines = [
-        r"\begin{table*}[t]", r"\centering", r"\scriptsize", rf"\caption{{{_latex(caption)}}}",
-        rf"\label{{tab:{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-        r" & & & & \multicolumn{3}{c}{Gen attack} & & & & \\", r"\cmidrule(lr){5-7}",
+        r"\begin{table*}[t]",
+        r"\centering",
+        r"\scriptsize",
+        rf"\caption{{{_latex(caption)}}}",
+        rf"\label{{tab:{label}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        r" & & & & \multicolumn{3}{c}{Gen attack} & & & & \\",
+        r"\cmidrule(lr){5-7}",
         "Variant & Gen attack & " + " & ".join(LATEX_HEADERS[c] for c in VALUE_COLUMNS) + r" & Seeds \\",
         r"\midrule",
     ]
@@ -161,7 +175,11 @@ def write_ablation_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str)
     """`<stem>.csv` (means and standard deviations), `.md`, `.tex` and `.html`."""
     frame = ablation_table(tidy, dataset, arch)
     ran = frame.loc[frame["status"] != P.NOT_RUN, "n_seeds"]
-    runs = f"Means over {'/'.join(map(str, sorted(set(ran))))} seed(s); standard deviations in the CSV." if len(ran) else "No run."
+    runs = (
+        f"Means over {'/'.join(map(str, sorted(set(ran))))} seed(s); standard deviations in the CSV."
+        if len(ran)
+        else "No run."
+    )
     title = f"{Path(stem).name}: SiftFunnel ablation on {dataset} / {arch}"
     caption = (
         "The paper's Table 6: SiftFunnel with one part removed at a time (the Information Funnel or the Attention "

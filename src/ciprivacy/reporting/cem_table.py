@@ -40,16 +40,25 @@ def cem_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
             sel = stats[stats["defense"] == defense]
             if sel.empty:
                 continue
-            value = lambda scenario, metric: (  # noqa: E731
-                float(sel.loc[(sel["scenario"] == scenario) & (sel["metric"] == metric), "mean"].iloc[0])
-                if ((sel["scenario"] == scenario) & (sel["metric"] == metric)).any() else np.nan
-            )
-            row = {"base": base, "defense": defense, "cem": defense.endswith(CEM_SUFFIX),
-                   "n_seeds": int(sel["n_seeds"].max()), "test_acc_pct": value(TARGET_SCENARIO, "test_acc_pct")}
+
+            def value(scenario, metric, sel=sel):
+                hit = sel.loc[(sel["scenario"] == scenario) & (sel["metric"] == metric), "mean"]
+                return float(hit.iloc[0]) if len(hit) else np.nan
+
+            row = {
+                "base": base,
+                "defense": defense,
+                "cem": defense.endswith(CEM_SUFFIX),
+                "n_seeds": int(sel["n_seeds"].max()),
+                "test_acc_pct": value(TARGET_SCENARIO, "test_acc_pct"),
+            }
             for s in SCENARIOS:
                 row[f"{s}_mse"], row[f"{s}_ssim"] = value(s, "mse"), value(s, "ssim")
-            row["gen_mse"] = np.nanmin([row["blackbox_mse"], row["graybox_mse"]]) if not (
-                np.isnan(row["blackbox_mse"]) and np.isnan(row["graybox_mse"])) else np.nan
+            row["gen_mse"] = (
+                np.nanmin([row["blackbox_mse"], row["graybox_mse"]])
+                if not (np.isnan(row["blackbox_mse"]) and np.isnan(row["graybox_mse"]))
+                else np.nan
+            )
             for m in ("mi", "delta_z", "cem_mi_bound", "cem_mse_bound"):
                 row[m] = value(TARGET_SCENARIO, m)
             rows.append(row)
@@ -87,9 +96,17 @@ def write_cem_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str) -> p
     shown = _display(frame)
     with open(f"{stem}.md", "w") as fh:
         fh.write(f"## {title}\n\n{caption}\n\n{shown.to_markdown(index=False)}\n")
-    lines = [r"\begin{table*}[t]", r"\centering", r"\scriptsize", rf"\caption{{{_latex_escape(title + '. ' + caption)}}}",
-             rf"\label{{tab:{Path(stem).name}}}", rf"\begin{{tabular}}{{l{'r' * (len(shown.columns) - 1)}}}", r"\toprule",
-             " & ".join(_latex_escape(c) for c in shown.columns) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table*}[t]",
+        r"\centering",
+        r"\scriptsize",
+        rf"\caption{{{_latex_escape(title + '. ' + caption)}}}",
+        rf"\label{{tab:{Path(stem).name}}}",
+        rf"\begin{{tabular}}{{l{'r' * (len(shown.columns) - 1)}}}",
+        r"\toprule",
+        " & ".join(_latex_escape(c) for c in shown.columns) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(_latex_escape(str(c)) for c in row) + r" \\" for row in shown.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}", ""]
     Path(f"{stem}.tex").write_text("\n".join(lines))

@@ -21,7 +21,7 @@ COLUMNS = ["claim", "statement", "rule", "dataset", "arch", "verdict", "evidence
 STATEMENTS = {
     1: "SiftFunnel loses under 3 % test accuracy against the unprotected model.",
     2: "SiftFunnel raises the generator attack's error by about 30 % or more over the best competing defense and "
-       "gives the lowest SSIM.",
+    "gives the lowest SSIM.",
     3: "SiftFunnel lowers MI and δ(z) by 50 % or more against the unprotected model.",
     4: "SiftFunnel's edge is about 20 times smaller than the AE-based defense's.",
     5: "Deeper split points lower MI, δ(z) and attack quality.",
@@ -30,14 +30,15 @@ STATEMENTS = {
 RULES = {
     1: "test_acc(siftfunnel) >= test_acc(unprotected) - 3 percentage points, same dataset/arch.",
     2: "gen_mse(siftfunnel) >= 1.3 x max gen_mse over the paper's other defenses (not unprotected) AND "
-       "gen_ssim(siftfunnel) < min gen_ssim over the paper's other defenses; gen_mse / gen_ssim = the strongest generator attack (blackbox or "
-       "graybox with the lowest MSE).",
+    "gen_ssim(siftfunnel) < min gen_ssim over the paper's other defenses; "
+    "gen_mse / gen_ssim = the strongest generator attack (blackbox or "
+    "graybox with the lowest MSE).",
     3: "mi(siftfunnel) <= 0.5 x mi(unprotected) AND delta_z(siftfunnel) <= 0.5 x delta_z(unprotected).",
     4: "edge_params(ae) >= 20 x edge_params(siftfunnel) (the ratio to the unprotected edge is shown too).",
     5: "unprotected targets at >= 2 split depths (arch '<base>' or '<base>_<suffix>'): Spearman rho(depth, x) < 0 for "
-       "x = MI, delta_z and the best attack's SSIM.",
+    "x = MI, delta_z and the best attack's SSIM.",
     6: "loss-term ablation runs named 'siftfunnel_no_<term>' (term = kl, dcor, pearson, l1): the variant with the "
-       "lowest strongest-generator MSE (blackbox or graybox with the lowest MSE) is siftfunnel_no_dcor.",
+    "lowest strongest-generator MSE (blackbox or graybox with the lowest MSE) is siftfunnel_no_dcor.",
 }
 
 
@@ -61,12 +62,21 @@ def _get(group: pd.DataFrame, defense: str, column: str) -> float:
 
 
 def _claims_1_to_4(group: pd.DataFrame) -> list[tuple[int, str, str]]:
-    sf, un, ae = ("siftfunnel" in set(group["defense"]), "unprotected" in set(group["defense"]), "ae" in set(group["defense"]))
+    sf, un, ae = (
+        "siftfunnel" in set(group["defense"]),
+        "unprotected" in set(group["defense"]),
+        "ae" in set(group["defense"]),
+    )
     out = []
     if sf and un:
         acc_sf, acc_un = _get(group, "siftfunnel", "test_acc_pct"), _get(group, "unprotected", "test_acc_pct")
-        out.append((1, _verdict(acc_sf >= acc_un - 3), f"test_acc siftfunnel {acc_sf:.2f} %, unprotected {acc_un:.2f} % "
-                                                       f"(change {acc_sf - acc_un:+.2f} pts)"))
+        out.append(
+            (
+                1,
+                _verdict(acc_sf >= acc_un - 3),
+                f"test_acc siftfunnel {acc_sf:.2f} %, unprotected {acc_un:.2f} % (change {acc_sf - acc_un:+.2f} pts)",
+            )
+        )
     else:
         out.append((1, NOT_RUN, "needs siftfunnel and unprotected runs"))
     # The competitors are the paper's other defenses, not SiftFunnel's own variants (ablation,
@@ -79,23 +89,40 @@ def _claims_1_to_4(group: pd.DataFrame) -> list[tuple[int, str, str]]:
         rest = competing.dropna(subset=["gen_ssim"])
         low = rest.loc[rest["gen_ssim"].idxmin()]
         ok = mse_sf >= 1.3 * top["gen_mse"] and ssim_sf < low["gen_ssim"]
-        out.append((2, _verdict(ok), f"gen_mse siftfunnel {mse_sf:.4g} vs best other {top['defense']} {top['gen_mse']:.4g} "
-                                     f"(ratio {mse_sf / top['gen_mse']:.2f}); gen_ssim siftfunnel {ssim_sf:.4f} vs lowest "
-                                     f"other {low['defense']} {low['gen_ssim']:.4f}"))
+        out.append(
+            (
+                2,
+                _verdict(ok),
+                f"gen_mse siftfunnel {mse_sf:.4g} vs best other {top['defense']} {top['gen_mse']:.4g} "
+                f"(ratio {mse_sf / top['gen_mse']:.2f}); gen_ssim siftfunnel {ssim_sf:.4f} vs lowest "
+                f"other {low['defense']} {low['gen_ssim']:.4f}",
+            )
+        )
     else:
         out.append((2, NOT_RUN, "needs siftfunnel and at least one competing defense"))
     if sf and un:
         mi = (_get(group, "siftfunnel", "mi"), _get(group, "unprotected", "mi"))
         dz = (_get(group, "siftfunnel", "delta_z"), _get(group, "unprotected", "delta_z"))
-        out.append((3, _verdict(mi[0] <= 0.5 * mi[1] and dz[0] <= 0.5 * dz[1]),
-                    f"MI siftfunnel {mi[0]:.4g} / unprotected {mi[1]:.4g} = {mi[0] / mi[1]:.2f}; delta_z {dz[0]:.0f} / "
-                    f"{dz[1]:.0f} = {dz[0] / dz[1]:.2f}"))
+        out.append(
+            (
+                3,
+                _verdict(mi[0] <= 0.5 * mi[1] and dz[0] <= 0.5 * dz[1]),
+                f"MI siftfunnel {mi[0]:.4g} / unprotected {mi[1]:.4g} = {mi[0] / mi[1]:.2f}; delta_z {dz[0]:.0f} / "
+                f"{dz[1]:.0f} = {dz[0] / dz[1]:.2f}",
+            )
+        )
     else:
         out.append((3, NOT_RUN, "needs siftfunnel and unprotected runs"))
     if sf and ae:
         p_sf, p_ae, p_un = (_get(group, d, "edge_params") for d in ("siftfunnel", "ae", "unprotected"))
-        out.append((4, _verdict(p_ae >= 20 * p_sf), f"edge_params ae {p_ae:,.0f} / siftfunnel {p_sf:,.0f} = {p_ae / p_sf:.1f}x; "
-                                                   f"unprotected {p_un:,.0f} / siftfunnel = {p_un / p_sf:.1f}x"))
+        out.append(
+            (
+                4,
+                _verdict(p_ae >= 20 * p_sf),
+                f"edge_params ae {p_ae:,.0f} / siftfunnel {p_sf:,.0f} = {p_ae / p_sf:.1f}x; "
+                f"unprotected {p_un:,.0f} / siftfunnel = {p_un / p_sf:.1f}x",
+            )
+        )
     else:
         out.append((4, NOT_RUN, "needs siftfunnel and ae runs"))
     return out
@@ -125,8 +152,16 @@ def _claim_5(tidy: pd.DataFrame) -> list[dict]:
         evidence = "; ".join(f"rho(depth, {m}) = {r:.2f}" for m, r in rhos.items()) + f" over {len(group)} depths"
         rows.append({"claim": 5, "dataset": dataset, "arch": base, "verdict": _verdict(ok), "evidence": evidence})
     if not rows:
-        rows.append({"claim": 5, "dataset": "", "arch": "", "verdict": NOT_RUN,
-                     "evidence": "no unprotected runs at two or more split depths (enable experiments.depth; the demo has it in presets/demo-all.yaml)"})
+        rows.append(
+            {
+                "claim": 5,
+                "dataset": "",
+                "arch": "",
+                "verdict": NOT_RUN,
+                "evidence": "no unprotected runs at two or more split depths "
+                "(enable experiments.depth; the demo has it in presets/demo-all.yaml)",
+            }
+        )
     return rows
 
 
@@ -140,11 +175,26 @@ def _claim_6(tidy: pd.DataFrame) -> list[dict]:
         if variants.empty:
             continue
         weakest = variants.idxmin()
-        rows.append({"claim": 6, "dataset": dataset, "arch": arch, "verdict": _verdict(weakest == "siftfunnel_no_dcor"),
-                     "evidence": "best-attack MSE: " + ", ".join(f"{d} {v:.4g}" for d, v in variants.sort_values().items())})
+        rows.append(
+            {
+                "claim": 6,
+                "dataset": dataset,
+                "arch": arch,
+                "verdict": _verdict(weakest == "siftfunnel_no_dcor"),
+                "evidence": "best-attack MSE: " + ", ".join(f"{d} {v:.4g}" for d, v in variants.sort_values().items()),
+            }
+        )
     if not rows:
-        rows.append({"claim": 6, "dataset": "", "arch": "", "verdict": NOT_RUN,
-                     "evidence": "no loss-term ablation runs (siftfunnel_no_kl / _dcor / _pearson / _l1; enable experiments.ablation)"})
+        rows.append(
+            {
+                "claim": 6,
+                "dataset": "",
+                "arch": "",
+                "verdict": NOT_RUN,
+                "evidence": "no loss-term ablation runs "
+                "(siftfunnel_no_kl / _dcor / _pearson / _l1; enable experiments.ablation)",
+            }
+        )
     return rows
 
 
@@ -213,19 +263,24 @@ def _claims_html(frame: pd.DataFrame) -> str:
         counts = group["verdict"].value_counts()
         cells = "".join(
             f'<td style="background:{VERDICT_COLOURS[v]}"><b>{counts[v]}</b></td>' if counts.get(v, 0) else "<td>0</td>"
-            for v in (HOLDS, FAILS, NOT_RUN))
+            for v in (HOLDS, FAILS, NOT_RUN)
+        )
         lines.append(f"<tr><td>{claim}</td><td>{esc(str(group['statement'].iloc[0]))}</td>{cells}</tr>")
         rows = "".join(
             f"<tr>{verdict_cell(r.verdict)}<td>{esc(str(r.dataset))}</td><td>{esc(str(r.arch))}</td>"
-            f"<td>{esc(str(r.evidence))}</td></tr>" for r in group.itertuples())
+            f"<td>{esc(str(r.evidence))}</td></tr>"
+            for r in group.itertuples()
+        )
         sections.append(
             f"<h4>Claim {claim}: {esc(str(group['statement'].iloc[0]))}</h4>\n"
             f'<p class="rule">Rule: <code>{esc(str(group["rule"].iloc[0]))}</code></p>\n'
             '<table class="results claims"><thead><tr><th>verdict</th><th>dataset</th><th>arch</th><th>evidence</th>'
-            f"</tr></thead><tbody>{rows}</tbody></table>")
-    style = ("<style>table.claims td { white-space: normal; max-width: 45em; } table.claims { margin-bottom: 4px; }"
-             " table.summary td:nth-child(2) { white-space: normal; } h4 { margin: 18px 0 2px; }"
-             " p.rule { margin: 2px 0 6px; max-width: 70em; color: #333; }</style>")
-    summary = (f'<table class="results summary"><thead><tr>{head}</tr></thead><tbody>{"".join(lines)}</tbody></table>')
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+        )
+    style = (
+        "<style>table.claims td { white-space: normal; max-width: 45em; } table.claims { margin-bottom: 4px; }"
+        " table.summary td:nth-child(2) { white-space: normal; } h4 { margin: 18px 0 2px; }"
+        " p.rule { margin: 2px 0 6px; max-width: 70em; color: #333; }</style>"
+    )
+    summary = f'<table class="results summary"><thead><tr>{head}</tr></thead><tbody>{"".join(lines)}</tbody></table>'
     return "\n".join([style, summary, *sections])
-

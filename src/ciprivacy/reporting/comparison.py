@@ -15,7 +15,16 @@ from ciprivacy.reporting.results import as_paper_protocol, seed_stats
 
 MATCH = ["dataset", "arch", "defense", "scenario", "metric"]
 COLUMNS = [
-    "table", *MATCH, "paper", "ours", "ours_std", "n_seeds", "difference", "relative_difference", "status", "paper_note",
+    "table",
+    *MATCH,
+    "paper",
+    "ours",
+    "ours_std",
+    "n_seeds",
+    "difference",
+    "relative_difference",
+    "status",
+    "paper_note",
 ]
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -20,7 +20,9 @@ def _show(ax, image) -> None:
     ax.set_yticks([])
 
 
-def plot_reconstructions(sample_files: Sequence[str], scenarios: Sequence[str], output: str, title: str = "", n: int = 8) -> None:
+def plot_reconstructions(
+    sample_files: Sequence[str], scenarios: Sequence[str], output: str, title: str = "", n: int = 8
+) -> None:
     """Top row: originals; one row per scenario below, the same test images in the same columns."""
     samples = [load_torch(p) for p in sample_files]
     originals = samples[0]["original"]

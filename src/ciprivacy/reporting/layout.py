@@ -12,8 +12,16 @@ FAMILIES: dict[str, list[str]] = {
 DEFENSES = [d for members in FAMILIES.values() for d in members]
 FAMILY_OF = {d: f for f, members in FAMILIES.items() for d in members}
 LABELS = {
-    "unprotected": "Unprotected", "noise": "Noise", "dropping": "Dropping", "dpsgd": "DP-SGD", "nls": "NLS",
-    "mid": "MID", "bido": "BiDO", "vib": "VIB", "infoscissors": "InfoSCISSORS", "ae": "AE-based",
+    "unprotected": "Unprotected",
+    "noise": "Noise",
+    "dropping": "Dropping",
+    "dpsgd": "DP-SGD",
+    "nls": "NLS",
+    "mid": "MID",
+    "bido": "BiDO",
+    "vib": "VIB",
+    "infoscissors": "InfoSCISSORS",
+    "ae": "AE-based",
     "siftfunnel": "SiftFunnel",
 }
 # The paper reports the deepened-edge defenses under the gray-box generator and, below, black-box.
@@ -28,7 +36,12 @@ PAPER_ARCHS = ["cnn", "resnet18", "vgg16"]
 # Measures shown, their direction (True: higher is better) and display format.
 METRICS = ["test_acc_pct", "mse", "psnr", "ssim", "mi", "delta_z", "edge_params"]
 HIGHER_IS_BETTER = {
-    "test_acc_pct": True, "mse": True, "psnr": False, "ssim": False, "mi": False, "delta_z": False,
+    "test_acc_pct": True,
+    "mse": True,
+    "psnr": False,
+    "ssim": False,
+    "mi": False,
+    "delta_z": False,
     "edge_params": False,
 }
 

@@ -4,8 +4,8 @@ Figure 2's depth study (a clear 'no depth runs' panel until depth runs exist).""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -13,13 +13,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
-
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
 
 from ciprivacy.io import load_json, load_torch  # noqa: E402
 from ciprivacy.reporting import layout as L  # noqa: E402
-from ciprivacy.reporting.ablation import PREFIX as ABLATION_PREFIX, VARIANTS as ABLATION_VARIANTS  # noqa: E402
+from ciprivacy.reporting.ablation import PREFIX as ABLATION_PREFIX  # noqa: E402
+from ciprivacy.reporting.ablation import VARIANTS as ABLATION_VARIANTS
 from ciprivacy.reporting.claims import depth_frame  # noqa: E402
 from ciprivacy.reporting.results import KEYS, best_attack, target_wide  # noqa: E402
 
@@ -28,15 +28,18 @@ CEM_SUFFIX = "+cem"
 ABLATION_LABELS = dict(ABLATION_VARIANTS)
 # The unit a split depth counts, per base architecture (the models' split_block): the depth
 # axis of Figure 2 is drawn per architecture, since these units differ.
-DEPTH_UNITS = {"cnn": "convolution blocks on the edge", "resnet18": "basic blocks after the stem",
-               "vgg16": "convolutions on the edge"}
+DEPTH_UNITS = {
+    "cnn": "convolution blocks on the edge",
+    "resnet18": "basic blocks after the stem",
+    "vgg16": "convolutions on the edge",
+}
 
 
 def _label(defense: str) -> str:
     """A defense's name as the tables print it: 'Noise', 'SiftFunnel + CEM', 'SiftFunnel w/o
     dCor (nonlinear)', rather than the config names ('noise+cem', 'siftfunnel_no_dcor')."""
     if defense.endswith(CEM_SUFFIX):
-        return f"{_label(defense[:-len(CEM_SUFFIX)])} + CEM"
+        return f"{_label(defense[: -len(CEM_SUFFIX)])} + CEM"
     if defense in ABLATION_LABELS and defense.startswith(ABLATION_PREFIX):
         return f"SiftFunnel {ABLATION_LABELS[defense]}"
     return L.LABELS.get(defense, defense)
@@ -46,7 +49,7 @@ def _family(defense: str) -> str:
     """The legend group of a defense: its paper family, '<family> + CEM' for a CEM variant,
     'SiftFunnel ablation' for a siftfunnel_no_* variant, 'unprotected' only for itself."""
     if defense.endswith(CEM_SUFFIX):
-        return f"{_family(defense[:-len(CEM_SUFFIX)])} + CEM"
+        return f"{_family(defense[: -len(CEM_SUFFIX)])} + CEM"
     if defense.startswith(ABLATION_PREFIX):
         return "SiftFunnel ablation"
     return L.FAMILY_OF.get(defense) or ("unprotected" if defense == "unprotected" else "other")
@@ -75,7 +78,9 @@ def figure4(sample_files: Sequence[str], metric_files: Sequence[str], output: st
     for samples, metrics in zip(sample_files, metric_files):
         meta = load_json(metrics)
         runs[(meta["defense"], meta["scenario"])] = load_torch(samples)
-    defenses = [d for d in [*L.DEFENSES, *sorted({d for d, _ in runs} - set(L.DEFENSES))] if any(k[0] == d for k in runs)]
+    defenses = [
+        d for d in [*L.DEFENSES, *sorted({d for d, _ in runs} - set(L.DEFENSES))] if any(k[0] == d for k in runs)
+    ]
     scenarios = [s for s in SCENARIO_LABELS if any(k[1] == s for k in runs)]
     first = next(iter(runs.values()))
     for key, run in runs.items():
@@ -83,8 +88,13 @@ def figure4(sample_files: Sequence[str], metric_files: Sequence[str], output: st
             raise ValueError(f"run {key} reconstructed other test images than the first run")
     n = min(n, *(len(r["reconstructed"]) for r in runs.values()))
     rows, cols = len(defenses) + 1, len(scenarios) * n
-    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols + 1.6, 0.95 * rows + 0.6), squeeze=False,
-                             gridspec_kw={"wspace": 0.05, "hspace": 0.08})
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(0.9 * cols + 1.6, 0.95 * rows + 0.6),
+        squeeze=False,
+        gridspec_kw={"wspace": 0.05, "hspace": 0.08},
+    )
     for b, scenario in enumerate(scenarios):
         for j in range(n):
             col = b * n + j
@@ -107,7 +117,8 @@ def figure4(sample_files: Sequence[str], metric_files: Sequence[str], output: st
 def _per_seed(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
     target = target_wide(tidy)
     best = best_attack(tidy)[[*KEYS, "ssim", "mse", "scenario"]].rename(
-        columns={"ssim": "best_ssim", "mse": "best_mse", "scenario": "best_scenario"})
+        columns={"ssim": "best_ssim", "mse": "best_mse", "scenario": "best_scenario"}
+    )
     frame = target.merge(best, on=KEYS, how="inner")
     frame = frame[(frame["dataset"] == dataset) & (frame["arch"] == arch)].copy()
     frame["family"] = frame["defense"].map(_family)
@@ -125,18 +136,34 @@ def privacy_utility(tidy: pd.DataFrame, dataset: str, arch: str, output: str) ->
     if frame.empty:
         for ax in axes:
             ax.text(0.5, 0.5, f"no runs for {dataset}/{arch}", ha="center", va="center", transform=ax.transAxes)
-    for ax, x, xlabel in zip(axes, ("best_ssim", "mi"), ("SSIM of the best attack (lower = more private)",
-                                                        "MI estimate (lower = more private)")):
+    for ax, x, xlabel in zip(
+        axes,
+        ("best_ssim", "mi"),
+        ("SSIM of the best attack (lower = more private)", "MI estimate (lower = more private)"),
+    ):
         if frame.empty or x not in frame:
             continue
         stats = frame.groupby(["defense", "label", "family"])[[x, "test_acc_pct"]].agg(["mean", "std"]).reset_index()
         stats.columns = ["_".join(c).strip("_") for c in stats.columns]
         sns.scatterplot(data=stats, x=f"{x}_mean", y="test_acc_pct_mean", hue="family", style="family", s=70, ax=ax)
-        ax.errorbar(stats[f"{x}_mean"], stats["test_acc_pct_mean"], xerr=stats[f"{x}_std"].fillna(0),
-                    yerr=stats["test_acc_pct_std"].fillna(0), fmt="none", ecolor="0.5", elinewidth=0.8, capsize=2)
+        ax.errorbar(
+            stats[f"{x}_mean"],
+            stats["test_acc_pct_mean"],
+            xerr=stats[f"{x}_std"].fillna(0),
+            yerr=stats["test_acc_pct_std"].fillna(0),
+            fmt="none",
+            ecolor="0.5",
+            elinewidth=0.8,
+            capsize=2,
+        )
         for _, row in stats.iterrows():
-            ax.annotate(row["label"], (row[f"{x}_mean"], row["test_acc_pct_mean"]), xytext=(4, 3),
-                        textcoords="offset points", fontsize=7)
+            ax.annotate(
+                row["label"],
+                (row[f"{x}_mean"], row["test_acc_pct_mean"]),
+                xytext=(4, 3),
+                textcoords="offset points",
+                fontsize=7,
+            )
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         handles, labels = ax.get_legend_handles_labels()
@@ -146,8 +173,9 @@ def privacy_utility(tidy: pd.DataFrame, dataset: str, arch: str, output: str) ->
     fig.suptitle(f"Privacy vs utility, {dataset} / {arch} ({seeds} seed(s); error bars: std over seeds)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.84 if handles else 1, 1))
     if handles:
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.845, 0.5), fontsize=8, title="family",
-                   frameon=False)
+        fig.legend(
+            handles, labels, loc="center left", bbox_to_anchor=(0.845, 0.5), fontsize=8, title="family", frameon=False
+        )
     _save(fig, output)
 
 
@@ -164,8 +192,16 @@ CRITERIA_ATTACK = {
     "mse": ("MSE of the best attack\n(higher = more private)", -1),  # two lines: fits a short panel
     "ssim": ("SSIM of the best attack\n(lower = more private)", +1),
 }
-CRITERIA_COLUMNS = ["criterion", "attack_metric", "spearman_rho", "p_value", "n_runs", "expected_sign", "agreement",
-                    "status"]
+CRITERIA_COLUMNS = [
+    "criterion",
+    "attack_metric",
+    "spearman_rho",
+    "p_value",
+    "n_runs",
+    "expected_sign",
+    "agreement",
+    "status",
+]
 VIOLATION_COLUMNS = ["dataset", "arch", "defense", "seed", "scenario", "mse", "cem_mse_bound"]
 
 
@@ -254,28 +290,66 @@ def criteria(tidy: pd.DataFrame, output: str, table: str) -> pd.DataFrame:
             ax = axes[i, j]
             name = f"{CRITERIA_SHORT[criterion]} vs {metric.upper()}"
             rho, p, n, status = _spearman(frame, criterion, metric)
-            rows.append({"criterion": criterion, "attack_metric": metric, "spearman_rho": rho, "p_value": p,
-                         "n_runs": n, "expected_sign": sign, "agreement": rho * sign, "status": status})
+            rows.append(
+                {
+                    "criterion": criterion,
+                    "attack_metric": metric,
+                    "spearman_rho": rho,
+                    "p_value": p,
+                    "n_runs": n,
+                    "expected_sign": sign,
+                    "agreement": rho * sign,
+                    "status": status,
+                }
+            )
             if status == "not measured":
-                ax.text(0.5, 0.5, f"{xlabel}:\nnot measured in these runs", ha="center", va="center",
-                        transform=ax.transAxes, fontsize=10)
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"{xlabel}:\nnot measured in these runs",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    fontsize=10,
+                )
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.set_title(name, fontsize=9)
                 continue
             ok = frame.dropna(subset=[criterion, metric])
-            sns.scatterplot(data=ok, x=criterion, y=metric, hue="run", hue_order=runs, ax=ax, s=60,
-                            legend=not handles and not ok.empty)
+            sns.scatterplot(
+                data=ok,
+                x=criterion,
+                y=metric,
+                hue="run",
+                hue_order=runs,
+                ax=ax,
+                s=60,
+                legend=not handles and not ok.empty,
+            )
             if ax.get_legend() is not None:
                 handles, labels = ax.get_legend_handles_labels()
                 ax.get_legend().remove()
             for _, row in ok.iterrows():
-                ax.annotate(_label(row["defense"]), (row[criterion], row[metric]),
-                            xytext=(4, 3), textcoords="offset points", fontsize=6)
+                ax.annotate(
+                    _label(row["defense"]),
+                    (row[criterion], row[metric]),
+                    xytext=(4, 3),
+                    textcoords="offset points",
+                    fontsize=6,
+                )
             marked = flagged.dropna(subset=[criterion, metric]) if metric == "mse" else flagged.iloc[0:0]
             if not marked.empty:
-                ax.scatter(marked[criterion], marked[metric], marker="x", color="red", s=110, linewidths=2,
-                           zorder=5, label="MSE below the CEM bound")
+                ax.scatter(
+                    marked[criterion],
+                    marked[metric],
+                    marker="x",
+                    color="red",
+                    s=110,
+                    linewidths=2,
+                    zorder=5,
+                    label="MSE below the CEM bound",
+                )
                 ax.legend(fontsize=7)
             ax.set_xlabel(xlabel + _log_x(ax, ok[criterion]))
             ax.set_ylabel(ylabel)
@@ -290,16 +364,28 @@ def criteria(tidy: pd.DataFrame, output: str, table: str) -> pd.DataFrame:
         scored = result[(result["attack_metric"] == metric) & (result["status"] == "measured")]
         if not scored.empty:
             top = scored.loc[scored["agreement"].idxmax()]
-            verdicts.append(f"best predictor of {metric.upper()}: {CRITERIA_SHORT[top['criterion']]} "
-                            f"(ρ = {top['spearman_rho']:.2f})")
-    fig.suptitle("Which criterion tracks how well the strongest attack on z reconstructs? One point per run; "
-                 "a good criterion has ρ < 0 with MSE and ρ > 0 with SSIM.\n"
-                 + ("; ".join(verdicts) or "no criterion has a defined ρ")
-                 + f"; {len(violations)} run(s) with MSE below the CEM bound (red x)", fontsize=10)
+            verdicts.append(
+                f"best predictor of {metric.upper()}: {CRITERIA_SHORT[top['criterion']]} "
+                f"(ρ = {top['spearman_rho']:.2f})"
+            )
+    fig.suptitle(
+        "Which criterion tracks how well the strongest attack on z reconstructs? One point per run; "
+        "a good criterion has ρ < 0 with MSE and ρ > 0 with SSIM.\n"
+        + ("; ".join(verdicts) or "no criterion has a defined ρ")
+        + f"; {len(violations)} run(s) with MSE below the CEM bound (red x)",
+        fontsize=10,
+    )
     fig.tight_layout(rect=(0, 0, 0.85 if handles else 1, 1))
     if handles:
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.855, 0.5), fontsize=8,
-                   title="run (dataset / arch)", frameon=False)
+        fig.legend(
+            handles,
+            labels,
+            loc="center left",
+            bbox_to_anchor=(0.855, 0.5),
+            fontsize=8,
+            title="run (dataset / arch)",
+            frameon=False,
+        )
     _save(fig, output)
     Path(table).parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(table, index=False)
@@ -319,8 +405,15 @@ def figure2_depth(tidy: pd.DataFrame, output: str) -> bool:
     if depth.empty:
         fig, ax = plt.subplots(figsize=(7, 1.6))
         ax.axis("off")
-        ax.text(0.5, 0.5, "Figure 2 (depth study): no depth runs.\nIt needs unprotected targets at two or more split "
-                "depths\nof one dataset/architecture (experiments.depth).", ha="center", va="center", fontsize=11)
+        ax.text(
+            0.5,
+            0.5,
+            "Figure 2 (depth study): no depth runs.\nIt needs unprotected targets at two or more split "
+            "depths\nof one dataset/architecture (experiments.depth).",
+            ha="center",
+            va="center",
+            fontsize=11,
+        )
         _save(fig, output)
         return False
     series = list(depth.groupby(["dataset", "base_arch"]))
@@ -336,8 +429,9 @@ def figure2_depth(tidy: pd.DataFrame, output: str) -> bool:
             ax.set_xlabel(f"split depth ({unit})")
             ax.set_ylabel(label)
             ax.set_title(f"{dataset} / {base}: {label}", fontsize=9)
-    fig.suptitle("Figure 2: the unprotected model split at increasing depth (one row per dataset / architecture)",
-                 fontsize=10)
+    fig.suptitle(
+        "Figure 2: the unprotected model split at increasing depth (one row per dataset / architecture)", fontsize=10
+    )
     fig.tight_layout()
     _save(fig, output)
     return True

@@ -33,20 +33,43 @@ VALUE_COLUMNS = [
     ("edge_params", TARGET_SCENARIO, "edge_params"),
 ]
 HEADERS = {
-    "test_acc_pct": "Test acc (%)", "test_acc_change": "Δ acc (pts)", "mle_mse": "rMLE MSE↑", "mle_psnr": "rMLE PSNR↓",
-    "mle_ssim": "rMLE SSIM↓", "gen_mse": "Gen MSE↑", "gen_psnr": "Gen PSNR↓", "gen_ssim": "Gen SSIM↓", "mi": "MI↓",
-    "delta_z": "δ(z)↓", "edge_params": "Edge params↓",
+    "test_acc_pct": "Test acc (%)",
+    "test_acc_change": "Δ acc (pts)",
+    "mle_mse": "rMLE MSE↑",
+    "mle_psnr": "rMLE PSNR↓",
+    "mle_ssim": "rMLE SSIM↓",
+    "gen_mse": "Gen MSE↑",
+    "gen_psnr": "Gen PSNR↓",
+    "gen_ssim": "Gen SSIM↓",
+    "mi": "MI↓",
+    "delta_z": "δ(z)↓",
+    "edge_params": "Edge params↓",
 }
 LATEX_HEADERS = {
-    "test_acc_pct": r"Acc (\%)", "test_acc_change": r"$\Delta$acc", "mle_mse": r"MSE$\uparrow$",
-    "mle_psnr": r"PSNR$\downarrow$", "mle_ssim": r"SSIM$\downarrow$", "gen_mse": r"MSE$\uparrow$",
-    "gen_psnr": r"PSNR$\downarrow$", "gen_ssim": r"SSIM$\downarrow$", "mi": r"MI$\downarrow$",
-    "delta_z": r"$\delta(z)\downarrow$", "edge_params": r"$|\theta_e|\downarrow$",
+    "test_acc_pct": r"Acc (\%)",
+    "test_acc_change": r"$\Delta$acc",
+    "mle_mse": r"MSE$\uparrow$",
+    "mle_psnr": r"PSNR$\downarrow$",
+    "mle_ssim": r"SSIM$\downarrow$",
+    "gen_mse": r"MSE$\uparrow$",
+    "gen_psnr": r"PSNR$\downarrow$",
+    "gen_ssim": r"SSIM$\downarrow$",
+    "mi": r"MI$\downarrow$",
+    "delta_z": r"$\delta(z)\downarrow$",
+    "edge_params": r"$|\theta_e|\downarrow$",
 }
 BEST = {c: L.HIGHER_IS_BETTER[m] for c, _, m in VALUE_COLUMNS if m is not None}
 FORMATS = {
-    "test_acc_pct": "{:.2f}", "test_acc_change": "{:+.2f}", "mle_mse": "{:.4g}", "mle_psnr": "{:.2f}", "mle_ssim": "{:.4f}",
-    "gen_mse": "{:.4g}", "gen_psnr": "{:.2f}", "gen_ssim": "{:.4f}", "mi": "{:.3g}", "delta_z": "{:,.0f}",
+    "test_acc_pct": "{:.2f}",
+    "test_acc_change": "{:+.2f}",
+    "mle_mse": "{:.4g}",
+    "mle_psnr": "{:.2f}",
+    "mle_ssim": "{:.4f}",
+    "gen_mse": "{:.4g}",
+    "gen_psnr": "{:.2f}",
+    "gen_ssim": "{:.4f}",
+    "mi": "{:.3g}",
+    "delta_z": "{:,.0f}",
     "edge_params": "{:,.0f}",
 }
 NOT_RUN = "not run"
@@ -80,7 +103,9 @@ def _row(stats: pd.DataFrame, dataset: str, arch: str, defense: str, gen_attack:
 
 def _with_change(frame: pd.DataFrame, stats: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Test accuracy change in points against the unprotected model of the same dataset/arch."""
-    base = stats[(stats["dataset"] == dataset) & (stats["defense"] == "unprotected") & (stats["metric"] == "test_acc_pct")]
+    base = stats[
+        (stats["dataset"] == dataset) & (stats["defense"] == "unprotected") & (stats["metric"] == "test_acc_pct")
+    ]
     base = base.set_index("arch")["mean"]
     frame["test_acc_change"] = [
         acc - base[arch] if arch in base.index and isinstance(acc, float) else np.nan
@@ -146,8 +171,10 @@ def display_frame(frame: pd.DataFrame, by: str = "defense", bold=lambda s: f"**{
     columns = [c for c, _, _ in VALUE_COLUMNS]
     out = pd.DataFrame(index=frame.index)
     if by == "defense":
-        out["Family"] = [f if not g and (i == 0 or frame["family"].iloc[i - 1] != f) else "" for i, (f, g) in
-                         enumerate(zip(frame["family"], frame["gen_only"]))]
+        out["Family"] = [
+            f if not g and (i == 0 or frame["family"].iloc[i - 1] != f) else ""
+            for i, (f, g) in enumerate(zip(frame["family"], frame["gen_only"]))
+        ]
     out["Defense" if by == "defense" else "Architecture"] = [_label(r, by) for _, r in frame.iterrows()]
     out["Gen attack"] = frame["gen_attack"]
     for column in columns:
@@ -175,8 +202,19 @@ def mean_and_spread(frame: pd.DataFrame, column: str, i: int, fmt: str) -> str:
 
 
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("—", "--"),
-                 ("δ", r"$\delta$"), ("Δ", r"$\Delta$"), ("θ", r"$\theta$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("—", "--"),
+        ("δ", r"$\delta$"),
+        ("Δ", r"$\Delta$"),
+        ("θ", r"$\theta$"),
+        ("↑", r"$\uparrow$"),
+        ("↓", r"$\downarrow$"),
+    ):
         text = text.replace(a, b)
     return text
 
@@ -188,12 +226,19 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str, by: str = "defense")
     n_id = 3 if by == "defense" else 2
     spec = "l" * n_id + "r" * (len(heads) - n_id)
     lines = [
-        r"\begin{table*}[t]", r"\centering", r"\scriptsize", rf"\caption{{{_latex_escape(caption)}}}",
-        rf"\label{{tab:{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+        r"\begin{table*}[t]",
+        r"\centering",
+        r"\scriptsize",
+        rf"\caption{{{_latex_escape(caption)}}}",
+        rf"\label{{tab:{label}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
         " & " * (n_id + 2) + r"\multicolumn{3}{c}{rMLE (white-box)} & \multicolumn{3}{c}{Gen} & & & & \\",
         rf"\cmidrule(lr){{{n_id + 3}-{n_id + 5}}}\cmidrule(lr){{{n_id + 6}-{n_id + 8}}}",
         " & ".join(_latex_escape(h) for h in heads[:n_id])
-        + " & " + " & ".join(LATEX_HEADERS[c] for c, _, _ in VALUE_COLUMNS) + r" & Seeds \\",
+        + " & "
+        + " & ".join(LATEX_HEADERS[c] for c, _, _ in VALUE_COLUMNS)
+        + r" & Seeds \\",
         r"\midrule",
     ]
     groups = list(frame["family"]) if by == "defense" else [None] * len(frame)
@@ -249,7 +294,8 @@ HTML_PAGE = """<!DOCTYPE html>
 <style>
 body {{ font-family: sans-serif; font-size: 12px; margin: 8px; }}
 table.results {{ border-collapse: collapse; }}
-table.results th, table.results td {{ padding: 2px 6px; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }}
+table.results th, table.results td {{ padding: 2px 6px; border-bottom: 1px solid #ddd; text-align: right;
+  white-space: nowrap; }}
 table.results th {{ white-space: normal; vertical-align: bottom; position: sticky; top: 0; background: #fff;
   border-bottom: none; box-shadow: inset 0 -2px 0 #444; }}
 table.results td:nth-child(-n+3), table.results th:nth-child(-n+3) {{ text-align: left; }}
@@ -304,7 +350,8 @@ def write_defense_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str) 
     frame = defense_table(tidy, dataset, arch)
     paper = L.paper_table_for(dataset, arch)
     where = (
-        f"our run of the paper's Table {paper[5:]}" if paper
+        f"our run of the paper's Table {paper[5:]}"
+        if paper
         else f"the paper's Table 2 layout (the paper has no table for {dataset}/{arch}, so there is nothing to compare)"
     )
     title = f"{Path(stem).name}: all defenses on {dataset} / {arch}"

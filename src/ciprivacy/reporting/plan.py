@@ -25,18 +25,27 @@ def defense_tables(found: dict[str, Experiment]) -> dict[str, tuple[str, str, st
     """Table name -> (dataset, arch, experiment): the Tables 2-4 layout, one per pair."""
     return {
         L.defense_table_name(d, a): (d, a, exp.name)
-        for exp in found.values() if exp.kind == "defenses" for d, a in _pairs(exp)
+        for exp in found.values()
+        if exp.kind == "defenses"
+        for d, a in _pairs(exp)
     }
 
 
 def arch_tables(found: dict[str, Experiment]) -> dict[str, tuple[str, str]]:
     """Table name -> (dataset, experiment): the Table 5 layout, SiftFunnel across archs."""
-    return {L.arch_table_name(d): (d, exp.name) for exp in found.values() if exp.kind == "architectures" for d in exp.datasets}
+    return {
+        L.arch_table_name(d): (d, exp.name)
+        for exp in found.values()
+        if exp.kind == "architectures"
+        for d in exp.datasets
+    }
 
 
 def ablation_tables(found: dict[str, Experiment]) -> dict[str, tuple[str, str, str]]:
     """Table name -> (dataset, arch, experiment): the Table 6 layout."""
-    return {f"table6_{d}_{a}": (d, a, exp.name) for exp in found.values() if exp.kind == "ablation" for d, a in _pairs(exp)}
+    return {
+        f"table6_{d}_{a}": (d, a, exp.name) for exp in found.values() if exp.kind == "ablation" for d, a in _pairs(exp)
+    }
 
 
 def cem_tables(found: dict[str, Experiment]) -> dict[str, tuple[str, str, str]]:
@@ -82,8 +91,12 @@ def experiment_outputs(found: dict[str, Experiment], name: str, out: str) -> lis
         *_with(arch_tables(found), name, tables, ("csv", "md", "html", "tex")),
         *_with(ablation_tables(found), name, tables, ("csv", "md", "html", "tex")),
         *_with(cem_tables(found), name, tables, ("csv", "md", "html", "tex")),
-        *[f"{out}/figures/{f}_{p}.png" for p, e in figure_pairs(found).items() if e == name
-          for f in ("figure4", "privacy_utility")],
+        *[
+            f"{out}/figures/{f}_{p}.png"
+            for p, e in figure_pairs(found).items()
+            if e == name
+            for f in ("figure4", "privacy_utility")
+        ],
     ]
     if exp.kind == "depth":
         files.append(f"{out}/figures/figure2_{name}.png")
@@ -110,7 +123,9 @@ def experiment_targets(found: dict[str, Experiment], seeds: list[int], name: str
     return all_targets(found if name is None else {name: found[name]}, seeds)
 
 
-def attack_files(found: dict[str, Experiment], seeds: list[int], out: str, file: str, name: str | None = None) -> list[str]:
+def attack_files(
+    found: dict[str, Experiment], seeds: list[int], out: str, file: str, name: str | None = None
+) -> list[str]:
     """`file` (metrics.json, samples.pt) of every attack of one experiment (or all)."""
     scope = found if name is None else {name: found[name]}
     return [
@@ -121,7 +136,9 @@ def attack_files(found: dict[str, Experiment], seeds: list[int], out: str, file:
     ] + [f"{out}/attacks/{TARGET}/{COMPENSATION}/{file}".format(**t) for t in compensation_targets(found, seeds, name)]
 
 
-def pair_files(found: dict[str, Experiment], seeds: list[int], out: str, name: str, dataset: str, arch: str, file: str) -> list[str]:
+def pair_files(
+    found: dict[str, Experiment], seeds: list[int], out: str, name: str, dataset: str, arch: str, file: str
+) -> list[str]:
     """`file` of every defense and scenario of one (dataset, arch) of one experiment."""
     exp = found[name]
     return [
@@ -140,13 +157,19 @@ def latency_specs(exp: Experiment, config: dict[str, Any]) -> list[dict[str, Any
 def latency_settings(exp: Experiment, config: dict[str, Any]) -> dict[str, Any]:
     """Warm-up and repeats from the experiment block; CPU always, the GPU when there is one."""
     return {
-        "warmup": exp.settings.get("warmup", 20), "repeats": exp.settings.get("repeats", 200),
-        "batch_size": exp.settings.get("batch_size", 1), "devices": ["cpu", "cuda"],
-        "cpu_threads": 1, "channels_last": config["channels_last"], "seed": 0,
+        "warmup": exp.settings.get("warmup", 20),
+        "repeats": exp.settings.get("repeats", 200),
+        "batch_size": exp.settings.get("batch_size", 1),
+        "devices": ["cpu", "cuda"],
+        "cpu_threads": 1,
+        "channels_last": config["channels_last"],
+        "seed": 0,
     }
 
 
-def provenance_runs(found: dict[str, Experiment], seeds: list[int], config: dict[str, Any], out: str) -> list[dict[str, Any]]:
+def provenance_runs(
+    found: dict[str, Experiment], seeds: list[int], config: dict[str, Any], out: str
+) -> list[dict[str, Any]]:
     """Every run (the job that made each model: training, or reuse of a trained model; each
     attack): outputs, benchmark file and the settings its rule passes."""
     runs = []
@@ -155,19 +178,32 @@ def provenance_runs(found: dict[str, Experiment], seeds: list[int], config: dict
         t = dict(zip(("dataset", "arch", "defense", "seed"), key))
         name = TARGET.format(**t)
         model = f"{out}/targets/{name}/model.pt"
-        step = ("derive_posthoc_target" if S.reuses_unprotected_model(config, t["defense"]) else
-                "derive_split_target" if t["defense"] == "unprotected" and (t["dataset"], t["arch"]) in recut else
-                "train_target")
-        runs.append(dict(
-            id=f"{step}/{name}", step=step, outputs=[model], model=model,
-            benchmark=f"{out}/benchmarks/{step}/{name}.tsv",
-            settings=S.target_settings(config, t["dataset"], t["arch"], t["defense"], t["seed"]),
-        ))
+        step = (
+            "derive_posthoc_target"
+            if S.reuses_unprotected_model(config, t["defense"])
+            else "derive_split_target"
+            if t["defense"] == "unprotected" and (t["dataset"], t["arch"]) in recut
+            else "train_target"
+        )
+        runs.append(
+            dict(
+                id=f"{step}/{name}",
+                step=step,
+                outputs=[model],
+                model=model,
+                benchmark=f"{out}/benchmarks/{step}/{name}.tsv",
+                settings=S.target_settings(config, t["dataset"], t["arch"], t["defense"], t["seed"]),
+            )
+        )
         compensation = [COMPENSATION] if t in compensation_targets(found, seeds) else []
         for s in [*scenarios, *compensation]:
-            runs.append(dict(
-                id=f"attack_{s}/{name}", step=f"attack_{s}", outputs=[f"{out}/attacks/{name}/{s}/metrics.json"],
-                benchmark=f"{out}/benchmarks/attack_{s}/{name}.tsv",
-                settings=S.attack_settings(config, "blackbox" if s == COMPENSATION else s, t["seed"]),
-            ))
+            runs.append(
+                dict(
+                    id=f"attack_{s}/{name}",
+                    step=f"attack_{s}",
+                    outputs=[f"{out}/attacks/{name}/{s}/metrics.json"],
+                    benchmark=f"{out}/benchmarks/attack_{s}/{name}.tsv",
+                    settings=S.attack_settings(config, "blackbox" if s == COMPENSATION else s, t["seed"]),
+                )
+            )
     return runs

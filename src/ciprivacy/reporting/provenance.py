@@ -10,7 +10,7 @@ import hashlib
 import json
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,17 @@ import pandas as pd
 from ciprivacy.io import load_json, load_torch, save_json
 
 PACKAGES = ("torch", "torchvision", "ciprivacy", "snakemake", "opacus", "numpy", "scikit-image")
-RUN_META_KEYS = ("dataset", "arch", "defense", "seed", "arch_settings", "defense_settings", "num_classes", "image_shape", "device")
+RUN_META_KEYS = (
+    "dataset",
+    "arch",
+    "defense",
+    "seed",
+    "arch_settings",
+    "defense_settings",
+    "num_classes",
+    "image_shape",
+    "device",
+)
 
 
 def settings_hash(settings: Any) -> str:
@@ -42,8 +52,13 @@ def git_state(repo: str = ".") -> dict[str, Any]:
     """HEAD commit and whether the working tree differs from it; None where git is unavailable."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True,
-                                text=True, check=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
@@ -69,15 +84,20 @@ def snakemake_record(output: str, metadata_dir: str = ".snakemake/metadata") -> 
     return {k: record.get(k) for k in ("rule", "starttime", "endtime", "params")}
 
 
-def provenance_record(run: dict[str, Any], repo: str = ".", metadata_dir: str = ".snakemake/metadata") -> dict[str, Any]:
+def provenance_record(
+    run: dict[str, Any], repo: str = ".", metadata_dir: str = ".snakemake/metadata"
+) -> dict[str, Any]:
     """`run`: {id, step (the rule), outputs, benchmark, settings, model (target runs)}."""
     settings = run["settings"]
     bench = benchmark_record(run["benchmark"])
     job = snakemake_record(run["outputs"][0], metadata_dir)
     at_run = {
         "benchmark": bench,
-        "snakemake_job": None if job is None else {
-            "starttime": job["starttime"], "endtime": job["endtime"],
+        "snakemake_job": None
+        if job is None
+        else {
+            "starttime": job["starttime"],
+            "endtime": job["endtime"],
             "settings_match": str(settings) in (job.get("params") or []),
         },
     }
@@ -97,23 +117,27 @@ def provenance_record(run: dict[str, Any], repo: str = ".", metadata_dir: str = 
         "wall_time_s": None if bench is None else bench.get("s"),
         "settings": settings,
         "settings_hash": settings_hash(settings),
-        "device": {"used": used, "note": "device is a run-time setting, not in params (changing it reruns nothing); "
-                                         "each job records the one it ran on (model meta, attack metrics); None for "
-                                         "results written before jobs recorded it"},
+        "device": {
+            "used": used,
+            "note": "device is a run-time setting, not in params (changing it reruns nothing); "
+            "each job records the one it ran on (model meta, attack metrics); None for "
+            "results written before jobs recorded it",
+        },
         "recorded_at_run_time": at_run,
         "recorded_at_aggregation": {
             "fields": ["settings", "settings_hash", "git", "packages", "python", "aggregated_at"],
             "note": "settings are resolved from the config now; Snakemake reruns a job whose params changed, so for "
-                    "an up-to-date output they are the job's own (recorded_at_run_time.snakemake_job.settings_match "
-                    "checks this where Snakemake kept a record)",
+            "an up-to-date output they are the job's own (recorded_at_run_time.snakemake_job.settings_match "
+            "checks this where Snakemake kept a record)",
         },
     }
 
 
-def write_provenance(runs: list[dict[str, Any]], output: str, repo: str = ".",
-                     metadata_dir: str = ".snakemake/metadata") -> dict[str, Any]:
+def write_provenance(
+    runs: list[dict[str, Any]], output: str, repo: str = ".", metadata_dir: str = ".snakemake/metadata"
+) -> dict[str, Any]:
     document = {
-        "aggregated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "aggregated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_state(repo),
         "packages": package_versions(),
         "python": platform.python_version(),

@@ -3,8 +3,8 @@ defense, scenario, seed and metric. Every table and figure is built from it, so 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -14,9 +14,13 @@ KEYS = ["dataset", "arch", "defense", "seed"]
 TIDY_COLUMNS = [*KEYS[:3], "scenario", "seed", "metric", "value"]
 TARGET_SCENARIO = "target"  # scenario of the measures that belong to the target, not an attack
 TARGET_METRICS = {
-    "test_acc": "test_acc_pct", "delta_z": "delta_z", "edge_params": "edge_params", "epsilon": "epsilon",
+    "test_acc": "test_acc_pct",
+    "delta_z": "delta_z",
+    "edge_params": "edge_params",
+    "epsilon": "epsilon",
     # CEM (issue 9): the Gaussian-mixture bound on I(x; z + noise) and the MSE lower bound it implies.
-    "cem_mi_bound": "cem_mi_bound", "cem_mse_bound": "cem_mse_bound",
+    "cem_mi_bound": "cem_mi_bound",
+    "cem_mse_bound": "cem_mse_bound",
 }
 ATTACK_METRICS = ("mse", "psnr", "ssim", "mse_paper", "psnr_paper", "ssim_paper")
 # The paper's MSE, PSNR and SSIM are computed the authors' way (metrics.image.paper_quality);
@@ -42,14 +46,24 @@ def tidy_frame(
         for key, metric in TARGET_METRICS.items():
             if record.get(key) is not None:
                 value = 100 * record[key] if key == "test_acc" else record[key]
-                rows.append({**{k: record[k] for k in KEYS}, "scenario": TARGET_SCENARIO, "metric": metric, "value": value})
+                rows.append(
+                    {**{k: record[k] for k in KEYS}, "scenario": TARGET_SCENARIO, "metric": metric, "value": value}
+                )
     for record in map(load_json, mi_files):
-        rows.append({**{k: record[k] for k in KEYS}, "scenario": TARGET_SCENARIO, "metric": "mi", "value": record["mi"]})
+        rows.append(
+            {**{k: record[k] for k in KEYS}, "scenario": TARGET_SCENARIO, "metric": "mi", "value": record["mi"]}
+        )
     for record in map(load_json, attack_files):
         for metric in ATTACK_METRICS:
             if metric in record:  # results from before the *_paper metrics existed lack them
-                rows.append({**{k: record[k] for k in KEYS}, "scenario": record["scenario"], "metric": metric,
-                             "value": record[metric]})
+                rows.append(
+                    {
+                        **{k: record[k] for k in KEYS},
+                        "scenario": record["scenario"],
+                        "metric": metric,
+                        "value": record[metric],
+                    }
+                )
     for path in model_files:
         meta = load_torch(path)["meta"]
         depth = _split_depth(meta.get("arch_settings", {}))

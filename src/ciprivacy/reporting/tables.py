@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -11,8 +11,22 @@ from ciprivacy.io import load_json
 
 KEYS = ["dataset", "arch", "defense", "seed"]
 SUMMARY_COLUMNS = [
-    *KEYS, "scenario", "attack", "test_acc", "mse", "psnr", "ssim", "mi", "delta_z", "edge_params", "z_shape", "epsilon",
-    "attacked_images", "mse_paper", "psnr_paper", "ssim_paper",
+    *KEYS,
+    "scenario",
+    "attack",
+    "test_acc",
+    "mse",
+    "psnr",
+    "ssim",
+    "mi",
+    "delta_z",
+    "edge_params",
+    "z_shape",
+    "epsilon",
+    "attacked_images",
+    "mse_paper",
+    "psnr_paper",
+    "ssim_paper",
 ]
 # As the paper computes them (metrics.image.paper_quality); absent from results written before they existed.
 OPTIONAL_COLUMNS = ("mse_paper", "psnr_paper", "ssim_paper")
@@ -36,7 +50,9 @@ def summary_frame(evaluations: Iterable[str], mi_files: Iterable[str], attack_fi
     return frame[SUMMARY_COLUMNS].sort_values(["dataset", "arch", "defense", "seed", "scenario"]).reset_index(drop=True)
 
 
-def summarize(evaluations: Iterable[str], mi_files: Iterable[str], attack_files: Iterable[str], csv_path: str, md_path: str) -> pd.DataFrame:
+def summarize(
+    evaluations: Iterable[str], mi_files: Iterable[str], attack_files: Iterable[str], csv_path: str, md_path: str
+) -> pd.DataFrame:
     frame = summary_frame(evaluations, mi_files, attack_files)
     Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(csv_path, index=False)
