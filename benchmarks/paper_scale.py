@@ -29,7 +29,7 @@ from images import smooth_images
 from machine import timed
 from projection import typed_config
 
-from ciprivacy import settings as S
+from ciprivacy import config as S
 from ciprivacy.attacks import run_attack
 from ciprivacy.data.prepared import split_fractions, stratified_split
 from ciprivacy.io import save_torch

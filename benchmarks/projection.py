@@ -22,7 +22,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from ciprivacy import settings as S
+from ciprivacy import config as S
 from ciprivacy.experiments import all_targets, experiments, scenarios_of
 from ciprivacy.target import build_target
 
@@ -45,16 +45,15 @@ def _flops(arch: str, defense: str, shape: tuple[int, int, int], classes: int, c
 
 
 def typed_config(config_path: Path) -> dict:
-    """The config file as the workflow reads it: typed and filled by its JSON schema."""
-    schema = yaml.safe_load((config_path.parent / "workflow/schemas/config.schema.yaml").read_text())
-    return S.typed_config(yaml.safe_load(config_path.read_text()), schema)
+    """The config file as the workflow reads it: typed and checked."""
+    return S.check_dict(yaml.safe_load(config_path.read_text()), str(config_path))
 
 
 def _sizes(block: dict) -> tuple[float, float, float]:
     """(train, test, aux) images of one dataset block."""
     n = block["max_images"] or FULL_SIZES.get(block["source"], 60_000)
     split = block["split"]
-    aux = split.get("aux", 0) * n
+    aux = (split.get("aux") or 0) * n
     if block.get("aux_source"):
         aux = block["aux_source"].get("max_images") or AUX_SIZES.get(block["aux_source"]["source"], n)
     return n * split["train"], n * split["test"], aux

@@ -52,7 +52,7 @@ def test_plugin_names_split_and_settings_reach_the_right_layer():
         create_defense("noise+cem", sigma=0.8)
     with pytest.raises(KeyError, match="unknown defense plug-in"):
         create_defense("noise+nothing", sigma=0.8)
-    with pytest.raises(ValueError, match="exactly"):
+    with pytest.raises(ValueError, match="sigma"):  # every CEM setting is required
         create_defense("noise+cem", sigma=0.8, cem={"lambda": 8})
 
 
@@ -103,7 +103,7 @@ def test_cem_term_reaches_the_edge_only():
     # The full loss: cloud gradients are those of the defense's own loss alone.
     def grads(lam):
         model.zero_grad(set_to_none=True)
-        d.settings["lambda"] = lam
+        d.lambda_ = lam
         torch.manual_seed(1)  # same noise on the link and dropout in the cloud
         d.loss(model, x, labels, 0).backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}

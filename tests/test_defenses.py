@@ -6,6 +6,7 @@ import torch
 import yaml
 from torch import nn
 
+from ciprivacy.config import defense_block
 from ciprivacy.data.batches import to_float
 from ciprivacy.defenses import DEFENSES, create_defense
 from ciprivacy.defenses.club import CLUB
@@ -18,7 +19,6 @@ from ciprivacy.defenses.dependence import (
     normalized_hsic,
 )
 from ciprivacy.models import count_params
-from ciprivacy.settings import defense_block
 
 with open("config.yaml") as fh:
     CONFIG = yaml.safe_load(fh)

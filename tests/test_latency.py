@@ -4,6 +4,7 @@ model and device, the CSV/Markdown writer."""
 import pandas as pd
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from ciprivacy.io import save_torch
@@ -21,6 +22,8 @@ from ciprivacy.models import count_params
 from ciprivacy.target import build_target
 
 SMALL = {"split_block": 2, "width": 8, "dropout": 0.5}
+with open("config.yaml") as _fh:
+    SIFTFUNNEL = yaml.safe_load(_fh)["defenses"]["siftfunnel"]
 FAST = {"devices": ["cpu"], "warmup": 1, "repeats": 5, "cpu_threads": 1}
 
 
@@ -89,13 +92,7 @@ def test_built_models_are_measured_without_a_model_file(tmp_path):
         "arch_settings": SMALL,
         "num_classes": 3,
         "image_shape": [3, 16, 16],
-        "defense_settings": {
-            "funnel": False,
-            "attention": True,
-            "se_reduction": [4, 4],
-            "cbam_ratio": 2,
-            "terms": {"kl": True, "dcor": True, "pearson": True, "l1": True},
-        },
+        "defense_settings": {**SIFTFUNNEL, "funnel": False, "se_reduction": [4, 4], "cbam_ratio": 2},
     }
     frame = measure_built_latency([spec], FAST)
     model, _ = build_target(spec, 3, (3, 16, 16))

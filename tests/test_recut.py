@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import tiny_target_settings
 
+from ciprivacy.config import recut_base, recut_pairs
 from ciprivacy.io import load_torch
 from ciprivacy.models import count_params
 from ciprivacy.recut import recut_target
-from ciprivacy.settings import recut_base, recut_pairs
 from ciprivacy.target import load_target, train_target
 
 

@@ -104,7 +104,7 @@ def test_claims_not_run_without_siftfunnel_and_claim5_with_depths():
 def test_defense_table_has_the_papers_rows_and_columns():
     tidy = fixture_tidy()
     table = paper_tables.defense_table(tidy, "cifar10", "cnn")
-    expected_rows = [d for d in layout.DEFENSES for _ in range(2 if d in layout.GRAY_AND_BLACK else 1)]
+    expected_rows = [d for d in layout.PAPER_DEFENSES for _ in range(2 if layout.mirrors_added_layers(d) else 1)]
     assert list(table["defense"]) == expected_rows
     assert list(table.columns[:6]) == paper_tables.ID_COLUMNS
     assert {c for c, _, _ in paper_tables.VALUE_COLUMNS} <= set(table.columns)

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from test_workflow import ROOT, workflow_copy
 
+from ciprivacy.config import deep_merge
 from ciprivacy.defenses import DEFENSES
-from ciprivacy.settings import deep_merge
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "presets/demo.yaml", "test.yaml"]
 SEEDS = [0, 1]

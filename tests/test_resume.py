@@ -226,7 +226,9 @@ def test_an_attack_checkpoint_of_another_model_is_not_resumed(tiny_target, tiny_
             checkpoint=ckpt,
         )
     other = load_torch(tiny_target)
-    other["meta"]["defense_settings"] = {"sigma": 0.5}  # same weights and history, another target
+    other["meta"].update(
+        defense="noise", defense_type="noise", defense_settings={"sigma": 0.0}
+    )  # same weights and history, another target
     torch.save(other, tmp_path / "other.pt")
     calls = killed_on_call(monkeypatch, inverse, "inverse_epoch")
     run_attack(

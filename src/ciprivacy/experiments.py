@@ -106,6 +106,14 @@ def missing_data_message(skipped: dict[str, str], every: bool = False) -> str:
     )
 
 
+def disabled_message(name: str) -> str:
+    """The error for asking for an experiment the config switches off."""
+    return (
+        f"experiment {name!r} is disabled (experiments.{name}.enabled: false in the config or a preset); "
+        f"enable it with --config 'experiments={{{name}: {{enabled: true}}}}' or in a preset given with --configfile"
+    )
+
+
 def all_targets(found: dict[str, Experiment], seeds: list[int]) -> list[dict[str, Any]]:
     """Every target of the given experiments, once each, in config order."""
     seen: dict[tuple, dict[str, Any]] = {}

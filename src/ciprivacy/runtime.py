@@ -33,6 +33,12 @@ def without_runtime(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k not in (*RUNTIME_KEYS, *ATTACK_RUNTIME_KEYS)}
 
 
+def default_gpu_jobs() -> int:
+    """GPU jobs a local run takes at once unless told (``--resources gpu=N``): one per GPU the
+    machine shows, at least one."""
+    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     """'auto' takes the GPU when there is one; 'cpu' or 'cuda[:i]' force a device.
 

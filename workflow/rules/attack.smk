@@ -16,7 +16,7 @@ rule attack_whitebox:
         "../../envs/pipeline.yaml"
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_JOB,
         runtime=retry_runtime(60),
     params:
         scenario="whitebox",
@@ -43,7 +43,7 @@ rule attack_blackbox:
         "../../envs/pipeline.yaml"
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_JOB,
         runtime=retry_runtime(120),
     params:
         scenario="blackbox",

@@ -2,20 +2,39 @@
 import os
 import sys
 
-import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from ciprivacy import config as S
 from ciprivacy import experiments as X
-from ciprivacy import settings as S
 from ciprivacy.reporting import plan as REPORT_PLAN
 
-# Types first (1 / 1.0 / '1.0' from YAML or --config become one value), so params, and with
-# them the rerun decisions, do not depend on how a setting was spelled.
-with open(workflow.source_path("../schemas/config.schema.yaml")) as _fh:
-    config.update(S.typed_config(config, yaml.safe_load(_fh)))
-validate(config, schema="../schemas/config.schema.yaml")
-S.check_config(config)
+# One check of the whole config before the DAG is built: config.yaml, the presets and --config
+# merged, every value typed (1 / 1.0 / '1.0' and 'false' become one value, so params and with
+# them the rerun decisions do not depend on spelling) and range-checked, unknown keys and names
+# rejected; a bad value stops here with one message naming its key and where it was set.
+try:
+    _checked = S.check_config(S.workflow_layers(workflow))
+except S.ConfigError as _err:
+    raise WorkflowError(str(_err)) from None
+config.clear()
+config.update(S.canonical(_checked))
+# The JSON schema is generated from the typed model (ciprivacy.config.schema): editors and
+# readers get every block documented; the check above has already enforced it.
+validate(config, schema="../schemas/config.schema.json", set_default=False)
+
+# Rules that train, attack or measure declare gpu=GPU_JOB: 1, or 0 when the config runs on the
+# CPU. A local run given no --resources gpu=N runs at most one such job per visible GPU at once
+# (at least one), so the plain `snakemake --cores all` never stacks every job on one GPU.
+GPU_JOB = 0 if config["device"] == "cpu" else 1
+if workflow.local_exec and "gpu" not in workflow.global_resources:
+    workflow.global_resources["gpu"] = S.default_gpu_jobs()
+    if GPU_JOB and workflow.is_main_process:
+        print(
+            f"NOTE: at most {workflow.global_resources['gpu'].value} GPU job(s) at once; "
+            "--resources gpu=N to change",
+            file=sys.stderr,
+        )
 
 OUT = f"results/{config['preset']}"
 TARGET = "{dataset}/{arch}/{defense}/seed{seed}"
@@ -28,6 +47,7 @@ EXPERIMENTS, SKIPPED = X.experiments(
 )
 # Enabled experiments left out entirely, with why: asking for one by name is an error saying so.
 SKIPPED_EXPERIMENTS = X.skipped_experiments(config, EXPERIMENTS, SKIPPED)
+DISABLED_EXPERIMENTS = [name for name, block in config["experiments"].items() if not block["enabled"]]
 for _message in SKIPPED:
     print(f"NOTE: {_message}", file=sys.stderr)
 TARGETS = X.all_targets(EXPERIMENTS, SEEDS)
@@ -86,13 +106,16 @@ def final_outputs():
     ]
 
 
-def skipped_experiment(name):
-    """Input function of a skipped experiment's rule: asking for it fails with what is missing."""
+def unavailable_experiment(name):
+    """Input function of the rule of an experiment that cannot run (its data is missing, or it
+    is disabled): asking for it fails saying why and how to go on."""
 
-    def missing(wc):
-        raise WorkflowError(X.missing_data_message({name: SKIPPED_EXPERIMENTS[name]}))
+    def fail(wc):
+        if name in SKIPPED_EXPERIMENTS:
+            raise WorkflowError(X.missing_data_message({name: SKIPPED_EXPERIMENTS[name]}))
+        raise WorkflowError(X.disabled_message(name))
 
-    return missing
+    return fail
 
 
 def whole_machine_threads():

@@ -19,7 +19,7 @@ rule measure_target:
         "../../envs/pipeline.yaml"
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_JOB,
         runtime=retry_runtime(90),
     params:
         evaluation=evaluation_params,

@@ -233,7 +233,7 @@ rule measure_latency:
     # runs it). Under SLURM the profile asks for a node of its own (--exclusive).
     threads: lambda wc: whole_machine_threads()  # evaluated once the executor is known
     resources:
-        gpu=1,
+        gpu=GPU_JOB,
         runtime=retry_runtime(60),
     params:
         datasets=lambda wc: list(EXPERIMENTS[wc.name].datasets),
@@ -446,7 +446,7 @@ if _taken:
         f"experiments {_taken} have the names of rules of the workflow; rename the blocks "
         f"(rules: {sorted(r.name for r in workflow.rules)})"
     )
-for _name in [*EXPERIMENTS, *SKIPPED_EXPERIMENTS]:
+for _name in [*EXPERIMENTS, *SKIPPED_EXPERIMENTS, *DISABLED_EXPERIMENTS]:
 
     rule:
         name:
@@ -455,5 +455,5 @@ for _name in [*EXPERIMENTS, *SKIPPED_EXPERIMENTS]:
             (
                 REPORT_PLAN.experiment_outputs(EXPERIMENTS, _name, OUT)
                 if _name in EXPERIMENTS
-                else skipped_experiment(_name)
+                else unavailable_experiment(_name)
             ),

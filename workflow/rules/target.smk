@@ -13,7 +13,7 @@ rule train_target:
         "../../envs/pipeline.yaml"
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_JOB,
         runtime=retry_runtime(240),
     params:
         settings=train_params,

@@ -1,11 +1,11 @@
-from ciprivacy.attacks import run_attack
+from ciprivacy.attacks import SCENARIOS, run_attack
+from ciprivacy.config import with_runtime
 from ciprivacy.runtime import job_log
-from ciprivacy.settings import with_runtime
 
 # device, channels_last and query_cache_gb are not in params: changing them reruns nothing.
-# The compensation attack runs with the black-box attack's settings.
-scenario = "blackbox" if snakemake.params.scenario == "compensation" else snakemake.params.scenario
-settings = with_runtime(snakemake.params.settings, snakemake.config, "attack", scenario)
+# Each scenario reads its attacks block (the compensation attack the black-box one's).
+block = SCENARIOS.get(snakemake.params.scenario).block
+settings = with_runtime(snakemake.params.settings, snakemake.config, "attack", block)
 
 with job_log(snakemake.log[0]):
     run_attack(

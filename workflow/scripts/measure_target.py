@@ -1,6 +1,6 @@
+from ciprivacy.config import with_runtime
 from ciprivacy.measure import evaluate_target, measure_mi
 from ciprivacy.runtime import job_log
-from ciprivacy.settings import with_runtime
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
 # device and channels_last are not in params: changing them reruns nothing.

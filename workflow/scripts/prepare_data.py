@@ -1,6 +1,6 @@
+from ciprivacy.config import with_runtime
 from ciprivacy.data import prepare_dataset
 from ciprivacy.runtime import job_log
-from ciprivacy.settings import with_runtime
 
 dataset = snakemake.wildcards.dataset
 # Where the raw data lies (root, download) is not in params: moving it reruns nothing.

@@ -1,5 +1,5 @@
+from ciprivacy.config import with_runtime
 from ciprivacy.runtime import job_log
-from ciprivacy.settings import with_runtime
 from ciprivacy.target import train_target
 
 # device and channels_last are not in params: changing them reruns nothing.

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ciprivacy.attacks.scenarios import ATTACK_METHOD, SCENARIOS
+from ciprivacy.attacks.inverse import InverseSettings
+from ciprivacy.attacks.scenarios import SCENARIOS, Scenario
 from ciprivacy.checkpoint import Resume
 from ciprivacy.target import Target
 
@@ -68,7 +69,6 @@ class CompensatedTarget(Target):
         return self.features(x)
 
 
-@SCENARIOS.register(SCENARIO)
 def compensation_attack(
     target: Target,
     aux: torch.Tensor,
@@ -81,7 +81,17 @@ def compensation_attack(
     sized from the observed (compensated) feature shape as usual, so on the CNN it is the
     black-box attacker of the unprotected 256 x 16 x 16 edge. ``settings`` are the inverse
     network's (as for blackbox/graybox)."""
-    return SCENARIOS.get("blackbox")(CompensatedTarget.of(target), aux, test, settings, gen, resume=resume)
+    return SCENARIOS.get("blackbox").attack(CompensatedTarget.of(target), aux, test, settings, gen, resume=resume)
 
 
-ATTACK_METHOD[SCENARIO] = "inverse_network_on_compensation"
+SCENARIOS.register(SCENARIO)(
+    Scenario(
+        compensation_attack,
+        InverseSettings,
+        "inverse_network_on_compensation",
+        "Gen on the compensation module's output",
+        trains_attacker=True,
+        on_link=False,
+        config_block="blackbox",
+    )
+)

@@ -17,7 +17,7 @@ import copy
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,37 @@ from tqdm import tqdm
 from ciprivacy.checkpoint import Resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ciprivacy.data.batches import iterate_batches, to_float
 from ciprivacy.precision import autocast, fused_optimizer_kwargs, module_layout, to_layout
+from ciprivacy.signature import (
+    Betas,
+    Ge,
+    Int,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenUnit,
+    PositiveFloat,
+    PositiveInt,
+    Strict,
+)
 
 log = logging.getLogger(__name__)
+
+
+class InverseSettings(Strict):
+    """An inverse-network attack's settings (``attacks.blackbox``, ``attacks.graybox``)."""
+
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    lr: PositiveFloat
+    betas: Betas
+    scheduler_factor: OpenUnit
+    scheduler_patience: NonNegativeInt
+    eval_every: PositiveInt  # test MSE every N epochs; the best state is kept
+    width: PositiveFloat  # hidden channels relative to the mirrored edge
+    extra_convs: NonNegativeInt  # 3x3 conv blocks added per stage
+    match_depth: bool  # mirror the layers a defense added to the edge (gray-box knowledge)
+    amp: bool
+    query_cache_gb: NonNegativeFloat  # run-time: keep a deterministic link's answers up to this size
+    metric_batch: Annotated[Int, Ge(7)]  # test batch of the paper's PSNR/SSIM
 
 
 def _refine(c: int) -> list[nn.Module]:

@@ -7,7 +7,7 @@ optimised at once and the result does not depend on the batch size.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import nn
@@ -15,6 +15,23 @@ from tqdm import tqdm
 
 from ciprivacy.models.fold import fold_batchnorm
 from ciprivacy.precision import autocast, module_layout, to_layout
+from ciprivacy.signature import Ge, Int, Interval, NonNegativeFloat, PositiveFloat, PositiveInt, Strict
+
+
+class RmleSettings(Strict):
+    """The white-box attack's settings (``attacks.whitebox``)."""
+
+    iterations: PositiveInt
+    optimizer: Literal["adam", "sgd"]
+    lr: PositiveFloat
+    momentum: Annotated[float, Interval(ge=0, lt=1)]  # sgd only
+    tv_weight: NonNegativeFloat
+    init: Literal["normal", "uniform", "gray"]
+    clamp: bool  # project x into [0, 1] after every step
+    batch_size: PositiveInt  # targets optimised at once
+    num_images: PositiveInt | None  # test images attacked; None = the whole test split
+    amp: bool
+    metric_batch: Annotated[Int, Ge(7)]  # test batch of the paper's PSNR/SSIM (its SSIM window spans 7 images)
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:

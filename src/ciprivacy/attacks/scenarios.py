@@ -10,13 +10,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
-from ciprivacy.attacks.inverse import InverseNet, reconstruct, train_inverse_network
-from ciprivacy.attacks.rmle import rmle_reconstruct
+from ciprivacy.attacks.inverse import InverseNet, InverseSettings, reconstruct, train_inverse_network
+from ciprivacy.attacks.rmle import RmleSettings, rmle_reconstruct
 from ciprivacy.checkpoint import (
     Resume,
     file_sha256,
@@ -37,10 +40,36 @@ from ciprivacy.target import Target, load_target
 
 log = logging.getLogger(__name__)
 
-SCENARIOS: Registry = Registry("threat scenario")
+SCENARIOS: Registry = Registry("threat scenario", group="ciprivacy.scenarios")
 
 
-@SCENARIOS.register("whitebox")
+@dataclass
+class Scenario:
+    """A threat scenario: the attack its knowledge allows and that attack's settings.
+
+    ``attack(target, aux, test, settings, gen, resume=None, **inputs)`` returns the
+    reconstructions of the first ``n`` test images, ``n``, the trained attacker's state (None
+    when it trains none) and extra results for metrics.json. ``settings`` is the pydantic model
+    of its ``attacks.<config_block or name>`` block. ``trains_attacker``: it writes attacker.pt.
+    ``on_link``: it attacks the transmitted z (the paper's scenarios); ``inputs``: further files
+    the workflow hands it by keyword (a generative prior)."""
+
+    attack: Callable[..., tuple[torch.Tensor, int, dict | None, dict]]
+    settings: type[BaseModel]
+    method: str
+    label: str
+    trains_attacker: bool = False
+    on_link: bool = True
+    config_block: str | None = None
+    inputs: tuple[str, ...] = ()
+    name: str = ""  # set by SCENARIOS.register
+
+    @property
+    def block(self) -> str:
+        """The ``attacks`` block this scenario reads its settings from."""
+        return self.config_block or self.name
+
+
 def whitebox_rmle(
     target: Target,
     aux: torch.Tensor,
@@ -115,10 +144,13 @@ def _inverse_attack(
     )
 
 
-SCENARIOS.register("blackbox")(_inverse_attack)
-SCENARIOS.register("graybox")(_inverse_attack)
-
-ATTACK_METHOD = {"whitebox": "rmle", "blackbox": "inverse_network", "graybox": "inverse_network"}
+SCENARIOS.register("whitebox")(Scenario(whitebox_rmle, RmleSettings, method="rmle", label="rMLE (white-box)"))
+SCENARIOS.register("blackbox")(
+    Scenario(_inverse_attack, InverseSettings, "inverse_network", "Gen (black-box)", trains_attacker=True)
+)
+SCENARIOS.register("graybox")(
+    Scenario(_inverse_attack, InverseSettings, "inverse_network", "Gen (gray-box)", trains_attacker=True)
+)
 
 
 def run_attack(
@@ -130,15 +162,16 @@ def run_attack(
     settings: dict[str, Any],
     attacker_path: str | None = None,
     checkpoint: str | None = None,
+    inputs: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Attack the test split of a trained target; write metrics, a few sample pairs, the attacker.
 
     With ``checkpoint`` (a path) a killed attack resumes where it stopped (the inverse network
     after its last finished epoch, rMLE after its last finished batch); the file is removed
-    once the outputs are written.
+    once the outputs are written. ``inputs`` are the further files the scenario reads (by name).
     """
     configure_job()
-    attack = SCENARIOS.get(scenario)
+    entry = SCENARIOS.get(scenario)
     device = pick_device(settings.get("device", "auto"))
     gen = seed_everything(int(settings["seed"]))
     target = load_target(model_path, device)
@@ -147,7 +180,7 @@ def run_attack(
     test = data.split("test")[0].to(device)
     key = {"attack": without_runtime(settings), "model_sha256": file_sha256(model_path)}
     resume = Resume(checkpoint, key) if checkpoint else None
-    rec, n, state, extra = attack(target, aux, test, settings, gen, resume=resume)
+    rec, n, state, extra = entry.attack(target, aux, test, settings, gen, resume=resume, **(inputs or {}))
     original = to_float(test[:n])
     quality = {
         **reconstruction_quality(original, rec),
@@ -156,7 +189,7 @@ def run_attack(
     result = {
         **target.ident,
         "scenario": scenario,
-        "attack": ATTACK_METHOD[scenario],
+        "attack": entry.method,
         "attacked_images": n,
         "device": str(device),  # a run-time setting, not in params: recorded where it ran
         **quality,

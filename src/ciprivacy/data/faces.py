@@ -38,10 +38,13 @@ from ciprivacy.data.sources import (
     resize_uint8,
     to_channels,
 )
+from ciprivacy.signature import NonNegativeInt, PositiveInt
 
 log = logging.getLogger(__name__)
 
 NAME_LIST_FILE = "facescrub_celeba_overlap.csv"
+# exclude_list's default: the name list that ships with the package (null: remove nobody).
+SHIPPED = "shipped"
 NAME_LIST_HEADER = ("celeba_identity", "name")
 
 FACESCRUB_ORIGIN = (
@@ -102,10 +105,11 @@ def read_name_list(path: str | Path) -> dict[int, str]:
 
 
 def _exclude_list_path(options: Mapping[str, Any]) -> Path | None:
-    """The name list in force: the shipped one when the option is absent, none when it is null."""
-    if "exclude_list" not in options:
+    """The name list in force: the shipped one when the option is absent (or names it), none when
+    it is null."""
+    value = options.get("exclude_list", SHIPPED)
+    if value == SHIPPED:
         return shipped_name_list()
-    value = options["exclude_list"]
     return None if value is None else Path(str(value)).expanduser()
 
 
@@ -206,9 +210,8 @@ def facescrub_folder(
     root: str,
     resolution: int,
     channels: int,
-    num_classes: int | None = 530,
-    min_images_per_class: int = 5,
-    **_: object,
+    num_classes: PositiveInt | None = 530,
+    min_images_per_class: PositiveInt = 5,
 ) -> RawImages:
     """FaceScrub face crops from a local folder, one sub-folder (class) per identity.
 
@@ -236,11 +239,11 @@ def torchvision_celeba(
     resolution: int,
     channels: int,
     download: bool = True,
-    crop_left: int | None = 35,
-    crop_top: int | None = 70,
-    crop_size: int | None = 108,
-    min_images_per_identity: int = 1,
-    **options: Any,
+    crop_left: NonNegativeInt | None = 35,
+    crop_top: NonNegativeInt | None = 70,
+    crop_size: PositiveInt | None = 108,
+    min_images_per_identity: PositiveInt = 1,
+    exclude_list: str | None = SHIPPED,
 ) -> RawImages:
     """CelebA through torchvision (``<root>/celeba/...``), overlapping identities removed.
 
@@ -262,7 +265,7 @@ def torchvision_celeba(
         ) from err
     folder = Path(ds.root) / ds.base_folder / "img_align_celeba"
     files = [folder / name for name in ds.filename]
-    exclude = _exclusions(options)
+    exclude = _exclusions({"exclude_list": exclude_list})
     return celeba_images(
         files, ds.identity, resolution, channels, exclude, crop_left, crop_top, crop_size, min_images_per_identity
     )
@@ -302,11 +305,11 @@ def celeba_folder(
     identity_file: str,
     resolution: int,
     channels: int,
-    crop_left: int | None = 35,
-    crop_top: int | None = 70,
-    crop_size: int | None = 108,
-    min_images_per_identity: int = 1,
-    **options: Any,
+    crop_left: NonNegativeInt | None = 35,
+    crop_top: NonNegativeInt | None = 70,
+    crop_size: PositiveInt | None = 108,
+    min_images_per_identity: PositiveInt = 1,
+    exclude_list: str | None = SHIPPED,
 ) -> RawImages:
     """CelebA from a local copy: the aligned images and the identity file, as CelebA ships them.
 
@@ -318,7 +321,7 @@ def celeba_folder(
         raise DataError(
             f"{len(missing)} images listed in {identity_file} are missing under {image_dir}, e.g. {missing[0]}"
         )
-    exclude = _exclusions(options)
+    exclude = _exclusions({"exclude_list": exclude_list})
     return celeba_images(
         files, ids, resolution, channels, exclude, crop_left, crop_top, crop_size, min_images_per_identity
     )
@@ -364,10 +367,9 @@ def jittered_views(face: torch.Tensor, views: int, gen: torch.Generator) -> torc
 def skimage_faces(
     resolution: int,
     channels: int,
-    faces: Sequence[int] = (0, 40),
-    views_per_face: int = 12,
-    seed: int = 0,
-    **_: object,
+    faces: tuple[NonNegativeInt, NonNegativeInt] = (0, 40),
+    views_per_face: PositiveInt = 12,
+    seed: NonNegativeInt = 0,
 ) -> RawImages:
     """Stand-in for FaceScrub (and, with another ``faces`` range, for CelebA): pseudo-identities
     from scikit-image's bundled LFW face crops.

@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ciprivacy.registry import Registry
+from ciprivacy.signature import NonNegativeInt, PositiveInt
 
 log = logging.getLogger(__name__)
 
-SOURCES: Registry = Registry("data source")
+SOURCES: Registry = Registry("data source", group="ciprivacy.sources")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -144,7 +145,7 @@ def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
         "download: true torchvision fetches it from https://www.cs.toronto.edu/~kriz/cifar.html",
     )
 )
-def torchvision_cifar10(root: str, resolution: int, channels: int, download: bool = True, **_: object) -> RawImages:
+def torchvision_cifar10(root: str, resolution: int, channels: int, download: bool = True) -> RawImages:
     """CIFAR-10 through torchvision: train and test sets pooled (Table 1 re-splits all 60,000)."""
     from torchvision.datasets import CIFAR10
 
@@ -232,9 +233,8 @@ def image_folder(
     root: str,
     resolution: int,
     channels: int,
-    num_classes: int | None = None,
-    min_images_per_class: int = 1,
-    **_: object,
+    num_classes: PositiveInt | None = None,
+    min_images_per_class: PositiveInt = 1,
 ) -> RawImages:
     """A local tree ``<root>/<split or pool>/<class>/*.png|jpg``; every split folder is pooled.
 
@@ -290,10 +290,9 @@ SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field
 def skimage_patches(
     resolution: int,
     channels: int,
-    images_per_class: int = 200,
-    photos: list[str] | tuple[str, ...] = SKIMAGE_PHOTOS,
-    seed: int = 0,
-    **_: object,
+    images_per_class: PositiveInt = 200,
+    photos: tuple[str, ...] = SKIMAGE_PHOTOS,
+    seed: NonNegativeInt = 0,
 ) -> RawImages:
     """Real photographs that ship with scikit-image, cut into random square patches.
 

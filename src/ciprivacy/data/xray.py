@@ -8,6 +8,7 @@ splits 66.6 / 16.7 / 16.7 % (train / test / attacker auxiliary), all four classe
 from __future__ import annotations
 
 from ciprivacy.data.sources import SOURCES, PathNeed, RawImages, image_folder, needs, skimage_patches
+from ciprivacy.signature import NonNegativeInt, PositiveInt
 
 CHESTXRAY_ORIGIN = (
     "a folder with one sub-folder per class (4: COVID-19, normal, viral pneumonia, bacterial "
@@ -23,9 +24,8 @@ def chestxray_folder(
     root: str,
     resolution: int,
     channels: int,
-    num_classes: int | None = 4,
-    min_images_per_class: int = 10,
-    **_: object,
+    num_classes: PositiveInt | None = 4,
+    min_images_per_class: PositiveInt = 10,
 ) -> RawImages:
     """Chest X-rays from a local folder, one sub-folder per class (class = folder name).
 
@@ -54,10 +54,9 @@ XRAY_STANDIN_PHOTOS = ("shepp_logan_phantom", "retina", "microaneurysms", "immun
 def skimage_medical_patches(
     resolution: int,
     channels: int,
-    images_per_class: int = 200,
-    photos: list[str] | tuple[str, ...] = XRAY_STANDIN_PHOTOS,
-    seed: int = 0,
-    **_: object,
+    images_per_class: PositiveInt = 200,
+    photos: tuple[str, ...] = XRAY_STANDIN_PHOTOS,
+    seed: NonNegativeInt = 0,
 ) -> RawImages:
     """Stand-in for ChestX-ray: patches of four bundled biomedical images, one class each."""
     return skimage_patches(

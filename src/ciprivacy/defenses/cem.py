@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from ciprivacy.data.batches import to_float
 from ciprivacy.defenses.base import PLUGINS, Defense
 from ciprivacy.models import SplitModel
+from ciprivacy.signature import NonNegativeFloat, PositiveInt
 
 # (CEM code) the s0^2 of log(v + s0^2) - log(s0^2): a spread this small counts as no spread.
 VARIANCE_FLOOR = 1e-3
@@ -208,6 +211,7 @@ class _Link(nn.Module):
 
 
 @PLUGINS.register("cem")
+@dataclass(kw_only=True, eq=False)
 class CEM(Defense):
     """Defense X with CEM: X's loss + lambda * cem_loss(z), z the clean edge output.
 
@@ -229,15 +233,17 @@ class CEM(Defense):
 
     uses_unprotected_model = False
 
-    keys = ("lambda", "sigma", "clusters_per_class", "kmeans_iters")
+    base: Defense
+    lambda_: Annotated[NonNegativeFloat, Field(alias="lambda")]
+    sigma: NonNegativeFloat
+    clusters_per_class: PositiveInt
+    kmeans_iters: PositiveInt
 
-    def __init__(self, base: Defense, **settings: Any):
-        if set(settings) != set(self.keys):
-            raise ValueError(f"cem settings must be exactly {list(self.keys)}, got {sorted(settings)}")
-        super().__init__(**settings)
-        self.base = base
-        self.name = f"{base.name}+cem"
-        self.extra_edge_layers = base.extra_edge_layers
+    def __post_init__(self):
+        self.name = f"{self.base.name}+cem"
+        self.family = self.base.family
+        self.label = f"{self.base.label or self.base.name} + CEM"
+        self.extra_edge_layers = self.base.extra_edge_layers
         self.centroids: torch.Tensor | None = None
         self.num_classes: int | None = None
 
@@ -270,7 +276,7 @@ class CEM(Defense):
         plain = self.unwrap(model)
         was = plain.training
         plain.eval()
-        k, iters = int(self.settings["clusters_per_class"]), int(self.settings["kmeans_iters"])
+        k, iters = self.clusters_per_class, self.kmeans_iters
         parts = []
         for classes, padded, mask in class_chunks(plain.edge, images, labels, self.num_classes, batch_size):
             init = None if self.centroids is None else self.centroids[classes]
@@ -285,11 +291,11 @@ class CEM(Defense):
         edge = _Recorder(model.edge)
         view = SplitModel(edge, nn.Sequential(_Link(self.observe), model.cloud))
         loss = self.base.loss(view, x, y, epoch)
-        return loss + self.settings["lambda"] * cem_loss(edge.z, y, self.centroids)
+        return loss + self.lambda_ * cem_loss(edge.z, y, self.centroids)
 
     def observe_parts(self, z):
         clean, std = self.base.observe_parts(z)
-        return clean, math.sqrt(std**2 + float(self.settings["sigma"]) ** 2)
+        return clean, math.sqrt(std**2 + self.sigma**2)
 
     def observe(self, z):
         clean, std = self.observe_parts(z)

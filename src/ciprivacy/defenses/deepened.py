@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,6 +12,7 @@ from ciprivacy.defenses.base import DEFENSES, Defense
 from ciprivacy.defenses.dependence import channel_pearson_penalty, distance_correlation
 from ciprivacy.defenses.layers import CBAM, TripletAttention, squeeze_excitation
 from ciprivacy.models import SplitModel, create_model, default_split_block
+from ciprivacy.signature import NonNegativeFloat, PositiveInt, Probability, Strict
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
@@ -39,6 +42,7 @@ class Residual(nn.Module):
 
 
 @DEFENSES.register("ae")
+@dataclass(kw_only=True, eq=False)
 class AutoencoderDefense(Defense):
     """Azizian & Bajic 2024: an encoder deepens the edge and halves the channels of z, a
     decoder in the cloud restores them; loss = CE + l1_weight * mean|z|.
@@ -47,9 +51,11 @@ class AutoencoderDefense(Defense):
     SiLU, conv3x3 C->C/2, BN, ReLU. On the CNN (C = 256) the edge has 2,365,056 parameters.
     """
 
-    name = "ae"
-    settings_keys: tuple[str, ...] = ("l1_weight",)
+    family = "network design & IB"
+    label = "AE-based"
     extra_edge_layers = 4
+
+    l1_weight: NonNegativeFloat
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         base = super().build(arch, num_classes, image_shape, arch_settings)
@@ -73,10 +79,21 @@ class AutoencoderDefense(Defense):
 
     def loss(self, model, x, y, epoch):
         z = model.edge(x)
-        return F.cross_entropy(model.cloud(z), y) + self.settings["l1_weight"] * z.float().abs().mean()
+        return F.cross_entropy(model.cloud(z), y) + self.l1_weight * z.float().abs().mean()
+
+
+class LossTerms(Strict):
+    """Which terms of eq. 15 SiftFunnel trains with (the ablation switches them off); kl off
+    leaves plain cross-entropy in its place."""
+
+    kl: bool = True
+    dcor: bool = True
+    pearson: bool = True
+    l1: bool = True
 
 
 @DEFENSES.register("siftfunnel")
+@dataclass(kw_only=True, eq=False)
 class SiftFunnel(Defense):
     """Liu et al. (the paper), section 5.
 
@@ -106,33 +123,29 @@ class SiftFunnel(Defense):
       module, whose Triplet Attention is cloud-side) are unchanged.
     """
 
-    name = "siftfunnel"
-    settings_keys: tuple[str, ...] = (
-        "alpha",
-        "attention",
-        "cbam_ratio",
-        "funnel",
-        "funnel_reduction",
-        "lambda1",
-        "lambda2",
-        "lambda3",
-        "se_reduction",
-        "tau",
-        "terms",
-        "z_channels",
-        "z_downsampling",
-    )
+    family = "network design & IB"
+    label = "SiftFunnel"
     extra_edge_layers = 3  # the funnel's three convolutions
 
-    def __init__(self, **settings):
-        super().__init__(**settings)
-        self.funnel = bool(settings.get("funnel", True))
-        self.attention = bool(settings.get("attention", True))
+    lambda1: NonNegativeFloat  # weight of KL(f(x) || LS(y))
+    alpha: Probability  # label smoothing
+    lambda2: NonNegativeFloat  # weight of L_dCor(x, z)
+    lambda3: NonNegativeFloat  # weight of L_Pearson(z)
+    tau: NonNegativeFloat  # weight of the L1 term on z
+    funnel_reduction: tuple[PositiveInt, PositiveInt]
+    z_channels: dict[str, PositiveInt]
+    z_downsampling: dict[str, PositiveInt]
+    se_reduction: tuple[PositiveInt, PositiveInt]
+    cbam_ratio: PositiveInt
+    terms: LossTerms = field(default_factory=LossTerms)
+    funnel: bool = True
+    attention: bool = True
+
+    def __post_init__(self):
         if not self.funnel:
             self.extra_edge_layers = 0
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
-        s = self.settings
         split = arch_settings.get("split_block", default_split_block(arch))
         if split < 2:
             raise ValueError(f"siftfunnel replaces the edge's last block, so it needs split_block >= 2, got {split}")
@@ -141,26 +154,27 @@ class SiftFunnel(Defense):
         c_in, h_in, _ = _shape(shorter.edge, image_shape)
         c_out, h_out, _ = _shape(base.edge, image_shape)
         self.num_classes = num_classes
-        before = [squeeze_excitation(c_in, s["se_reduction"][0]), TripletAttention()] if self.attention else []
+        before = [squeeze_excitation(c_in, self.se_reduction[0]), TripletAttention()] if self.attention else []
         if not self.funnel:
             last_block = list(base.edge)[len(shorter.edge) :]  # the plain edge is the shorter one plus its last block
             after = (
-                [squeeze_excitation(c_out, s["se_reduction"][1]), CBAM(c_out, s["cbam_ratio"])]
+                [squeeze_excitation(c_out, self.se_reduction[1]), CBAM(c_out, self.cbam_ratio)]
                 if self.attention
                 else []
             )
             return SplitModel(nn.Sequential(shorter.edge, *before, *last_block, *after), base.cloud)
         for key in ("z_channels", "z_downsampling"):
-            if arch not in s[key]:
+            if arch not in getattr(self, key):
                 raise ValueError(
-                    f"defenses.siftfunnel.{key} has no entry for architecture {arch!r}; it has {sorted(s[key])}"
+                    f"defenses.siftfunnel.{key} has no entry for architecture {arch!r}; "
+                    f"it has {sorted(getattr(self, key))}"
                 )
-        r1, r2 = s["funnel_reduction"]
-        c1, c2, zc = max(1, c_in // r1), max(1, c_in // r2), s["z_channels"][arch]
+        r1, r2 = self.funnel_reduction
+        c1, c2, zc = max(1, c_in // r1), max(1, c_in // r2), self.z_channels[arch]
         # z's side is the input side / z_downsampling, but never larger than the plain split's
         # features (the funnel cuts channels, it does not add spatial size): a deeper split of
         # the same architecture (vgg16 split_block 5, 16x16 features) keeps its own size.
-        hz = min(image_shape[1] // s["z_downsampling"][arch], h_out)
+        hz = min(image_shape[1] // self.z_downsampling[arch], h_out)
         if hz < 1 or h_in % hz or h_out % hz:
             raise ValueError(
                 f"siftfunnel cannot pool {h_in}x{h_in} features to {hz}x{hz} or bring them back to {h_out}x{h_out}"
@@ -170,7 +184,7 @@ class SiftFunnel(Defense):
             funnel.append(nn.MaxPool2d(h_in // hz))
         funnel += conv_bn_relu(c1, c2, 3)
         funnel += [nn.Conv2d(c2, zc, 5, padding=2), nn.ReLU(inplace=True)]
-        after = [squeeze_excitation(zc, s["se_reduction"][1]), CBAM(zc, s["cbam_ratio"])] if self.attention else []
+        after = [squeeze_excitation(zc, self.se_reduction[1]), CBAM(zc, self.cbam_ratio)] if self.attention else []
         edge = nn.Sequential(shorter.edge, *before, *funnel, *after)
         compensation = [*conv_bn_relu(zc, c_out // 2, 3), *conv_bn_relu(c_out // 2, c_out, 3)]
         if hz != h_out:
@@ -189,27 +203,25 @@ class SiftFunnel(Defense):
 
     def smoothed_labels(self, y: torch.Tensor) -> torch.Tensor:
         """LS(y): 1 - alpha + alpha / K on the true class, alpha / K elsewhere."""
-        k, alpha = self.num_classes, self.settings["alpha"]
+        k, alpha = self.num_classes, self.alpha
         return F.one_hot(y, k).float() * (1 - alpha) + alpha / k
 
     def loss_terms(self, model: SplitModel, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        s = self.settings
-        use = {"kl": True, "dcor": True, "pearson": True, "l1": True, **s.get("terms", {})}  # unnamed terms stay on
         z = model.edge(x)
         logits = model.cloud(z).float()
         terms = {}
-        if use["kl"]:
-            terms["kl"] = s["lambda1"] * F.kl_div(
+        if self.terms.kl:
+            terms["kl"] = self.lambda1 * F.kl_div(
                 F.log_softmax(logits, 1), self.smoothed_labels(y), reduction="batchmean"
             )
         else:
             terms["ce"] = F.cross_entropy(logits, y)
-        if use["dcor"]:
-            terms["dcor"] = s["lambda2"] * distance_correlation(x, z, squared=True)  # eq. 12 (dCor^2)
-        if use["pearson"]:
-            terms["pearson"] = s["lambda3"] * channel_pearson_penalty(z)
-        if use["l1"]:
-            terms["l1"] = s["tau"] * z.float().abs().mean()
+        if self.terms.dcor:
+            terms["dcor"] = self.lambda2 * distance_correlation(x, z, squared=True)  # eq. 12 (dCor^2)
+        if self.terms.pearson:
+            terms["pearson"] = self.lambda3 * channel_pearson_penalty(z)
+        if self.terms.l1:
+            terms["l1"] = self.tau * z.float().abs().mean()
         return terms
 
     def loss(self, model, x, y, epoch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from ciprivacy.defenses.club import CLUB, PixelLogVar
 from ciprivacy.defenses.dependence import gaussian_kernel, label_kernel, normalized_hsic
 from ciprivacy.defenses.layers import ChannelVariance, GaussianBottleneck, VariationalLinear
 from ciprivacy.models import SplitModel
+from ciprivacy.signature import NonNegativeFloat, PositiveFloat, PositiveInt
 
 
 def _bottleneck_kl(model: nn.Module) -> torch.Tensor:
@@ -23,6 +25,7 @@ def _bottleneck_kl(model: nn.Module) -> torch.Tensor:
 
 
 @DEFENSES.register("mid")
+@dataclass(kw_only=True, eq=False)
 class MID(Defense):
     """Wang et al. 2021: a variational bottleneck in the cloud's fully connected head; loss =
     CE + beta * KL(q(h|x) || N(0, I)).
@@ -34,8 +37,10 @@ class MID(Defense):
     a stochastic layer Linear(d -> 2k) with k = d / 2 (MID's code: k = feat_dim // 2), then a
     new classifier Linear(k -> K), so the bottleneck is never the logits."""
 
-    name = "mid"
-    settings_keys: tuple[str, ...] = ("beta",)
+    family = "information bottleneck"
+    label = "MID"
+
+    beta: NonNegativeFloat
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         model = super().build(arch, num_classes, image_shape, arch_settings)
@@ -59,28 +64,33 @@ class MID(Defense):
         raise AssertionError("unreachable: the Linear came from model.cloud.modules()")
 
     def loss(self, model, x, y, epoch):
-        return F.cross_entropy(model(x), y) + self.settings["beta"] * _bottleneck_kl(model)
+        return F.cross_entropy(model(x), y) + self.beta * _bottleneck_kl(model)
 
 
 @DEFENSES.register("vib")
+@dataclass(kw_only=True, eq=False)
 class VIB(Defense):
     """Variational information bottleneck on the transmitted features: z = mu + sigma * eps
     with mu the edge output; loss = CE + beta * KL. The noise stays on at inference."""
 
-    name = "vib"
-    settings_keys: tuple[str, ...] = ("beta", "sample_at_inference")
+    family = "information bottleneck"
+    label = "VIB"
+
+    beta: NonNegativeFloat
+    sample_at_inference: bool
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         model = super().build(arch, num_classes, image_shape, arch_settings)
         channels = model.edge(torch.zeros(1, *image_shape)).shape[1]
-        edge = nn.Sequential(model.edge, ChannelVariance(channels, self.settings["sample_at_inference"]))
+        edge = nn.Sequential(model.edge, ChannelVariance(channels, self.sample_at_inference))
         return SplitModel(edge, model.cloud)
 
     def loss(self, model, x, y, epoch):
-        return F.cross_entropy(model(x), y) + self.settings["beta"] * _bottleneck_kl(model)
+        return F.cross_entropy(model(x), y) + self.beta * _bottleneck_kl(model)
 
 
 @DEFENSES.register("bido")
+@dataclass(kw_only=True, eq=False)
 class BiDO(Defense):
     """Peng et al. 2022, BiDO-HSIC on z: CE + a1 * nHSIC(x, z) - a2 * nHSIC(z, y), with BiDO's
     normalised HSIC (``normalized_hsic``: tr(R_K R_L), R = K H (K H + 1e-5 m I)^-1, which grows
@@ -89,23 +99,25 @@ class BiDO(Defense):
     architecture and are the paper's, on that scale. x enters the kernel as [0, 1] pixels
     (BiDO: normalised inputs); with the width scaled by sqrt(dim) both kernels stay near 1."""
 
-    name = "bido"
-    settings_keys: tuple[str, ...] = ("kernel_sigma", "weights")
+    family = "information bottleneck"
+    label = "BiDO"
+
+    weights: dict[str, tuple[NonNegativeFloat, NonNegativeFloat]]
+    kernel_sigma: PositiveFloat
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
-        weights = self.settings["weights"]
-        if arch not in weights:
+        if arch not in self.weights:
             raise ValueError(
-                f"defenses.bido.weights has no (a1, a2) for architecture {arch!r}; it has {sorted(weights)}"
+                f"defenses.bido.weights has no (a1, a2) for architecture {arch!r}; it has {sorted(self.weights)}"
             )
-        self.a1, self.a2 = weights[arch]
+        self.a1, self.a2 = self.weights[arch]
         self.num_classes = num_classes
         return super().build(arch, num_classes, image_shape, arch_settings)
 
     def loss(self, model, x, y, epoch):
         z = model.edge(x)
         logits = model.cloud(z)
-        sigma = self.settings["kernel_sigma"]
+        sigma = self.kernel_sigma
         kz = gaussian_kernel(z, sigma)
         hsic_xz = normalized_hsic(gaussian_kernel(x, sigma), kz)
         hsic_zy = normalized_hsic(kz, label_kernel(y, self.num_classes))
@@ -113,12 +125,17 @@ class BiDO(Defense):
 
 
 @DEFENSES.register("infoscissors")
+@dataclass(kw_only=True, eq=False)
 class InfoSCISSORS(Defense):
     """Duan et al. 2023: CE + beta * CLUB upper bound on I(x; z). The CLUB variational network
     q(x | z) is trained alongside by maximum likelihood with its own optimiser."""
 
-    name = "infoscissors"
-    settings_keys: tuple[str, ...] = ("beta", "club_lr", "club_steps")
+    family = "information bottleneck"
+    label = "InfoSCISSORS"
+
+    beta: NonNegativeFloat
+    club_lr: PositiveFloat
+    club_steps: PositiveInt
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         from ciprivacy.attacks.inverse import InverseNet
@@ -131,13 +148,13 @@ class InfoSCISSORS(Defense):
     def setup(self, model, optimizer, train_size, train):
         device = next(model.parameters()).device
         self.club.to(device)
-        self.club_opt = torch.optim.Adam(self.club.parameters(), lr=self.settings["club_lr"])
+        self.club_opt = torch.optim.Adam(self.club.parameters(), lr=self.club_lr)
         return model, optimizer
 
     def loss(self, model, x, y, epoch):
         z = model.edge(x)
         logits = model.cloud(z)
-        for _ in range(self.settings["club_steps"]):  # fit q(x|z) on the current features
+        for _ in range(self.club_steps):  # fit q(x|z) on the current features
             self.club.train()
             nll = -self.club.log_likelihood(x, z.detach().float())
             self.club_opt.zero_grad(set_to_none=True)
@@ -146,7 +163,7 @@ class InfoSCISSORS(Defense):
         self.club.requires_grad_(False)
         bound = self.club.sampled_upper_bound(x, z.float())
         self.club.requires_grad_(True)
-        return F.cross_entropy(logits, y) + self.settings["beta"] * bound
+        return F.cross_entropy(logits, y) + self.beta * bound
 
     def state_dict(self) -> dict[str, Any]:
         return {"club": self.club.state_dict(), "club_opt": self.club_opt.state_dict()}

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 
 from ciprivacy.defenses.base import DEFENSES, Defense
 from ciprivacy.defenses.dependence import distance_correlation
+from ciprivacy.signature import NonNegativeFloat
 
 
 @DEFENSES.register("nopeek")
+@dataclass(kw_only=True, eq=False)
 class NoPeek(Defense):
     """loss = CE + weight * dCor(x, z), the batch's sample distance correlation between the
     flattened inputs and features: Szekely's dCor, as NoPeek's original (SiftFunnel's lambda2
@@ -19,9 +23,11 @@ class NoPeek(Defense):
     as here. The model sends z unchanged.
     """
 
-    name = "nopeek"
-    settings_keys: tuple[str, ...] = ("weight",)
+    family = "beyond the paper"
+    label = "NoPeek"
+
+    weight: NonNegativeFloat
 
     def loss(self, model, x, y, epoch):
         z = model.edge(x)
-        return F.cross_entropy(model.cloud(z), y) + self.settings["weight"] * distance_correlation(x, z)
+        return F.cross_entropy(model.cloud(z), y) + self.weight * distance_correlation(x, z)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -13,39 +14,49 @@ from ciprivacy.data.batches import to_float
 from ciprivacy.defenses.base import DEFENSES, Defense
 from ciprivacy.models import SplitModel
 from ciprivacy.models.resnet import without_inplace_ops
+from ciprivacy.signature import Lt, NonNegativeFloat, OpenUnit, PositiveFloat, Probability
 
 log = logging.getLogger(__name__)
 
 
 @DEFENSES.register("noise")
+@dataclass(kw_only=True, eq=False)
 class GaussianNoise(Defense):
-    """He et al. 2020: the device sends z + N(0, sigma^2); the model is trained unprotected."""
+    """He et al. 2020: the device sends z + N(0, sigma^2); the model is trained unprotected.
 
-    name = "noise"
-    settings_keys: tuple[str, ...] = ("sigma",)
+    ``sigma``: the noise's standard deviation, in units of z."""
+
+    family = "perturbation"
+    label = "Noise"
     uses_unprotected_model = True
 
+    sigma: NonNegativeFloat
+
     def observe(self, z: torch.Tensor) -> torch.Tensor:
-        return z + self.settings["sigma"] * torch.randn_like(z)
+        return z + self.sigma * torch.randn_like(z)
 
     def observe_parts(self, z: torch.Tensor) -> tuple[torch.Tensor, float]:
-        return z, float(self.settings["sigma"])
+        return z, float(self.sigma)
 
 
 @DEFENSES.register("dropping")
+@dataclass(kw_only=True, eq=False)
 class FeatureDropping(Defense):
-    """He et al. 2020: each element of z is zeroed with probability `rate` (no rescaling)."""
+    """He et al. 2020: each element of z is zeroed with probability ``rate`` (no rescaling)."""
 
-    name = "dropping"
-    settings_keys: tuple[str, ...] = ("rate",)
+    family = "perturbation"
+    label = "Dropping"
     uses_unprotected_model = True
 
+    rate: Probability
+
     def observe(self, z: torch.Tensor) -> torch.Tensor:
-        keep = torch.rand_like(z, dtype=torch.float32) >= self.settings["rate"]
+        keep = torch.rand_like(z, dtype=torch.float32) >= self.rate
         return z * keep.to(z.dtype)
 
 
 @DEFENSES.register("nls")
+@dataclass(kw_only=True, eq=False)
 class NegativeLabelSmoothing(Defense):
     """Struppek et al. 2024: cross-entropy to labels smoothed with a negative factor, ramped in.
 
@@ -53,17 +64,21 @@ class NegativeLabelSmoothing(Defense):
     (< 0) between the fractions ``ramp_start`` and ``ramp_end`` of the training epochs.
     """
 
-    name = "nls"
-    settings_keys: tuple[str, ...] = ("alpha", "ramp_end", "ramp_start")
+    family = "perturbation"
+    label = "NLS"
+
+    alpha: Annotated[float, Lt(0)]
+    ramp_start: Probability
+    ramp_end: Probability
 
     def setup(self, model, optimizer, train_size, train):
         self.epochs = int(train["epochs"])
         return model, optimizer
 
     def smoothing(self, epoch: int) -> float:
-        start, end = self.settings["ramp_start"] * self.epochs, self.settings["ramp_end"] * self.epochs
+        start, end = self.ramp_start * self.epochs, self.ramp_end * self.epochs
         progress = 1.0 if end <= start else min(1.0, max(0.0, (epoch - start) / (end - start)))
-        return self.settings["alpha"] * progress
+        return self.alpha * progress
 
     def loss(self, model: SplitModel, x: torch.Tensor, y: torch.Tensor, epoch: int) -> torch.Tensor:
         logp = F.log_softmax(model(x).float(), dim=1)
@@ -72,13 +87,22 @@ class NegativeLabelSmoothing(Defense):
 
 
 @DEFENSES.register("dpsgd")
+@dataclass(kw_only=True, eq=False)
 class DPSGD(Defense):
     """Abadi et al. 2016 through Opacus: per-sample clipping and Gaussian noise, Poisson
     sampling, RDP accounting. BatchNorm mixes samples, which DP-SGD forbids, so Opacus's
-    ModuleValidator.fix replaces every BatchNorm with GroupNorm (same parameter count)."""
+    ModuleValidator.fix replaces every BatchNorm with GroupNorm (same parameter count).
 
-    name = "dpsgd"
-    settings_keys: tuple[str, ...] = ("delta", "max_grad_norm", "noise_multiplier", "target_epsilon")
+    ``target_epsilon`` and ``delta``: the privacy budget the noise multiplier is derived from,
+    unless ``noise_multiplier`` is given; ``max_grad_norm``: the per-sample clipping norm."""
+
+    family = "perturbation"
+    label = "DP-SGD"
+
+    target_epsilon: PositiveFloat
+    delta: OpenUnit
+    max_grad_norm: PositiveFloat
+    noise_multiplier: NonNegativeFloat | None = None
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         from opacus.validators import ModuleValidator
@@ -96,25 +120,23 @@ class DPSGD(Defense):
         from opacus.accountants.utils import get_noise_multiplier
         from opacus.optimizers import DPOptimizer
 
-        s = self.settings
         self.sample_rate = min(1.0, train["batch_size"] / train_size)
         self.accountant = RDPAccountant()
-        if s["noise_multiplier"] is None:
-            self.noise_multiplier = get_noise_multiplier(
-                target_epsilon=s["target_epsilon"],
-                target_delta=s["delta"],
+        self.noise = self.noise_multiplier
+        if self.noise is None:
+            self.noise = get_noise_multiplier(
+                target_epsilon=self.target_epsilon,
+                target_delta=self.delta,
                 sample_rate=self.sample_rate,
                 epochs=train["epochs"],
                 accountant="rdp",
             )
-        else:
-            self.noise_multiplier = float(s["noise_multiplier"])
-        log.info("DP-SGD: noise multiplier %.4f, sample rate %.5f", self.noise_multiplier, self.sample_rate)
+        log.info("DP-SGD: noise multiplier %.4f, sample rate %.5f", self.noise, self.sample_rate)
         wrapped = GradSampleModule(model)
         dp_opt = DPOptimizer(
             optimizer,
-            noise_multiplier=self.noise_multiplier,
-            max_grad_norm=s["max_grad_norm"],
+            noise_multiplier=self.noise,
+            max_grad_norm=self.max_grad_norm,
             expected_batch_size=train["batch_size"],
         )
         dp_opt.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate))
@@ -137,12 +159,12 @@ class DPSGD(Defense):
             return F.cross_entropy(model(x), y)
 
     def report(self) -> dict[str, Any]:
-        eps = self.accountant.get_epsilon(self.settings["delta"]) if len(self.accountant) else math.inf
-        return {"epsilon": float(eps), "delta": self.settings["delta"], "noise_multiplier": self.noise_multiplier}
+        eps = self.accountant.get_epsilon(self.delta) if len(self.accountant) else math.inf
+        return {"epsilon": float(eps), "delta": self.delta, "noise_multiplier": self.noise}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"accountant": self.accountant.state_dict(), "noise_multiplier": self.noise_multiplier}
+        return {"accountant": self.accountant.state_dict(), "noise_multiplier": self.noise}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.accountant.load_state_dict(state["accountant"])
-        self.noise_multiplier = state["noise_multiplier"]
+        self.noise = state["noise_multiplier"]

@@ -11,7 +11,7 @@ from torch import nn
 
 from ciprivacy.registry import Registry
 
-ARCHS: Registry = Registry("architecture")
+ARCHS: Registry = Registry("architecture", group="ciprivacy.archs")
 
 # Per-channel statistics the inputs are normalised with inside the edge (CIFAR-10's, as in the
 # authors' code). Kept as buffers, so they are not counted as edge parameters.

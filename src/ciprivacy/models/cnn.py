@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 from torch import nn
 
 from ciprivacy.models.base import ARCHS, Normalize, SplitModel, normalization_for
+from ciprivacy.signature import Int, Interval, PositiveInt
 
 
 def cnn_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -23,10 +24,9 @@ def cnn_block(c_in: int, c_out: int) -> nn.Sequential:
 def build_cnn(
     num_classes: int,
     image_shape: tuple[int, int, int],
-    split_block: int = 2,
-    width: int = 128,
-    dropout: float = 0.5,
-    **_: Any,
+    split_block: Annotated[Int, Interval(ge=1, le=4)] = 2,
+    width: PositiveInt = 128,
+    dropout: Annotated[float, Interval(ge=0, lt=1)] = 0.5,
 ) -> SplitModel:
     """Four blocks (channels C -> w -> 2w -> 4w -> 8w), then Linear(8w*(H/16)^2 -> 5K) -> Dropout -> Linear(5K -> K).
 

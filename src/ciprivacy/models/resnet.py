@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Annotated
 
 from torch import nn
 
 from ciprivacy.models.base import ARCHS, Normalize, SplitModel, normalization_for
+from ciprivacy.signature import Int, Interval
 
 
 @ARCHS.register("resnet18")
-def build_resnet18(num_classes: int, image_shape: tuple[int, int, int], split_block: int = 2, **_: Any) -> SplitModel:
+def build_resnet18(
+    num_classes: int, image_shape: tuple[int, int, int], split_block: Annotated[Int, Interval(ge=1, le=8)] = 2
+) -> SplitModel:
     """The edge is the input normalisation, the stem (conv, BN, ReLU) and the first
     ``split_block`` basic blocks (of 8; two per stage). The default, the stem plus the first
     residual stage, has 149,824 parameters and sends z = 64 x H x W."""

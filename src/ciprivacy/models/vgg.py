@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 from torch import nn
 
 from ciprivacy.models.base import ARCHS, Normalize, SplitModel, normalization_for
+from ciprivacy.signature import Int, Interval
 
 
 @ARCHS.register("vgg16")
-def build_vgg16(num_classes: int, image_shape: tuple[int, int, int], split_block: int = 3, **_: Any) -> SplitModel:
+def build_vgg16(
+    num_classes: int, image_shape: tuple[int, int, int], split_block: Annotated[Int, Interval(ge=1, le=13)] = 3
+) -> SplitModel:
     """The edge ends at the ReLU after the ``split_block``-th convolution. The default (3)
     is the first ReLU after a max-pool (Table 5): 112,576 parameters, z = 128 x H/2 x W/2; 5
     is the first ReLU after the second max-pool (the data-type study)."""

@@ -33,7 +33,7 @@ def cem_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
     stats = seed_stats(tidy)
     stats = stats[(stats["dataset"] == dataset) & (stats["arch"] == arch)]
     bases = [d for d in stats["defense"].unique() if not d.endswith(CEM_SUFFIX)]
-    order = [d for d in L.DEFENSES if d in bases] + sorted(set(bases) - set(L.DEFENSES))
+    order = L.row_order(bases)
     rows = []
     for base in order:
         for defense in (base, base + CEM_SUFFIX):

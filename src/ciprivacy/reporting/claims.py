@@ -81,7 +81,7 @@ def _claims_1_to_4(group: pd.DataFrame) -> list[tuple[int, str, str]]:
         out.append((1, NOT_RUN, "needs siftfunnel and unprotected runs"))
     # The competitors are the paper's other defenses, not SiftFunnel's own variants (ablation,
     # +cem) or defenses the paper does not compare (NoPeek).
-    competing = group[group["defense"].isin(set(L.DEFENSES) - {"siftfunnel"})]
+    competing = group[group["defense"].isin(set(L.PAPER_DEFENSES) - {"siftfunnel"})]
     others = competing[competing["defense"] != "unprotected"].dropna(subset=["gen_mse"])
     if sf and len(others):
         mse_sf, ssim_sf = _get(group, "siftfunnel", "gen_mse"), _get(group, "siftfunnel", "gen_ssim")

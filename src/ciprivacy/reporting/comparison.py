@@ -50,7 +50,7 @@ def paper_comparison(tidy: pd.DataFrame, paper: pd.DataFrame | None = None) -> p
     merged["status"] = np.select(
         [merged["ours"].isna(), merged["paper"].isna()], ["not run", "no paper value"], default="compared"
     )
-    order = {name: i for i, name in enumerate(L.DEFENSES)}
+    order = {name: i for i, name in enumerate(L.PAPER_DEFENSES)}
     merged["_order"] = merged["defense"].map(order).fillna(len(order))
     merged["_metric"] = merged["metric"].map({m: i for i, m in enumerate(L.METRICS)})
     merged = merged.sort_values(["status", "table", "dataset", "arch", "_order", "scenario", "_metric"])

@@ -42,7 +42,7 @@ def _label(defense: str) -> str:
         return f"{_label(defense[: -len(CEM_SUFFIX)])} + CEM"
     if defense in ABLATION_LABELS and defense.startswith(ABLATION_PREFIX):
         return f"SiftFunnel {ABLATION_LABELS[defense]}"
-    return L.LABELS.get(defense, defense)
+    return L.label(defense)
 
 
 def _family(defense: str) -> str:
@@ -52,7 +52,7 @@ def _family(defense: str) -> str:
         return f"{_family(defense[: -len(CEM_SUFFIX)])} + CEM"
     if defense.startswith(ABLATION_PREFIX):
         return "SiftFunnel ablation"
-    return L.FAMILY_OF.get(defense) or ("unprotected" if defense == "unprotected" else "other")
+    return L.family(defense) or ("unprotected" if defense == "unprotected" else "other")
 
 
 def _save(fig, output: str) -> None:
@@ -78,9 +78,7 @@ def figure4(sample_files: Sequence[str], metric_files: Sequence[str], output: st
     for samples, metrics in zip(sample_files, metric_files):
         meta = load_json(metrics)
         runs[(meta["defense"], meta["scenario"])] = load_torch(samples)
-    defenses = [
-        d for d in [*L.DEFENSES, *sorted({d for d, _ in runs} - set(L.DEFENSES))] if any(k[0] == d for k in runs)
-    ]
+    defenses = L.row_order(d for d, _ in runs)
     scenarios = [s for s in SCENARIO_LABELS if any(k[1] == s for k in runs)]
     first = next(iter(runs.values()))
     for key, run in runs.items():

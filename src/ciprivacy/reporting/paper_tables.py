@@ -87,7 +87,7 @@ BEST_RULE = (
 def _row(stats: pd.DataFrame, dataset: str, arch: str, defense: str, gen_attack: str, gen_only: bool) -> dict:
     """One table row: means over seeds (and `<column>_std`), or a 'not run' row."""
     sel = stats[(stats["dataset"] == dataset) & (stats["arch"] == arch) & (stats["defense"] == defense)]
-    row = {"family": L.FAMILY_OF.get(defense, ""), "defense": defense, "arch": arch, "gen_attack": gen_attack}
+    row = {"family": L.family(defense), "defense": defense, "arch": arch, "gen_attack": gen_attack}
     if sel.empty:
         return {**row, "status": NOT_RUN, "n_seeds": 0}
     row["status"] = "ran"
@@ -127,8 +127,8 @@ def defense_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
     rows = []
     # The paper's defenses in its order, then any other that ran here (NoPeek, variants).
     ran = stats.loc[(stats["dataset"] == dataset) & (stats["arch"] == arch), "defense"]
-    for defense in [*L.DEFENSES, *sorted(set(ran) - set(L.DEFENSES))]:
-        if defense in L.GRAY_AND_BLACK:
+    for defense in L.row_order([*L.PAPER_DEFENSES, *ran]):
+        if L.mirrors_added_layers(defense):
             rows.append(_row(stats, dataset, arch, defense, "graybox", gen_only=False))
             rows.append(_row(stats, dataset, arch, defense, "blackbox", gen_only=True))
         else:
@@ -159,7 +159,7 @@ def _best_mask(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _label(row: pd.Series, by: str) -> str:
-    name = L.LABELS.get(row["defense"], row["defense"]) if by == "defense" else row["arch"]
+    name = L.label(row["defense"]) if by == "defense" else row["arch"]
     return f"{name} (black-box Gen)" if row["gen_only"] else name
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ciprivacy import settings as S
+from ciprivacy import config as S
 from ciprivacy.experiments import Experiment, all_targets, scenarios_of
 from ciprivacy.reporting import layout as L
 
@@ -203,7 +203,7 @@ def provenance_runs(
                     step=f"attack_{s}",
                     outputs=[f"{out}/attacks/{name}/{s}/metrics.json"],
                     benchmark=f"{out}/benchmarks/attack_{s}/{name}.tsv",
-                    settings=S.attack_settings(config, "blackbox" if s == COMPENSATION else s, t["seed"]),
+                    settings=S.attack_settings(config, s, t["seed"]),
                 )
             )
     return runs
