@@ -5,12 +5,17 @@ of one preset at once."""
 
 import re
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_target_settings
+from PIL import Image
 from test_resume import BATCHES_PER_EPOCH, EPOCHS, Killed, counting_augment
 
 import ciprivacy.target as T
+from ciprivacy.data import prepare_dataset
+from ciprivacy.data.prepared import fewest_images_per_class, split_counts, stratified_split
+from ciprivacy.data.sources import DataError
 from ciprivacy.io import load_torch
 from ciprivacy.runtime import job_log
 
@@ -63,3 +68,58 @@ def test_any_unreadable_checkpoint_is_moved_aside_not_raised(tmp_path, content, 
     ckpt.write_bytes(content)
     assert load_checkpoint(ckpt, {"a": 1}) is None
     assert len(list(tmp_path.glob("c.pt.unreadable-*"))) == 2
+
+
+# --- raw data ---------------------------------------------------------------------------------
+
+
+def photo_tree(root, counts: dict[str, int], size=12):
+    rng = np.random.default_rng(0)
+    for cls, n in counts.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+def folder_block(root, split=None, max_images=None):
+    return {
+        "source": "image_folder",
+        "options": {"root": str(root)},
+        "resolution": 8,
+        "channels": 3,
+        "split": split or {"train": 0.5, "test": 0.25, "aux": 0.25},
+        "split_seed": 0,
+        "max_images": max_images,
+    }
+
+
+def test_a_class_too_small_for_every_split_stops_data_preparation_naming_it(tmp_path):
+    root = photo_tree(tmp_path / "pets", {"cat": 4, "dog": 5, "owl": 1})
+    out = tmp_path / "out" / "pets.pt"
+    with pytest.raises(DataError) as err:
+        prepare_dataset("pets", folder_block(root), str(out))
+    message = str(err.value)
+    assert "class 'owl' has 1 image (train 0, test 0, aux 1)" in message
+    assert "at least 4 images" in message and "datasets.pets.split" in message
+    assert "'cat'" not in message and "'dog'" not in message
+    assert not out.parent.exists(), "nothing is written"
+    # max_images sharing too few images to a class names that setting.
+    photos = {**folder_block(root, max_images=12), "source": "skimage_patches", "options": {"images_per_class": 12}}
+    with pytest.raises(DataError, match=r"(?s)keeps 2 of its 12 images under max_images 12.*raise datasets\.photos\."):
+        prepare_dataset("photos", photos, str(out))
+
+
+def test_the_fewest_images_per_class_follow_the_splits_rounding():
+    for fractions in ({"train": 0.666, "test": 0.167, "aux": 0.167}, {"train": 0.45, "test": 0.45, "aux": 0.1}):
+        need = fewest_images_per_class(fractions)
+        filled = {
+            n: min(idx.numel() for idx in stratified_split(torch.zeros(n), fractions, 0).values()) >= 1
+            for n in range(1, 3 * need)
+        }
+        assert not filled[need - 1] and all(filled[n] for n in range(need, 3 * need))
+    assert fewest_images_per_class({"train": 0.666, "test": 0.167, "aux": 0.167}) == 5
+    # Not every smaller class fails: at 0.45/0.45/0.1 five images fill all three splits, six do not.
+    assert fewest_images_per_class({"train": 0.45, "test": 0.45, "aux": 0.1}) == 9
+    assert min(split_counts(5, {"train": 0.45, "test": 0.45, "aux": 0.1}).values()) == 1
+    assert split_counts(6, {"train": 0.45, "test": 0.45, "aux": 0.1})["aux"] == 0

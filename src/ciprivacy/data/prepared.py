@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,73 @@ def class_quota(counts: torch.Tensor, max_images: int | None) -> torch.Tensor:
     return quota
 
 
+def split_counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
+    """How many of a class's ``n`` images each split gets in ``stratified_split``: its share of
+    ``n`` rounded (Python's round: halves to even), the last split the rest."""
+    total = sum(fractions.values())
+    names = list(fractions)
+    counts, start = {}, 0
+    for i, name in enumerate(names):
+        count = n - start if i == len(names) - 1 else round(n * fractions[name] / total)
+        counts[name] = max(0, min(count, n - start))
+        start += counts[name]
+    return counts
+
+
+def fewest_images_per_class(fractions: dict[str, float]) -> int | None:
+    """The smallest class size from which every class, however much larger, has at least one
+    image in every split under ``fractions``; None when a fraction is 0 (that split stays empty).
+
+    Rounding makes this more than ``1 / smallest fraction``, and not every smaller class fails:
+    at train/test/aux 0.45/0.45/0.1 a class of 5 fills all three splits, one of 6 leaves aux empty.
+    """
+    if any(f <= 0 for f in fractions.values()):
+        return None
+    total = sum(fractions.values())
+    shares = [f / total for f in fractions.values()]
+    # Above this size every rounded share is >= 1 and the rest left for the last split is too.
+    bound = math.ceil(max([0.5 / f for f in shares[:-1]] + [0.5 * (len(shares) - 1) / shares[-1]])) + 2
+    last_short = 0
+    for n in range(1, 2 * bound + 1):
+        if min(split_counts(n, fractions).values()) < 1:
+            last_short = n
+    return last_short + 1
+
+
+def check_class_sizes(
+    name: str, labels: torch.Tensor, classes: list[str], fractions: dict[str, float], max_images: int | None
+) -> None:
+    """Stop, naming each class, when a class would leave a split without images (as a class
+    folder with one image would: no test or auxiliary image of it)."""
+    counts = torch.bincount(labels, minlength=len(classes))
+    quota = class_quota(counts, max_images)
+    need = fewest_images_per_class(fractions)
+    ratios = " / ".join(f"{split} {f:g}" for split, f in fractions.items())
+    short = []
+    for cls, have, keep in zip(classes, counts.tolist(), quota.tolist()):
+        got = split_counts(keep, fractions)
+        if min(got.values()) >= 1:
+            continue
+        kept = (
+            f"keeps {keep} of its {have} images under max_images {max_images}"
+            if keep < have
+            else f"has {have} image{'s' if have != 1 else ''}"
+        )
+        short.append(f"  class {cls!r} {kept} ({', '.join(f'{k} {v}' for k, v in got.items())})")
+    if not short:
+        return
+    more = f"\n  ... and {len(short) - 20} more classes" if len(short) > 20 else ""
+    fixes = ["give these classes more images", "remove them from the source", f"change datasets.{name}.split"]
+    if max_images is not None and int(quota.sum()) < int(counts.sum()):
+        fixes.append(f"raise datasets.{name}.max_images")
+    fix = ", ".join(fixes[:-1]) + " or " + fixes[-1]
+    raise DataError(
+        f"dataset {name!r}: at split fractions {ratios} (datasets.{name}.split) every class needs at least "
+        f"{need} images so that each split gets one; {len(short)} of {len(classes)} classes fall short "
+        f"(images per split in brackets):\n" + "\n".join(short[:20]) + more + f"\n{fix[0].upper()}{fix[1:]}."
+    )
+
+
 def stratified_split(
     labels: torch.Tensor, fractions: dict[str, float], seed: int, max_images: int | None = None
 ) -> dict[str, torch.Tensor]:
@@ -60,7 +128,7 @@ def stratified_split(
     """
     total = sum(fractions.values())
     if abs(total - 1.0) > 1e-6:
-        raise DataError(f"split fractions {fractions} sum to {total}, expected 1.0")
+        raise DataError(f"split fractions {fractions} sum to {total:g}, expected 1.0")
     gen = torch.Generator().manual_seed(seed)
     classes = torch.unique(labels).tolist()
     counts = torch.tensor([int((labels == c).sum()) for c in classes])
@@ -70,9 +138,7 @@ def stratified_split(
         idx = torch.nonzero(labels == cls).flatten()
         idx = idx[torch.randperm(idx.numel(), generator=gen)][:keep]
         start = 0
-        names = list(fractions)
-        for i, name in enumerate(names):
-            count = idx.numel() - start if i == len(names) - 1 else round(idx.numel() * fractions[name] / total)
+        for name, count in split_counts(idx.numel(), fractions).items():
             out[name].append(idx[start : start + count])
             start += count
     return {name: torch.sort(torch.cat(parts)).values for name, parts in out.items()}
@@ -115,6 +181,7 @@ def prepare_dataset(name: str, settings: dict[str, Any], output: str) -> Prepare
     resolution, channels = settings["resolution"], settings["channels"]
     fractions = split_fractions(name, settings)
     raw = read_source(settings, resolution, channels)
+    check_class_sizes(name, raw.labels, raw.classes, fractions, settings.get("max_images"))
     splits = stratified_split(raw.labels, fractions, seed=settings["split_seed"], max_images=settings.get("max_images"))
     # Keep only the images some split uses (max_images may have left most of them out).
     used = torch.sort(torch.cat(list(splits.values()))).values
