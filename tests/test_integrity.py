@@ -123,3 +123,17 @@ def test_the_fewest_images_per_class_follow_the_splits_rounding():
     assert fewest_images_per_class({"train": 0.45, "test": 0.45, "aux": 0.1}) == 9
     assert min(split_counts(5, {"train": 0.45, "test": 0.45, "aux": 0.1}).values()) == 1
     assert split_counts(6, {"train": 0.45, "test": 0.45, "aux": 0.1})["aux"] == 0
+
+
+def test_every_unreadable_image_is_listed_in_one_error(tmp_path):
+    root = photo_tree(tmp_path / "pets", {"cat": 6, "dog": 30})
+    for i in range(3):
+        (root / "cat" / f"{i}.png").write_bytes(b"not a png")
+    for i in range(22):
+        (root / "dog" / f"{i}.png").write_bytes(b"")
+    with pytest.raises(DataError) as err:
+        prepare_dataset("pets", folder_block(root), str(tmp_path / "pets.pt"))
+    message = str(err.value)
+    assert "25 of 36 image files cannot be used" in message
+    assert all(str(root / "cat" / f"{i}.png") in message for i in range(3))
+    assert message.count("cannot read image") == 20 and "... and 5 more" in message
