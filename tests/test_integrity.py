@@ -137,3 +137,13 @@ def test_every_unreadable_image_is_listed_in_one_error(tmp_path):
     assert "25 of 36 image files cannot be used" in message
     assert all(str(root / "cat" / f"{i}.png") in message for i in range(3))
     assert message.count("cannot read image") == 20 and "... and 5 more" in message
+
+
+def test_split_fractions_that_do_not_sum_to_one_name_the_setting_and_the_sum(tmp_path):
+    root = photo_tree(tmp_path / "pets", {"cat": 4, "dog": 4})
+    out = tmp_path / "pets.pt"
+    with pytest.raises(
+        DataError, match=r"datasets\.pets\.split: the fractions train 0\.5 \+ test 0\.5 \+ aux 0\.5 sum to 1\.5"
+    ):
+        prepare_dataset("pets", folder_block(root, split={"train": 0.5, "test": 0.5, "aux": 0.5}), str(out))
+    assert not out.exists()

@@ -161,10 +161,19 @@ def split_fractions(name: str, settings: dict[str, Any]) -> dict[str, float]:
                 f"dataset {name!r}: split.aux is {split['aux']} but aux_source is set; the auxiliary data "
                 "then comes from aux_source, so give split.train and split.test only"
             )
-        return {"train": float(split["train"]), "test": float(split["test"])}
-    if "aux" not in split:
+        fractions = {"train": float(split["train"]), "test": float(split["test"])}
+    elif "aux" not in split:
         raise DataError(f"dataset {name!r}: split.aux is missing; give it, or an aux_source block")
-    return {s: float(split[s]) for s in SPLITS}
+    else:
+        fractions = {s: float(split[s]) for s in SPLITS}
+    total = sum(fractions.values())
+    if abs(total - 1.0) > 1e-6 or any(f <= 0 for f in fractions.values()):
+        terms = " + ".join(f"{s} {f:g}" for s, f in fractions.items())
+        raise DataError(
+            f"datasets.{name}.split: the fractions {terms} sum to {total:g}; each must be above 0 and "
+            "together they must sum to 1"
+        )
+    return fractions
 
 
 def prepare_dataset(name: str, settings: dict[str, Any], output: str) -> PreparedData:
