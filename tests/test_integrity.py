@@ -3,6 +3,8 @@ unreadable checkpoint, bad or too little raw data, a prepared file changed since
 results other users cannot read, a results tree that no longer matches its manifest, and two runs
 of one preset at once."""
 
+import hashlib
+import os
 import re
 
 import numpy as np
@@ -13,7 +15,7 @@ from PIL import Image
 from test_resume import BATCHES_PER_EPOCH, EPOCHS, Killed, counting_augment
 
 import ciprivacy.target as T
-from ciprivacy.data import prepare_dataset
+from ciprivacy.data import load_prepared, prepare_dataset
 from ciprivacy.data.prepared import fewest_images_per_class, split_counts, stratified_split
 from ciprivacy.data.sources import DataError
 from ciprivacy.io import load_torch
@@ -147,3 +149,37 @@ def test_split_fractions_that_do_not_sum_to_one_name_the_setting_and_the_sum(tmp
     ):
         prepare_dataset("pets", folder_block(root, split={"train": 0.5, "test": 0.5, "aux": 0.5}), str(out))
     assert not out.exists()
+
+
+# --- prepared data ----------------------------------------------------------------------------
+
+
+def test_a_prepared_file_altered_in_place_is_refused_by_the_next_job(tmp_path):
+    root = photo_tree(tmp_path / "pets", {"cat": 8, "dog": 8})
+    data = tmp_path / "data" / "pets.pt"
+    prepare_dataset("pets", folder_block(root), str(data))
+    sidecar = tmp_path / "data" / "pets.pt.sha256"
+    digest = hashlib.sha256(data.read_bytes()).hexdigest()
+    assert sidecar.read_text() == f"{digest}  pets.pt\n"  # as sha256sum writes it: `sha256sum -c` checks it
+    assert load_prepared(str(data)).sha256 == digest
+
+    # One byte changed in the middle, size and modification time kept: Snakemake sees nothing.
+    stat = data.stat()
+    with open(data, "r+b") as fh:
+        fh.seek(stat.st_size // 2)
+        byte = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(DataError) as err:
+        T.train_target(str(data), str(tmp_path / "model.pt"), tiny_target_settings("unprotected", {}, 1))
+    message = str(err.value)
+    assert f"prepared data {data} changed since prepare_data wrote it" in message
+    assert "--forcerun prepare_data" in message and f"delete both {data} and {sidecar}" in message
+    assert not (tmp_path / "model.pt").exists()
+
+    sidecar.write_text("")  # a sidecar emptied (or truncated) is no licence to read the file unchecked
+    with pytest.raises(DataError, match="holds no sha256 hash"):
+        load_prepared(str(data))
+    sidecar.unlink()  # files prepared before sidecars were written are read as before
+    assert load_prepared(str(data)).sha256 is None

@@ -36,16 +36,6 @@ class Resume(NamedTuple):
     key: dict[str, Any]
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Content hash of an input file: an attack resumes only against the very model it began on
-    (post-hoc and re-cut targets share a training history with other models)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def source_fingerprint(root: str | os.PathLike, skip: tuple[str, ...] = ("reporting",)) -> str:
     """SHA-256 of every ``.py`` file under ``root`` (paths and contents), leaving out the
     top-level folders in ``skip``: tables and figures do not change what a run computes."""

@@ -1,9 +1,15 @@
-"""The canonical prepared dataset: one file, decoded once, read by every later stage."""
+"""The canonical prepared dataset: one file, decoded once, read by every later stage.
+
+``prepare_dataset`` writes ``<file>.sha256`` beside it and ``load_prepared`` checks the file
+against it, so no job trains or attacks on a prepared file changed since (a copy cut short, an
+edit, another run's file copied over it): Snakemake notices none of these.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +17,7 @@ import torch
 
 from ciprivacy.data.availability import data_unavailable
 from ciprivacy.data.sources import SOURCES, DataError, RawImages
-from ciprivacy.io import load_torch, save_torch
+from ciprivacy.io import file_sha256, load_torch, read_sha256, save_torch, sha256_sidecar, write_sha256
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +31,7 @@ class PreparedData:
     splits: dict[str, torch.Tensor]  # split name -> int64 indices into images
     classes: list[str]
     meta: dict[str, Any]
+    sha256: str | None = None  # the file's hash, when it was checked against its sidecar
 
     @property
     def num_classes(self) -> int:
@@ -224,13 +231,44 @@ def prepare_dataset(name: str, settings: dict[str, Any], output: str) -> Prepare
             raise DataError(f"dataset {name!r}: split {split!r} is empty; give more images or larger fractions")
     meta["sizes"] = {k: int(v.numel()) for k, v in splits.items()}
     prepared = PreparedData(images, labels, splits, raw.classes, meta)
+    sha256_sidecar(output).unlink(missing_ok=True)  # a stale hash would refuse the new file
     save_torch({"images": images, "labels": labels, "splits": splits, "classes": raw.classes, "meta": meta}, output)
+    write_sha256(output)
     log.info(
         "prepared %s: %s images of classes %s, splits %s", name, tuple(images.shape), raw.classes[:10], meta["sizes"]
     )
     return prepared
 
 
-def load_prepared(path: str) -> PreparedData:
+def verify_prepared(path: str | os.PathLike) -> str | None:
+    """Check ``path`` against the hash prepare_dataset wrote beside it and return that hash;
+    None when there is no sidecar (a file prepared before hashes were written, or by hand), a
+    DataError when the file differs from it."""
+    sidecar = sha256_sidecar(path)
+    if not sidecar.exists():
+        return None
+    fix = (
+        "prepare it again: rerun with `snakemake --forcerun prepare_data` (plus your usual options), "
+        f"or delete both {path} and {sidecar} and rerun"
+    )
+    expected = read_sha256(sidecar)
+    if expected is None:
+        raise DataError(f"{sidecar} holds no sha256 hash, so {path} cannot be checked; {fix}")
+    actual = file_sha256(path)
+    if actual != expected:
+        raise DataError(
+            f"prepared data {path} changed since prepare_data wrote it (its sha256 is {actual[:16]}..., "
+            f"{sidecar} records {expected[:16]}...); no job uses it until you {fix}"
+        )
+    return actual
+
+
+def load_prepared(path: str | os.PathLike) -> PreparedData:
+    """Read a prepared file, checked against its ``.sha256`` sidecar when it has one."""
+    digest = verify_prepared(path)
+    if digest is None:
+        log.info("%s has no sha256 sidecar; read without checking its content", path)
     blob = load_torch(path)
-    return PreparedData(blob["images"], blob["labels"], blob["splits"], list(blob["classes"]), dict(blob["meta"]))
+    return PreparedData(
+        blob["images"], blob["labels"], blob["splits"], list(blob["classes"]), dict(blob["meta"]), sha256=digest
+    )
