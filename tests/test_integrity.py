@@ -6,6 +6,10 @@ of one preset at once."""
 import hashlib
 import os
 import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +24,8 @@ from ciprivacy.data.prepared import fewest_images_per_class, split_counts, strat
 from ciprivacy.data.sources import DataError
 from ciprivacy.io import load_torch
 from ciprivacy.runtime import job_log
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 # --- checkpoints ------------------------------------------------------------------------------
 
@@ -183,3 +189,52 @@ def test_a_prepared_file_altered_in_place_is_refused_by_the_next_job(tmp_path):
         load_prepared(str(data))
     sidecar.unlink()  # files prepared before sidecars were written are read as before
     assert load_prepared(str(data)).sha256 is None
+
+
+# --- permissions ------------------------------------------------------------------------------
+
+WRITE_EVERY_KIND = """
+import sys
+from ciprivacy.io import save_json, save_torch, write_sha256
+save_json({"a": 1}, sys.argv[1] + "/r/metrics.json")
+save_torch({"x": 1}, sys.argv[1] + "/r/model.pt")
+write_sha256(sys.argv[1] + "/r/model.pt")
+"""
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_result_files_get_the_permissions_of_the_umask(tmp_path, umask, mode):
+    """Another user of a shared results folder reads (0o022) or also writes (0o002) them; the
+    atomic writer's temporary files were 0600."""
+    proc = subprocess.run(
+        [sys.executable, "-c", WRITE_EVERY_KIND, str(tmp_path)],
+        preexec_fn=lambda: os.umask(umask),
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("metrics.json", "model.pt", "model.pt.sha256"):
+        assert stat.S_IMODE((tmp_path / "r" / name).stat().st_mode) == mode, name
+
+
+def test_the_umask_is_read_without_proc_too_and_left_as_it_was(monkeypatch):
+    import builtins
+
+    import ciprivacy.io as io
+
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    old = os.umask(0o027)
+    try:
+        assert io._read_umask() == 0o027
+        monkeypatch.setattr(builtins, "open", no_proc)
+        assert io._read_umask() == 0o027
+        assert os.umask(0o027) == 0o027, "the umask is restored"
+    finally:
+        os.umask(old)

@@ -17,11 +17,36 @@ from typing import Any
 import torch
 
 
+def _read_umask() -> int:
+    """The process's umask, from /proc/self/status (Linux 4.7+) without touching it; elsewhere
+    by setting 0o077 and restoring it at once (a file another thread creates in between gets
+    fewer permissions, never more)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+# What open() gives a new file under the umask the job started with (read once, at import):
+# the atomic writer's temporary files are created 0600, which would keep results from the
+# other users of a shared results folder.
+FILE_MODE = 0o666 & ~_read_umask()
+
+
 def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        os.fchmod(fd, FILE_MODE)  # kept by the rename
+    finally:
+        os.close(fd)
     return path, tmp
 
 
