@@ -12,9 +12,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def _read_umask() -> int:
@@ -52,6 +53,8 @@ def _atomic_target(path: str | os.PathLike) -> tuple[Path, str]:
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
     """Write with torch.save to a temporary file, then rename: a kill never leaves half a file."""
+    import torch  # here, so the hashing and JSON helpers load without it (ciprivacy.integrity)
+
     path, tmp = _atomic_target(path)
     try:
         torch.save(obj, tmp)
@@ -62,6 +65,8 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
 
 
 def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
