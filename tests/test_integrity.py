@@ -4,8 +4,10 @@ results other users cannot read, a results tree that no longer matches its manif
 of one preset at once."""
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -17,11 +19,15 @@ import torch
 from conftest import tiny_target_settings
 from PIL import Image
 from test_resume import BATCHES_PER_EPOCH, EPOCHS, Killed, counting_augment
+from test_workflow import ROOT
 
+import ciprivacy.integrity as integrity
+import ciprivacy.io as io
 import ciprivacy.target as T
 from ciprivacy.data import load_prepared, prepare_dataset
 from ciprivacy.data.prepared import fewest_images_per_class, split_counts, stratified_split
 from ciprivacy.data.sources import DataError
+from ciprivacy.integrity import results_files, verify_manifest, write_manifest
 from ciprivacy.io import load_torch
 from ciprivacy.runtime import job_log
 
@@ -221,8 +227,6 @@ def test_result_files_get_the_permissions_of_the_umask(tmp_path, umask, mode):
 def test_the_umask_is_read_without_proc_too_and_left_as_it_was(monkeypatch):
     import builtins
 
-    import ciprivacy.io as io
-
     real_open = builtins.open
 
     def no_proc(path, *args, **kwargs):
@@ -238,3 +242,96 @@ def test_the_umask_is_read_without_proc_too_and_left_as_it_was(monkeypatch):
         assert os.umask(0o027) == 0o027, "the umask is restored"
     finally:
         os.umask(old)
+
+
+# --- manifest of a results tree ---------------------------------------------------------------
+
+
+def results_tree(root):
+    (root / "tables").mkdir(parents=True)
+    (root / "targets").mkdir()
+    (root / "logs").mkdir()
+    (root / "tables" / "summary.csv").write_text("defense,mse\nnone,0.01\n")
+    (root / "targets" / "model.pt").write_bytes(bytes(range(256)) * 64)
+    (root / "targets" / "metrics.json").write_text('{"acc": 0.9}\n')
+    (root / "logs" / "train.log").write_text("changes every run\n")
+    (root / ".lock").write_text("pid 1\n")
+    return root
+
+
+def test_verify_names_missing_and_changed_outputs_and_passes_untouched_ones(tmp_path, capsys):
+    root = results_tree(tmp_path / "results" / "demo")
+    manifest = root / "manifest.json"
+    write_manifest(results_files(root), manifest)
+    recorded = json.loads(manifest.read_text())["files"]
+    assert sorted(recorded) == ["tables/summary.csv", "targets/metrics.json", "targets/model.pt"]
+    model = root / "targets" / "model.pt"
+    assert recorded["targets/model.pt"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert verify_manifest(manifest).ok and integrity.main(["verify", str(manifest)]) == 0
+
+    # A tree moved with its manifest still verifies: paths are kept relative to it.
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(root, moved)
+    assert verify_manifest(moved / "manifest.json").ok
+
+    (root / "tables" / "summary.csv").unlink()
+    st = model.stat()
+    model.write_bytes(bytes(range(256))[::-1] * 64)  # same size
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))  # same time: Snakemake sees nothing
+    (root / "logs" / "train.log").write_text("a new run\n")  # not a result
+    result = verify_manifest(manifest)
+    assert result.missing == [str(root / "tables" / "summary.csv")]
+    assert result.changed == [str(root / "targets" / "model.pt")]
+    assert result.checked == 3 and not result.ok
+    capsys.readouterr()
+    assert integrity.main(["verify", str(manifest)]) == 1
+    report = capsys.readouterr().out
+    assert "1 missing, 1 changed, 1 as written" in report
+    assert f"--forcerun {root / 'tables' / 'summary.csv'} {model}" in report
+    assert integrity.main(["verify", str(tmp_path / "none.json")]) == 2
+
+
+def test_the_manifest_script_records_a_snakemake_run_and_its_rules(tmp_path):
+    """The manifest job as the workflow runs it: then a file altered in place, which Snakemake
+    lets pass, is named by `python -m ciprivacy.integrity verify` with its rule."""
+    (tmp_path / "Snakefile").write_text(
+        f"""
+OUT = "results/p"
+
+rule all:
+    input: f"{{OUT}}/manifest.json"
+
+rule model:
+    output: f"{{OUT}}/targets/model.pt"
+    shell: "echo weights > {{output}}; mkdir -p {{OUT}}/logs; echo log > {{OUT}}/logs/model.log"
+
+rule table:
+    input: rules.model.output
+    output: f"{{OUT}}/tables/summary.csv"
+    shell: "cat {{input}} > {{output}}"
+
+rule manifest:
+    input: rules.table.output
+    output: f"{{OUT}}/manifest.json"
+    log: f"{{OUT}}/logs/manifest.log"
+    params: results=OUT
+    script: "{ROOT / "workflow" / "scripts" / "manifest.py"}"
+"""
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    snakemake = [sys.executable, "-m", "snakemake", "--cores", "1"]
+    proc = subprocess.run(snakemake, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = json.loads((tmp_path / "results/p/manifest.json").read_text())["files"]
+    assert files.keys() == {"targets/model.pt", "tables/summary.csv"}  # the model too, not the logs
+    assert files["targets/model.pt"]["rule"] == "model" and files["tables/summary.csv"]["rule"] == "table"
+
+    model = tmp_path / "results/p/targets/model.pt"
+    st = model.stat()
+    model.write_text("tampers\n")
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns))
+    dry = subprocess.run([*snakemake, "-n"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    verify = [sys.executable, "-m", "ciprivacy.integrity", "verify", "results/p/manifest.json"]
+    proc = subprocess.run(verify, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 1 and "results/p/targets/model.pt  (rule model)" in proc.stdout, proc.stdout
