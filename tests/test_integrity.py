@@ -8,9 +8,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,14 @@ import ciprivacy.target as T
 from ciprivacy.data import load_prepared, prepare_dataset
 from ciprivacy.data.prepared import fewest_images_per_class, split_counts, stratified_split
 from ciprivacy.data.sources import DataError
-from ciprivacy.integrity import results_files, verify_manifest, write_manifest
+from ciprivacy.integrity import (
+    ResultsInUse,
+    lock_results_dir,
+    release_results_dir,
+    results_files,
+    verify_manifest,
+    write_manifest,
+)
 from ciprivacy.io import load_torch
 from ciprivacy.runtime import job_log
 
@@ -335,3 +344,105 @@ rule manifest:
     verify = [sys.executable, "-m", "ciprivacy.integrity", "verify", "results/p/manifest.json"]
     proc = subprocess.run(verify, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 1 and "results/p/targets/model.pt  (rule model)" in proc.stdout, proc.stdout
+
+
+# --- one run per results folder ---------------------------------------------------------------
+
+HOLD_LOCK = """
+import sys, time
+from ciprivacy.integrity import lock_results_dir
+lock_results_dir(sys.argv[1])
+print("held", flush=True)
+time.sleep(120)
+"""
+
+TRY_LOCK = """
+import sys
+from ciprivacy.integrity import ResultsInUse, lock_results_dir
+try:
+    lock_results_dir(sys.argv[1])
+except ResultsInUse as err:
+    print(err)
+    sys.exit(3)
+"""
+
+
+def test_a_second_process_cannot_lock_a_results_folder_and_is_told_who_holds_it(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    folder = tmp_path / "results" / "demo"
+    command = [sys.executable, "-c", HOLD_LOCK, str(folder), "--marker-of-the-holder"]
+    holder = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ResultsInUse) as err:
+            lock_results_dir(folder)
+        message = str(err.value)
+        assert str(folder) in message and f"pid {holder.pid} " in message and "--marker-of-the-holder" in message
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, the system still releases the lock
+        holder.wait()
+    assert lock_results_dir(folder) == folder / ".lock"
+    assert lock_results_dir(folder) == folder / ".lock", "taking it again in the same process is allowed"
+    try:
+        other = subprocess.run([sys.executable, "-c", TRY_LOCK, str(folder)], env=env, capture_output=True, text=True)
+        assert other.returncode == 3 and f"pid {os.getpid()} " in other.stdout, other.stdout + other.stderr
+        assert (folder / ".lock").stat().st_mode & 0o777 == io.FILE_MODE
+    finally:
+        release_results_dir(folder)
+    other = subprocess.run([sys.executable, "-c", TRY_LOCK, str(folder)], env=env, capture_output=True, text=True)
+    assert other.returncode == 0, other.stdout + other.stderr
+
+
+def test_a_second_snakemake_run_of_a_running_preset_is_refused_after_another_preset_ran(tmp_path):
+    """Snakemake's own lock is gone once any run in the folder ends (it deletes .snakemake/locks
+    whole); the results folder's lock, taken in onstart, still refuses the second run."""
+    (tmp_path / "Snakefile").write_text(
+        """
+OUT = f"results/{config['preset']}"
+
+onstart:
+    if workflow.is_main_process:
+        from ciprivacy.integrity import lock_results_dir
+        lock_results_dir(OUT)
+
+rule all:
+    input: f"{OUT}/done.txt"
+
+rule work:
+    output: f"{OUT}/done.txt"
+    params: sleep=config.get("sleep", 0)
+    shell: "sleep {params.sleep}; echo done > {output}"
+"""
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+
+    def snakemake(*args, **kwargs):
+        command = [sys.executable, "-m", "snakemake", "--cores", "1", "--config", *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, **kwargs)
+
+    first = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--config", "preset=a", "sleep=60"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        lock = tmp_path / "results" / "a" / ".lock"
+        for _ in range(600):
+            if lock.exists() and f"pid {first.pid} " in lock.read_text():
+                break
+            time.sleep(0.1)
+        assert f"pid {first.pid} " in lock.read_text()
+        other = snakemake("preset=b")
+        assert other.returncode == 0, other.stderr[-2000:]
+        assert not (tmp_path / ".snakemake" / "locks").exists(), "Snakemake removed every lock, the first run's too"
+        second = snakemake("preset=a")
+        assert second.returncode == 1 and f"results folder results/a is in use by another run: pid {first.pid} " in (
+            second.stderr
+        ), second.stderr[-2000:]
+        assert first.poll() is None and not (tmp_path / "results" / "a" / "done.txt").exists()
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()

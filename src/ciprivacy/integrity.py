@@ -1,4 +1,4 @@
-"""What Snakemake does not check: a results tree against what its run wrote.
+"""What Snakemake does not check: a results tree against what its run wrote, and one run per tree.
 
 Snakemake decides what to rerun from file times, a few recorded facts (params, the set of input
 files, the rule's code) and checksums of small inputs; it never looks at an output's content
@@ -8,6 +8,12 @@ of every output of a run, ``verify_manifest`` reports which of them are missing 
 
     python -m ciprivacy.integrity verify results/<preset>/manifest.json
 
+Snakemake's own lock (``.snakemake/locks``) is removed by any run of the same working directory
+when it ends, the locks of runs still in progress included, so a second run of a preset that is
+running is not always refused. ``lock_results_dir`` holds an exclusive ``flock`` on
+``<results>/.lock`` for the life of the process instead; the system releases it when the process
+ends, however it ends, so it never needs removing by hand.
+
 This module loads without torch, so the command starts quickly.
 """
 
@@ -15,14 +21,17 @@ from __future__ import annotations
 
 import argparse
 import base64
+import errno
+import fcntl
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ciprivacy.io import file_sha256, load_json, save_json
 
@@ -30,6 +39,7 @@ MANIFEST_VERSION = 1
 # Folders under a results tree that hold no results: job logs and timings change on every run,
 # checkpoints live only while a job runs.
 NOT_RESULTS = ("logs", "benchmarks", "checkpoints")
+LOCK_NAME = ".lock"
 
 
 # --- manifest ---------------------------------------------------------------------------------
@@ -153,6 +163,65 @@ def verify_manifest(manifest_path: str | os.PathLike) -> Verification:
         elif path.stat().st_size != entry["size"] or file_sha256(path) != entry["sha256"]:
             result.changed.append(shown)
     return result
+
+
+# --- one run per results tree -----------------------------------------------------------------
+
+
+class ResultsInUse(RuntimeError):
+    """Another process holds the lock of a results tree."""
+
+
+_HELD: dict[str, IO[str]] = {}  # lock file path -> its open file: closing it would release the lock
+
+
+def lock_results_dir(path: str | os.PathLike) -> Path | None:
+    """Hold an exclusive lock on ``<path>/.lock`` until this process ends, or raise ResultsInUse
+    naming the process that holds it (its PID, host and command line are in the file).
+
+    Non-blocking; taking it again in the same process is a no-op. Where the file system has no
+    ``flock`` (some cluster file systems mounted without it) it warns and returns None.
+    """
+    root = Path(path)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = root / LOCK_NAME
+    key = os.path.realpath(lock)
+    if key in _HELD:
+        return lock
+    fh = open(lock, "a+")  # kept open (in _HELD) for the life of the process
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "a process that has not yet written its name"
+        fh.close()
+        raise ResultsInUse(
+            f"results folder {root} is in use by another run: {holder}\n"
+            "Two runs writing one results folder overwrite each other's files. Wait for that run to end, "
+            "or stop it; the lock goes with its process (there is nothing to delete). Runs of other "
+            "presets write other folders and may go on at the same time."
+        ) from None
+    except OSError as err:
+        fh.close()
+        if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+        print(f"WARNING: cannot lock {lock} ({err}); nothing stops a second run of this preset", file=sys.stderr)
+        return None
+    fh.seek(0)
+    fh.truncate()
+    command = " ".join(getattr(sys, "orig_argv", sys.argv))
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    fh.write(f"pid {os.getpid()} on {socket.gethostname()}, since {started}: {command}\n")
+    fh.flush()
+    _HELD[key] = fh
+    return lock
+
+
+def release_results_dir(path: str | os.PathLike) -> None:
+    """Give up the lock ``lock_results_dir`` took (it is released at exit anyway)."""
+    fh = _HELD.pop(os.path.realpath(Path(path) / LOCK_NAME), None)
+    if fh is not None:
+        fh.close()
 
 
 # --- command line -----------------------------------------------------------------------------
