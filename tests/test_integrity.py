@@ -196,7 +196,8 @@ def test_a_prepared_file_altered_in_place_is_refused_by_the_next_job(tmp_path):
         T.train_target(str(data), str(tmp_path / "model.pt"), tiny_target_settings("unprotected", {}, 1))
     message = str(err.value)
     assert f"prepared data {data} changed since prepare_data wrote it" in message
-    assert "--forcerun prepare_data" in message and f"delete both {data} and {sidecar}" in message
+    assert f"--forcerun {data}" in message and "--forcerun prepare_data" in message
+    assert f"deleting both {data} and {sidecar}" in message
     assert not (tmp_path / "model.pt").exists()
 
     sidecar.write_text("")  # a sidecar emptied (or truncated) is no licence to read the file unchecked

@@ -248,8 +248,10 @@ def verify_prepared(path: str | os.PathLike) -> str | None:
     if not sidecar.exists():
         return None
     fix = (
-        "prepare it again: rerun with `snakemake --forcerun prepare_data` (plus your usual options), "
-        f"or delete both {path} and {sidecar} and rerun"
+        f"prepare it again: rerun your snakemake command with `--forcerun {path}` (or `--forcerun prepare_data` "
+        "for every dataset), which also reruns every job that used it; deleting both "
+        f"{path} and {sidecar} instead prepares it again only for the jobs that run anyway "
+        "(Snakemake does not rebuild a missing file whose downstream files exist)"
     )
     expected = read_sha256(sidecar)
     if expected is None:
