@@ -132,10 +132,9 @@ class Verification:
         if not self.ok:
             targets = " ".join(self.missing + self.changed)
             lines.append(
-                "Snakemake does not rerun jobs for files changed in place or for missing intermediate files. "
-                "Rebuild these and everything made from them with your usual command plus\n"
-                f"  --forcerun {targets}\n"
-                "(run from the workflow's folder), then check again."
+                "Snakemake reruns nothing for a file changed in place, nor for a missing file whose downstream\n"
+                "files exist. From the workflow's folder, rebuild these and everything made from them with\n"
+                f"your usual snakemake command plus\n  --forcerun {targets}\nthen check again."
             )
         return "\n".join(lines)
 
