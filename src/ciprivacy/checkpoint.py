@@ -6,6 +6,8 @@ resumed run ends with the same weights as an uninterrupted one. It is written at
 (``save_torch``) and read with ``weights_only=True``; it also records the job's settings and a
 fingerprint of the code that computes (this package but its reporting, and torch's version), and
 is ignored when either differs, so neither a changed setting nor changed code continues an old run.
+A checkpoint that cannot be read at all (cut short by a full disk, a copy, a broken file system) is
+moved aside, kept for inspection, and the job starts over instead of failing on it at every rerun.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import logging
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,16 +34,6 @@ class Resume(NamedTuple):
 
     path: str
     key: dict[str, Any]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Content hash of an input file: an attack resumes only against the very model it began on
-    (post-hoc and re-cut targets share a training history with other models)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def source_fingerprint(root: str | os.PathLike, skip: tuple[str, ...] = ("reporting",)) -> str:
@@ -99,7 +92,21 @@ def load_checkpoint(path: str | os.PathLike | None, settings: dict[str, Any]) ->
     """The checkpoint at ``path`` if there is one written under the same ``settings``."""
     if path is None or not Path(path).exists():
         return None
-    state = load_torch(path)
+    try:
+        state = load_torch(path)
+        if not isinstance(state, dict):
+            raise TypeError(f"it holds a {type(state).__name__}, not a checkpoint's dict")
+    except Exception as err:  # whatever makes it unreadable (cut short, garbage), the job starts over
+        aside = move_aside(path)
+        reason = ": ".join([type(err).__name__, *str(err).splitlines()[:1]])
+        log.warning(
+            "checkpoint %s cannot be read (%s); moved it to %s and starting over "
+            "(delete that file once you no longer need it)",
+            path,
+            reason,
+            aside,
+        )
+        return None
     if state.get("settings") != settings:
         log.warning("ignoring checkpoint %s: it was written under other settings", path)
         return None
@@ -107,6 +114,20 @@ def load_checkpoint(path: str | os.PathLike | None, settings: dict[str, Any]) ->
         log.warning("ignoring checkpoint %s: it was written by other code (ciprivacy or torch changed since)", path)
         return None
     return state
+
+
+def move_aside(path: str | os.PathLike) -> Path:
+    """Rename ``path`` to ``<path>.unreadable-<UTC time>`` (a number added if that exists) and
+    return the new name: the file is kept, and no longer in the job's way."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.unreadable-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.unreadable-{stamp}-{n}")
+    os.replace(path, aside)
+    return aside
 
 
 def remove_checkpoint(path: str | os.PathLike | None) -> None:

@@ -10,7 +10,6 @@ import torch
 from tqdm import tqdm
 
 from ciprivacy.checkpoint import (
-    file_sha256,
     load_checkpoint,
     remove_checkpoint,
     rng_state,
@@ -20,7 +19,7 @@ from ciprivacy.checkpoint import (
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import augment, iterate_batches
 from ciprivacy.defenses import Defense, create_defense
-from ciprivacy.io import load_torch, save_torch
+from ciprivacy.io import file_sha256, load_torch, save_torch
 from ciprivacy.models import SplitModel, count_params
 from ciprivacy.models.fold import fold_batchnorm
 from ciprivacy.precision import autocast, fused_optimizer_kwargs, module_layout, to_layout
@@ -151,8 +150,13 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
     target = Target(defense.unwrap(model), defense, {})
     history: list[dict[str, Any]] = []
     start = 0
-    # A killed run resumes under the same results-deciding settings and the same data file.
-    key = {"target": without_runtime(settings), "data_sha256": file_sha256(data_path)} if checkpoint else None
+    # A killed run resumes under the same results-deciding settings and the same data file
+    # (whose hash load_prepared computed when it checked the file against its sidecar).
+    key = (
+        {"target": without_runtime(settings), "data_sha256": data.sha256 or file_sha256(data_path)}
+        if checkpoint
+        else None
+    )
     resumed = load_checkpoint(checkpoint, key)
     if resumed is not None:
         model.load_state_dict(resumed["model"])

@@ -4,6 +4,8 @@ rule prepare_data:
         files=lambda wc: S.dataset_input_files(config, wc.dataset),
     output:
         data=f"{OUT}/data/{{dataset}}.pt",
+        # Its sha256, written by prepare_dataset; every job reading the data checks it (load_prepared).
+        sha256=f"{OUT}/data/{{dataset}}.pt.sha256",
     log:
         f"{OUT}/logs/prepare_data/{{dataset}}.log",
     benchmark:

@@ -22,7 +22,6 @@ from ciprivacy.attacks.inverse import InverseNet, InverseSettings, reconstruct, 
 from ciprivacy.attacks.rmle import RmleSettings, rmle_reconstruct
 from ciprivacy.checkpoint import (
     Resume,
-    file_sha256,
     load_checkpoint,
     remove_checkpoint,
     rng_state,
@@ -31,7 +30,7 @@ from ciprivacy.checkpoint import (
 )
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
-from ciprivacy.io import save_json, save_torch
+from ciprivacy.io import file_sha256, save_json, save_torch
 from ciprivacy.metrics.image import paper_quality, reconstruction_quality
 from ciprivacy.models import plain_edge
 from ciprivacy.registry import Registry

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 SOURCES: Registry = Registry("data source", group="ciprivacy.sources")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The most unreadable files one error lists (it gives the count of the rest).
+MAX_LISTED_FAULTS = 20
 
 
 class DataError(ValueError):
@@ -212,11 +214,30 @@ def read_image(path: Path, channels: int, resolution: int, box: Sequence[int] | 
 def read_images(
     paths: Sequence[Path], channels: int, resolution: int, box: Sequence[int] | None = None, workers: int = 4
 ) -> torch.Tensor:
-    """Decode many files in a few threads (PIL releases the GIL while decoding)."""
+    """Decode many files in a few threads (PIL releases the GIL while decoding).
+
+    Every file is tried: one DataError lists all that cannot be read (the first
+    ``MAX_LISTED_FAULTS`` of them and how many more), so they can be mended in one go.
+    """
     if not paths:
         return torch.empty((0, channels, resolution, resolution), dtype=torch.uint8)
+
+    def read(path: Path) -> np.ndarray | DataError:
+        try:
+            return read_image(path, channels, resolution, box)
+        except DataError as err:
+            return err
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        arrays = list(pool.map(lambda p: read_image(p, channels, resolution, box), paths, chunksize=256))
+        arrays = list(pool.map(read, paths, chunksize=256))
+    faults = [str(a) for a in arrays if isinstance(a, DataError)]
+    if faults:
+        listed = "\n".join(f"  {fault}" for fault in faults[:MAX_LISTED_FAULTS])
+        more = f"\n  ... and {len(faults) - MAX_LISTED_FAULTS} more" if len(faults) > MAX_LISTED_FAULTS else ""
+        raise DataError(
+            f"{len(faults)} of {len(paths)} image files cannot be used:\n{listed}{more}\n"
+            "Replace or delete these files (a deleted file leaves its class one image smaller), then rerun."
+        )
     return torch.from_numpy(np.stack(arrays))
 
 
