@@ -20,9 +20,11 @@ include: "workflow/rules/target.smk"
 include: "workflow/rules/attack.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/integrity.smk"
 
 
 rule all:
     default_target: True
     input:
         lambda wc: final_outputs(),
+        f"{OUT}/manifest.json",

@@ -37,6 +37,18 @@ if workflow.local_exec and "gpu" not in workflow.global_resources:
         )
 
 OUT = f"results/{config['preset']}"
+
+
+onstart:
+    # One run per results folder at a time: Snakemake's own lock is lost when a run of another
+    # preset in this folder ends (docs/integrity.md). onstart runs only when jobs are about to
+    # run, in the main process: not on -n, with nothing to do, --unlock or --summary.
+    if workflow.is_main_process:
+        from ciprivacy.integrity import lock_results_dir
+
+        lock_results_dir(OUT)
+
+
 TARGET = "{dataset}/{arch}/{defense}/seed{seed}"
 TARGET_NAME = "{dataset}-{arch}-{defense}-seed{seed}"
 SEEDS = config["seeds"]
@@ -47,7 +59,9 @@ EXPERIMENTS, SKIPPED = X.experiments(
 )
 # Enabled experiments left out entirely, with why: asking for one by name is an error saying so.
 SKIPPED_EXPERIMENTS = X.skipped_experiments(config, EXPERIMENTS, SKIPPED)
-DISABLED_EXPERIMENTS = [name for name, block in config["experiments"].items() if not block["enabled"]]
+DISABLED_EXPERIMENTS = [
+    name for name, block in config["experiments"].items() if not block["enabled"]
+]
 for _message in SKIPPED:
     print(f"NOTE: {_message}", file=sys.stderr)
 TARGETS = X.all_targets(EXPERIMENTS, SEEDS)
@@ -112,7 +126,9 @@ def unavailable_experiment(name):
 
     def fail(wc):
         if name in SKIPPED_EXPERIMENTS:
-            raise WorkflowError(X.missing_data_message({name: SKIPPED_EXPERIMENTS[name]}))
+            raise WorkflowError(
+                X.missing_data_message({name: SKIPPED_EXPERIMENTS[name]})
+            )
         raise WorkflowError(X.disabled_message(name))
 
     return fail
