@@ -2,7 +2,7 @@
 (``layers``), entries that vary others (``variants``), and the exact settings each kind of job
 receives (``jobs``)."""
 
-from ciprivacy.config.check import ConfigError, check_config, check_dict
+from ciprivacy.config.check import ConfigError, check_config, check_dict, effective_config, protocols_in_use
 from ciprivacy.config.jobs import (
     attack_settings,
     canonical,
@@ -38,9 +38,11 @@ __all__ = [
     "deep_merge",
     "default_gpu_jobs",
     "defense_block",
+    "effective_config",
     "evaluation_settings",
     "merge_layers",
     "mine_settings",
+    "protocols_in_use",
     "recut_base",
     "recut_pairs",
     "reuses_unprotected_model",

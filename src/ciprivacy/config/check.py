@@ -382,11 +382,9 @@ def _typed_blocks(merged: dict[str, Any], problems: list[Problem]) -> dict[str, 
     return config
 
 
-def check_config(layers: list[Layer]) -> dict[str, Any]:
-    """The merged config of ``layers``, typed and checked; raises ConfigError listing every
-    problem. The result is what jobs' params are computed from."""
+def _check_one(layers: list[Layer], problems: list[Problem]) -> dict[str, Any]:
+    """The typed config of ``layers`` (one protocol's), its problems appended."""
     merged = merge_layers(layers)
-    problems: list[Problem] = []
     config = _typed_blocks(merged, problems)
     ill_typed = bool(problems)
 
@@ -404,9 +402,74 @@ def check_config(layers: list[Layer]) -> dict[str, Any]:
     guarded(_check_attacks, used)
     if not problems:  # building needs sound names and settings
         _check_buildable(config, problems)
+    return config
+
+
+PROTOCOL_KEYS = ("protocol", "protocols")
+
+
+def protocols_in_use(config: dict[str, Any]) -> list[str]:
+    """Every protocol some enabled experiment runs under, in the order first named."""
+    names = list(config["protocol"])
+    for block in config["experiments"].values():
+        if block["enabled"]:
+            names += block.get("protocol") or []
+    return list(dict.fromkeys(names))
+
+
+def _pick(typed: Any, overlay: Any) -> Any:
+    """The values of ``typed`` at the key paths ``overlay`` sets (an overlay typed in place)."""
+    if isinstance(overlay, Mapping) and isinstance(typed, Mapping):
+        return {k: _pick(typed.get(k), v) for k, v in overlay.items()}
+    return typed
+
+
+def _check_protocols(config: dict[str, Any], layers: list[Layer], problems: list[Problem]) -> None:
+    """Each protocol in use is defined, overrides only what a protocol may, and gives a config
+    that passes every check; its overrides are kept typed in ``config['protocols']``."""
+    from ciprivacy.config.model import PROTOCOL_BLOCKS
+
+    plain = [(label, {k: v for k, v in layer.items() if k not in PROTOCOL_KEYS}) for label, layer in layers]
+    for name in protocols_in_use(config):
+        if name not in config["protocols"]:
+            known = ", ".join(config["protocols"])
+            problems.append(Problem(("protocol",), f"{name!r} is not defined under protocols (defined: {known})"))
+            continue
+        overlay = config["protocols"][name]
+        wrong = sorted(set(overlay) - set(PROTOCOL_BLOCKS))
+        for key in wrong:
+            problems.append(
+                Problem(("protocols", name, key), f"a protocol may only change {', '.join(PROTOCOL_BLOCKS)}")
+            )
+        if wrong or not overlay:
+            continue
+        where = source_of(("protocols", name), layers) or "config"
+        found: list[Problem] = []
+        typed = _check_one([*plain, (f"{where} (protocols.{name})", overlay)], found)
+        problems += [Problem(("protocols", name, *p.path), p.message) for p in found]
+        if not found:
+            config["protocols"][name] = _pick(typed, overlay)
+
+
+def check_config(layers: list[Layer]) -> dict[str, Any]:
+    """The merged config of ``layers``, typed and checked, every protocol it runs under
+    included; raises ConfigError listing every problem. The result is what jobs' params are
+    computed from (``effective_config`` gives one protocol's)."""
+    problems: list[Problem] = []
+    config = _check_one(layers, problems)
+    if not problems:
+        _check_protocols(config, layers, problems)
     if problems:
         raise ConfigError(format_problems(problems, layers))
     return config
+
+
+def effective_config(config: dict[str, Any], protocol: str) -> dict[str, Any]:
+    """The checked config as one protocol's jobs see it: its overrides merged over the rest."""
+    from ciprivacy.config.layers import deep_merge
+
+    rest = {k: v for k, v in config.items() if k not in PROTOCOL_KEYS}
+    return deep_merge(rest, config["protocols"].get(protocol) or {})
 
 
 def check_dict(config: dict[str, Any], label: str = "config") -> dict[str, Any]:

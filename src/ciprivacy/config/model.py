@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from annotated_types import MinLen
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
 from ciprivacy.experiments import KINDS
 from ciprivacy.signature import (
@@ -35,8 +35,17 @@ def _unique(values: list[Any]) -> list[Any]:
     return values
 
 
+def _listed(value: Any) -> Any:
+    """One name given alone is a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
 NameList = Annotated[list[str], MinLen(1), AfterValidator(_unique)]
+ProtocolList = Annotated[list[Name], BeforeValidator(_listed), MinLen(1), AfterValidator(_unique)]
+# The blocks a protocol may change: how targets train and how they are attacked and measured,
+# never what is run (experiments, data, seeds).
+PROTOCOL_BLOCKS = ("target_training", "archs", "defenses", "cem", "attacks", "mine", "evaluation")
 MetricBatch = Annotated[Int, Ge(7)]  # the paper's SSIM window (7) spans images: at least 7 per batch
 
 
@@ -53,6 +62,7 @@ class Experiment(Strict):
     warmup: NonNegativeInt | None = None  # latency: untimed runs first
     repeats: PositiveInt | None = None  # latency: timed single-sample runs
     batch_size: PositiveInt | None = None  # latency: samples per timed run
+    protocol: ProtocolList | None = None  # the evaluation protocols it runs under; default: the top-level list
 
     @model_validator(mode="after")
     def _keys_of_its_kind(self) -> Experiment:
@@ -160,7 +170,11 @@ class Figures(Strict):
 
 
 class Config(Strict):
-    """config.yaml; presets and --config overrides are merged over it before it is checked."""
+    """config.yaml; presets and --config overrides are merged over it before it is checked.
+
+    ``protocol`` names the evaluation protocols every experiment runs under (results side by
+    side under results/<preset>/<protocol>/); ``protocols`` defines each as overrides of the
+    blocks in PROTOCOL_BLOCKS, merged over the config for that protocol's jobs."""
 
     preset: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")]
     device: Annotated[str, StringConstraints(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")]
@@ -178,3 +192,5 @@ class Config(Strict):
     evaluation: Evaluation
     figures: Figures
     threads: PositiveInt
+    protocol: ProtocolList = Field(default_factory=lambda: ["rigorous"])
+    protocols: dict[Name, dict[str, Any]] = Field(default_factory=lambda: {"rigorous": {}})
