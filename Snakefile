@@ -27,4 +27,4 @@ rule all:
     default_target: True
     input:
         lambda wc: final_outputs(),
-        f"{OUT}/manifest.json",
+        f"{SUMMARY}/manifest.json",

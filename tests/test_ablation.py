@@ -221,7 +221,7 @@ def fixture_tidy(seeds=(0, 1)) -> pd.DataFrame:
                     ("ssim", 0.3),
                 ):
                     rows.append({**key, "scenario": scenario, "metric": metric, "value": value})
-    return pd.DataFrame(rows)[results.TIDY_COLUMNS]
+    return pd.DataFrame(rows).assign(protocol="rigorous")[results.TIDY_COLUMNS]
 
 
 def test_ablation_table_has_the_papers_rows_and_columns():

@@ -41,7 +41,7 @@ def fixture_tidy(cem: bool = True, seeds=(0,)) -> pd.DataFrame:
             if defense == "siftfunnel":
                 for metric, value in (("mse", 0.0001), ("psnr", 40.0), ("ssim", 0.999)):
                     rows.append({**key, "scenario": "compensation", "metric": metric, "value": value})
-    return pd.DataFrame(rows)[results.TIDY_COLUMNS]
+    return pd.DataFrame(rows).assign(protocol="rigorous")[results.TIDY_COLUMNS]
 
 
 def run_criteria(tidy: pd.DataFrame, tmp_path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

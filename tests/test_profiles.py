@@ -18,10 +18,13 @@ from test_workflow import ROOT, workflow_copy
 
 from ciprivacy.runtime import claim_gpu_slot
 
-GPU_RULES = {"train_target", "attack_whitebox", "attack_blackbox", "attack_graybox", "measure_target"}
+GPU_RULES = {"train_target", "attack", "attack_with_model", "measure_target"}
 CPU_RULES = {"prepare_data", "summary_table", "plot_reconstructions"}
 # The outputs the test asks for: every per-target rule runs, and two aggregation rules.
-TARGETS = ["results/demo/tables/summary.csv", "results/demo/figures/reconstructions/photos-cnn-unprotected-seed0.png"]
+TARGETS = [
+    "results/demo/summary/tables/summary.csv",
+    "results/demo/rigorous/figures/reconstructions/photos-cnn-unprotected-seed0.png",
+]
 
 # The demo at toy size: every rule runs, in seconds.
 TINY = {
@@ -163,7 +166,7 @@ def test_slurm_profile_submits_gpu_jobs_with_partition_account_memory_and_time(t
         text=True,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (wf / "results/demo/tables/summary.csv").exists()
+    assert (wf / "results/demo/summary/tables/summary.csv").exists()
     calls = submitted(state)
     assert set(calls) == GPU_RULES | CPU_RULES
     for rule, submissions in calls.items():

@@ -49,7 +49,7 @@ def fixture_tidy(acc_sf=86.0, gen_mse_sf=0.2, mi_sf=0.01, params_sf=1000, seeds=
                     ("ssim", 0.99),
                 ):
                     rows.append({**key, "scenario": scenario, "metric": metric, "value": value})
-    return pd.DataFrame(rows)[results.TIDY_COLUMNS]
+    return pd.DataFrame(rows).assign(protocol="rigorous")[results.TIDY_COLUMNS]
 
 
 def verdicts(tidy: pd.DataFrame) -> dict[int, str]:
@@ -170,9 +170,20 @@ def test_paper_file_and_comparison():
         (frame["table"] == "table2") & (frame["defense"] == "unprotected") & (frame["metric"] == "test_acc_pct")
     ]
     assert row["status"].item() == "compared"
-    assert row["difference"].item() == pytest.approx(88.5 - 88.28)
+    assert row["rigorous_difference"].item() == pytest.approx(88.5 - 88.28)
     assert (frame.loc[frame["defense"] == "vib", "status"] == "not run").all()
     assert "no paper value" in set(frame["status"])  # e.g. our graybox on noise
+
+
+def test_comparison_sets_each_paper_number_beside_both_protocols_and_names_the_closer():
+    both = pd.concat([fixture_tidy(), fixture_tidy(acc_sf=80.0).assign(protocol="authors")])
+    both.loc[(both["protocol"] == "authors") & (both["metric"] == "test_acc_pct"), "value"] -= 10
+    frame = comparison.paper_comparison(both)
+    row = frame[
+        (frame["table"] == "table2") & (frame["defense"] == "unprotected") & (frame["metric"] == "test_acc_pct")
+    ]
+    assert {"rigorous", "authors", "rigorous_difference", "authors_difference", "closer"} <= set(frame.columns)
+    assert row["closer"].item() == "rigorous"  # 88.5 vs 78.5 against the paper's 88.28
 
 
 def test_tidy_frame_from_result_files(tmp_path):

@@ -18,14 +18,7 @@ from ciprivacy.defenses import DEFENSES
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "presets/demo.yaml", "test.yaml"]
 SEEDS = [0, 1]
-PER_TARGET = {
-    "train_target",
-    "measure_target",
-    "attack_whitebox",
-    "attack_blackbox",
-    "attack_graybox",
-    "plot_reconstructions",
-}
+PER_TARGET = {"train_target", "measure_target", "attack", "attack_with_model", "plot_reconstructions"}
 
 
 def snakemake(wf, *args):
@@ -65,7 +58,7 @@ def per_target(rules, defenses, seeds=SEEDS):
 
 
 # Aggregation jobs (no defense wildcard): the rules of report.smk, and `all`.
-REPORT_SMK = (ROOT / "workflow/rules/report.smk").read_text()
+REPORT_SMK = (ROOT / "workflow/rules/report.smk").read_text() + (ROOT / "workflow/rules/integrity.smk").read_text()
 AGGREGATION_RULES = (
     set(re.findall(r"^rule (\w+):", REPORT_SMK, re.M))
     | set(re.findall(r"^use rule \w+ as (\w+)", REPORT_SMK, re.M))
@@ -129,7 +122,7 @@ def test_changing_one_defense_plans_only_its_targets_and_the_aggregation(done):
 @pytest.mark.parametrize(
     "change,rules",
     [
-        ("attacks={blackbox: {lr: 0.005}}", {"attack_blackbox", "plot_reconstructions"}),
+        ("attacks={blackbox: {lr: 0.005}}", {"attack_with_model", "plot_reconstructions"}),
         ("mine={lr: 0.005}", {"measure_target"}),
         ("evaluation={batch_size: 17}", {"measure_target"}),
     ],

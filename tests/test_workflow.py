@@ -34,17 +34,15 @@ def run(args, cwd):
     return proc.stdout + proc.stderr
 
 
-def assert_every_run_recorded_and_clean(out: Path, figures) -> None:
+def assert_every_run_recorded_and_clean(out: Path, summary: str, figures) -> None:
     """Provenance lists every model and attack, the figures are drawn, no job log has a traceback."""
-    runs = json.loads((out / "provenance.json").read_text())["runs"]
-    assert len(runs) == len(list((out / "targets").rglob("model.pt"))) + len(
-        list((out / "attacks").rglob("metrics.json"))
-    )
-    trained = [r for r in runs if r["rule"] in ("train_target", "attack_whitebox", "attack_blackbox", "attack_graybox")]
+    runs = json.loads((out / summary / "provenance.json").read_text())["runs"]
+    assert len(runs) == len(list(out.glob("*/targets/**/model.pt"))) + len(list(out.glob("*/attacks/**/metrics.json")))
+    trained = [r for r in runs if r["rule"] in ("train_target", "attack", "attack_with_model")]
     assert trained and all(r["device"]["used"] for r in trained)  # each job records where it ran
     for name in figures:
-        assert (out / f"figures/{name}.png").stat().st_size > 5_000, name
-    for log in (out / "logs").rglob("*.log"):
+        assert (out / f"rigorous/figures/{name}.png").stat().st_size > 5_000, name
+    for log in out.rglob("logs/**/*.log"):
         assert "Traceback" not in log.read_text(), log
 
 
@@ -53,9 +51,8 @@ def test_paper_config_plans_the_full_cifar10_dag(tmp_path):
     for rule in (
         "prepare_data",
         "train_target",
-        "attack_whitebox",
-        "attack_blackbox",
-        "attack_graybox",
+        "attack",
+        "attack_with_model",
         "measure_target",
         "summary_table",
         "plot_reconstructions",
@@ -78,23 +75,24 @@ def test_paper_config_plans_every_experiment_whose_data_is_there_and_names_what_
     out = run(["-n", "--cores", "1"], workflow_copy(tmp_path))
     for rule in (
         "train_target",
-        "attack_compensation",
-        "ablation_table",
-        "cem_table",
+        "attack",
+        "attack_with_model",
+        "table",
         "measure_latency",
         "figure2_depth",
-        "arch_table",
-        "defense_table",
-        "claims_check",
-        "paper_comparison",
+        "summary_page",
         "criteria_plot",
     ):
         assert f"rule {rule}:" in out, rule
+    for table in ("table2_cifar10_cnn", "table3_cifar10_resnet18", "table5_cifar10", "table6_cifar10_cnn"):
+        assert f"results/paper/rigorous/tables/{table}.csv" in out, table
+    assert "results/paper/rigorous/tables/cem_cifar10_cnn.csv" in out
+    assert "scenario=compensation" in out
     for name in ("depth", "cifar_cnn", "cifar_resnet", "architectures", "ablation", "latency", "cem"):
-        assert f"experiments/{name}/results_long.csv" in out or name == "latency", name
+        assert f"rigorous/experiments/{name}/results_long.csv" in out or name == "latency", name
     assert "experiment 'facescrub' skipped: datasets.facescrub.options.root is not set" in out
     assert "experiment 'chestxray' skipped: datasets.chestxray.options.root is not set" in out
-    assert "wildcards: dataset=cifar10, arch=cnn, defense=siftfunnel+cem, seed=0" in out
+    assert "wildcards: protocol=rigorous, dataset=cifar10, arch=cnn, defense=siftfunnel+cem, seed=0" in out
     assert "dataset=facescrub" not in out and "dataset=chestxray" not in out
 
 
@@ -123,12 +121,14 @@ def test_missing_data_is_an_error_when_nothing_is_left_or_the_experiment_is_aske
 def test_one_experiment_alone_plans_only_its_targets(tmp_path):
     configs = ["--configfile", "presets/demo.yaml", "presets/demo-all.yaml"]
     out = run(["depth", "-n", "--cores", "1", *configs], workflow_copy(tmp_path))
-    defenses = set(re.findall(r"wildcards: dataset=\w+, arch=\w+, defense=([\w+]+)", out))
+    defenses = set(re.findall(r"wildcards: protocol=\w+, dataset=\w+, arch=\w+, defense=([\w+]+)", out))
     assert defenses == {"unprotected"}
-    assert "rule figure2_depth:" in out and "rule defense_table:" not in out and "rule claims_check:" not in out
+    assert "rule figure2_depth:" in out and "rule table:" not in out and "rule summary_page:" not in out
     # Split-point variants are cut from their base's one training.
-    trained = set(re.findall(r"rule train_target:\n(?:.*\n)*?\s+wildcards: dataset=photos, arch=(\w+)", out))
-    recut = set(re.findall(r"wildcards: recut=photos/(\w+), seed=0", out))
+    trained = set(
+        re.findall(r"rule train_target:\n(?:.*\n)*?\s+wildcards: protocol=\w+, dataset=photos, arch=(\w+)", out)
+    )
+    recut = set(re.findall(r"wildcards: protocol=rigorous, recut=photos/(\w+), seed=0", out))
     assert trained == {"cnn", "resnet18"} and recut == {"cnn_split1", "cnn_split3", "cnn_split4", "resnet18_split4"}
 
 
@@ -136,8 +136,8 @@ def test_one_experiment_alone_plans_only_its_targets(tmp_path):
 def test_demo_runs_the_main_comparison_and_builds_the_report(tmp_path):
     wf = workflow_copy(tmp_path)
     run(["--cores", "2", "--configfile", "presets/demo.yaml"], wf)
-    out, tables = wf / "results/demo", wf / "results/demo/tables"
-    table = pd.read_csv(tables / "summary.csv")
+    out, tables, summary = wf / "results/demo", wf / "results/demo/rigorous/tables", wf / "results/demo/summary/tables"
+    table = pd.read_csv(summary / "summary.csv")
     for col in ("test_acc", "mse", "psnr", "ssim", "mi", "delta_z", "edge_params"):
         assert table[col].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v)).all(), col
     # Table 2 (cifar_cnn on the stand-in photos): every defense of the paper, three scenarios.
@@ -153,12 +153,13 @@ def test_demo_runs_the_main_comparison_and_builds_the_report(tmp_path):
     table2 = pd.read_csv(tables / "table2_photos_cnn.csv")
     assert (table2.loc[table2["defense"].isin(paper)].drop_duplicates("defense")["status"] == "ran").all()
     assert r"\toprule" in (tables / "table2_photos_cnn.tex").read_text()
-    claims = pd.read_csv(tables / "claims.csv").set_index("claim")
+    claims = pd.read_csv(summary / "claims.csv").set_index("claim")
     assert set(claims.loc[[1, 2, 3, 4], "verdict"]) <= {"holds", "does not hold"}
     assert set(claims.loc[[5, 6], "verdict"]) == {"not run"}  # the depth study and ablation are in demo-all
-    criteria = pd.read_csv(tables / "criteria_spearman.csv")
+    criteria = pd.read_csv(summary / "criteria_spearman.csv")
     assert set(criteria["criterion"]) == {"mi", "delta_z", "cem_mi_bound"} and (criteria["status"] == "measured").all()
-    assert_every_run_recorded_and_clean(out, ("figure4_photos-cnn", "privacy_utility_photos-cnn", "criteria"))
+    assert (out / "summary/figures/criteria.png").stat().st_size > 5_000
+    assert_every_run_recorded_and_clean(out, "summary", ("figure4_photos-cnn", "privacy_utility_photos-cnn"))
     # A second run has nothing left to do; the report collects everything.
     assert "Nothing to be done" in run(["--cores", "2", "--configfile", "presets/demo.yaml"], wf)
     run(["--configfile", "presets/demo.yaml", "--report", "results/demo/report.html"], wf)
@@ -206,7 +207,11 @@ def test_demo_all_builds_every_experiments_tables_and_figures(tmp_path):
     (wf / "toy.yaml").write_text(yaml.safe_dump(TOY))
     configs = ["--configfile", "presets/demo.yaml", "presets/demo-all.yaml", "toy.yaml"]
     run(["--cores", "2", *configs], wf)
-    out, tables = wf / "results/demo", wf / "results/demo/tables"
+    out, tables, summary = (
+        wf / "results/demo",
+        wf / "results/demo/rigorous/tables",
+        wf / "results/demo/summary-all/tables",
+    )
     assert set(pd.read_csv(tables / "table5_photos.csv").query("status == 'ran'")["arch"]) == {"cnn", "resnet18"}
     table6 = pd.read_csv(tables / "table6_photos_cnn.csv")
     assert {"siftfunnel", "siftfunnel_no_funnel", "siftfunnel_no_dcor"} <= set(table6["defense"])
@@ -220,13 +225,14 @@ def test_demo_all_builds_every_experiments_tables_and_figures(tmp_path):
     assert "nopeek" in set(latency["defense"])
     for name in ("table2_faces_cnn", "table2_xray_resnet18_split4", "table2_photos_resnet18"):
         assert pd.read_csv(tables / f"{name}.csv").query("status == 'ran'").shape[0] >= 2, name
-    claims = pd.read_csv(tables / "claims.csv")
+    claims = pd.read_csv(summary / "claims.csv")
     assert set(claims.loc[claims["claim"].isin([5, 6]), "verdict"]) <= {
         "holds",
         "does not hold",
     }  # depth and ablation ran
-    assert "compared" not in set(pd.read_csv(tables / "paper_comparison.csv")["status"])  # no paper dataset here
-    assert_every_run_recorded_and_clean(out, ("figure4_faces-cnn", "figure4_xray-resnet18_split4", "figure2_depth"))
+    assert "compared" not in set(pd.read_csv(summary / "paper_comparison.csv")["status"])  # no paper dataset here
+    figures = ("figure4_faces-cnn", "figure4_xray-resnet18_split4", "figure2_depth")
+    assert_every_run_recorded_and_clean(out, "summary-all", figures)
     run([*configs, "--report", "results/demo/report.html"], wf)
     report = (out / "report.html").read_text()
     assert "table6_photos_cnn" in report and "cem_photos_cnn" in report and "figure2_depth.png" in report

@@ -1,9 +1,9 @@
 """The named experiments of config.yaml and the targets each one needs.
 
-An experiment is a grid (datasets x archs x defenses x seeds, attacked under its scenarios)
-plus the outputs its ``kind`` produces (a paper table, Figure 2, the CEM table, ...). Targets
-shared by several experiments (the unprotected CIFAR-10 CNN is in four of them) are trained
-once: the DAG is the union of the enabled experiments' grids.
+An experiment is a grid (protocols x datasets x archs x defenses x seeds, attacked under its
+scenarios) plus the outputs its ``kind`` produces (a paper table, Figure 2, the CEM table, ...).
+Targets shared by several experiments (the unprotected CIFAR-10 CNN is in four of them) are
+trained once per protocol: the DAG is the union of the enabled experiments' grids.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any
 KINDS = ("defenses", "depth", "architectures", "ablation", "cem", "latency")
 # A defense name with this suffix is its base defense with the CEM plug-in on (``noise+cem``).
 CEM_SUFFIX = "+cem"
+# The keys of a target, in the order its path and every result file's identity use them.
+TARGET_KEYS = ("protocol", "dataset", "arch", "defense", "seed")
 
 
 @dataclass(frozen=True)
@@ -27,15 +29,14 @@ class Experiment:
     archs: tuple[str, ...]
     defenses: tuple[str, ...]
     scenarios: tuple[str, ...]
+    protocols: tuple[str, ...] = ("rigorous",)
     settings: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def targets(self, seeds: list[int]) -> list[dict[str, Any]]:
         if self.kind == "latency":
             return []  # measured on freshly built models, no training
-        return [
-            dict(dataset=d, arch=a, defense=f, seed=s)
-            for d, a, f, s in itertools.product(self.datasets, self.archs, self.defenses, seeds)
-        ]
+        grid = itertools.product(self.protocols, self.datasets, self.archs, self.defenses, seeds)
+        return [dict(zip(TARGET_KEYS, values)) for values in grid]
 
 
 def defense_names(block: dict[str, Any]) -> list[str]:
@@ -65,7 +66,9 @@ def experiments(
         if not datasets:
             continue
         extra = {
-            k: v for k, v in block.items() if k not in ("enabled", "kind", "datasets", "archs", "defenses", "scenarios")
+            k: v
+            for k, v in block.items()
+            if k not in ("enabled", "kind", "datasets", "archs", "defenses", "scenarios", "protocol")
         }
         found[name] = Experiment(
             name=name,
@@ -74,6 +77,7 @@ def experiments(
             archs=tuple(block["archs"]),
             defenses=tuple(defense_names(block)),
             scenarios=tuple(block.get("scenarios") or config["scenarios"]),
+            protocols=tuple(block.get("protocol") or config.get("protocol") or ["rigorous"]),
             settings=extra,
         )
     return found, skipped

@@ -24,8 +24,8 @@ def derive_target(unprotected_path: str, model_path: str, settings: dict[str, An
     meta = dict(blob["meta"])
     if meta["defense"] != "unprotected":
         raise ValueError(f"{unprotected_path} holds a {meta['defense']!r} model, expected 'unprotected'")
-    for key in ("dataset", "arch", "seed", "arch_settings"):
-        if meta[key] != settings[key]:
+    for key in ("protocol", "dataset", "arch", "seed", "arch_settings"):
+        if meta.get(key, "rigorous") != settings.get(key, "rigorous"):
             raise ValueError(
                 f"{unprotected_path} has {key}={meta[key]!r}, the {defense} target needs {settings[key]!r}"
             )

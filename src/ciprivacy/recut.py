@@ -30,11 +30,12 @@ def recut_target(base_path: str, model_path: str, settings: dict[str, Any]) -> d
     if meta["defense_type"] != "unprotected":
         raise ValueError(f"{base_path} holds a {meta['defense']!r} model, expected an unprotected one")
     for key, wanted in (
+        ("protocol", settings.get("protocol", "rigorous")),
         ("dataset", settings["dataset"]),
         ("seed", int(settings["seed"])),
         ("arch_type", arch_type(settings)),
     ):
-        if meta[key] != wanted:
+        if meta.get(key, "rigorous") != wanted:
             raise ValueError(f"{base_path} has {key}={meta[key]!r}, the {settings['arch']} target needs {wanted!r}")
     if without_split(meta["arch_settings"]) != without_split(settings.get("arch_settings", {})):
         raise ValueError(

@@ -43,7 +43,10 @@ class Target:
     @property
     def ident(self) -> dict[str, Any]:
         """The keys every result of this target is filed under (and the tables join on)."""
-        return {k: self.meta[k] for k in ("dataset", "arch", "defense", "seed")}
+        return {
+            "protocol": self.meta.get("protocol", "rigorous"),
+            **{k: self.meta[k] for k in ("dataset", "arch", "defense", "seed")},
+        }
 
     @torch.no_grad()
     def observe(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,6 +198,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
 
     test_acc = history[-1]["test_acc"]
     meta = {
+        "protocol": settings.get("protocol", "rigorous"),
         "dataset": settings["dataset"],
         "arch": settings["arch"],
         "defense": settings["defense"],

@@ -1,17 +1,24 @@
-# One rule per threat scenario; black-box and gray-box share the inverse-network attack.
+# Two rules serve every threat scenario (ciprivacy.attacks.SCENARIOS, plug-ins included): one
+# for the attacks that optimise inputs or latents (rMLE, GLASS), one for those that train an
+# attacker network, which they also write (the inverse networks).
 
 
-rule attack_whitebox:
+rule attack:
     input:
-        model=f"{OUT}/targets/{TARGET}/model.pt",
+        unpack(attack_inputs),
+        model=f"{TARGET_DIR}/model.pt",
         data=f"{OUT}/data/{{dataset}}.pt",
     output:
-        metrics=f"{OUT}/attacks/{TARGET}/whitebox/metrics.json",
-        samples=f"{OUT}/attacks/{TARGET}/whitebox/samples.pt",
+        metrics=f"{ATTACK_DIR}/metrics.json",
+        samples=f"{ATTACK_DIR}/samples.pt",
     log:
-        f"{OUT}/logs/attack_whitebox/{TARGET}.log",
+        f"{OUT}/logs/attack/{{protocol}}/{TARGET}/{{scenario}}.log",
     benchmark:
-        f"{OUT}/benchmarks/attack_whitebox/{TARGET}.tsv"
+        f"{OUT}/benchmarks/attack/{{protocol}}/{TARGET}/{{scenario}}.tsv"
+    wildcard_constraints:
+        scenario=_alternatives(
+            s for s in SCENARIO_NAMES if PLAN.attack_rule(s) == "attack"
+        ),
     conda:
         "../../envs/pipeline.yaml"
     threads: config["threads"]
@@ -19,70 +26,26 @@ rule attack_whitebox:
         gpu=GPU_JOB,
         runtime=retry_runtime(60),
     params:
-        scenario="whitebox",
+        settings=attack_params,
         # Not an output: a killed job leaves it behind and the rerun resumes from it.
-        checkpoint=f"{OUT}/checkpoints/{TARGET}/whitebox.pt",
-        settings=attack_params("whitebox"),
+        checkpoint=f"{OUT}/checkpoints/{{protocol}}/{TARGET}/{{scenario}}.pt",
     script:
         "../scripts/attack.py"
 
 
-rule attack_blackbox:
-    input:
-        model=f"{OUT}/targets/{TARGET}/model.pt",
-        data=f"{OUT}/data/{{dataset}}.pt",
+use rule attack as attack_with_model with:
     output:
-        metrics=f"{OUT}/attacks/{TARGET}/blackbox/metrics.json",
-        samples=f"{OUT}/attacks/{TARGET}/blackbox/samples.pt",
-        attacker=f"{OUT}/attacks/{TARGET}/blackbox/attacker.pt",
+        metrics=f"{ATTACK_DIR}/metrics.json",
+        samples=f"{ATTACK_DIR}/samples.pt",
+        attacker=f"{ATTACK_DIR}/attacker.pt",
     log:
-        f"{OUT}/logs/attack_blackbox/{TARGET}.log",
+        f"{OUT}/logs/attack_with_model/{{protocol}}/{TARGET}/{{scenario}}.log",
     benchmark:
-        f"{OUT}/benchmarks/attack_blackbox/{TARGET}.tsv"
-    conda:
-        "../../envs/pipeline.yaml"
-    threads: config["threads"]
+        f"{OUT}/benchmarks/attack_with_model/{{protocol}}/{TARGET}/{{scenario}}.tsv"
+    wildcard_constraints:
+        scenario=_alternatives(
+            s for s in SCENARIO_NAMES if PLAN.attack_rule(s) == "attack_with_model"
+        ),
     resources:
         gpu=GPU_JOB,
         runtime=retry_runtime(120),
-    params:
-        scenario="blackbox",
-        # Not an output: a killed job leaves it behind and the rerun resumes from it.
-        checkpoint=f"{OUT}/checkpoints/{TARGET}/blackbox.pt",
-        settings=attack_params("blackbox"),
-    script:
-        "../scripts/attack.py"
-
-
-use rule attack_blackbox as attack_graybox with:
-    output:
-        metrics=f"{OUT}/attacks/{TARGET}/graybox/metrics.json",
-        samples=f"{OUT}/attacks/{TARGET}/graybox/samples.pt",
-        attacker=f"{OUT}/attacks/{TARGET}/graybox/attacker.pt",
-    log:
-        f"{OUT}/logs/attack_graybox/{TARGET}.log",
-    benchmark:
-        f"{OUT}/benchmarks/attack_graybox/{TARGET}.tsv"
-    params:
-        scenario="graybox",
-        # Not an output: a killed job leaves it behind and the rerun resumes from it.
-        checkpoint=f"{OUT}/checkpoints/{TARGET}/graybox.pt",
-        settings=attack_params("graybox"),
-
-
-# Table 6's last row: the black-box inverse network on the features after SiftFunnel's cloud
-# compensation module (what the cloud computes from z), same settings as the black-box attack.
-use rule attack_blackbox as attack_compensation with:
-    output:
-        metrics=f"{OUT}/attacks/{TARGET}/compensation/metrics.json",
-        samples=f"{OUT}/attacks/{TARGET}/compensation/samples.pt",
-        attacker=f"{OUT}/attacks/{TARGET}/compensation/attacker.pt",
-    log:
-        f"{OUT}/logs/attack_compensation/{TARGET}.log",
-    benchmark:
-        f"{OUT}/benchmarks/attack_compensation/{TARGET}.tsv"
-    params:
-        scenario="compensation",
-        # Not an output: a killed job leaves it behind and the rerun resumes from it.
-        checkpoint=f"{OUT}/checkpoints/{TARGET}/compensation.pt",
-        settings=attack_params("blackbox"),

@@ -1,5 +1,6 @@
 # Config validation and the helpers that turn config into targets and per-job params.
 import os
+import re
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -7,7 +8,8 @@ from snakemake.utils import validate
 
 from ciprivacy import config as S
 from ciprivacy import experiments as X
-from ciprivacy.reporting import plan as REPORT_PLAN
+from ciprivacy.attacks import SCENARIOS
+from ciprivacy.reporting import plan as PLAN
 
 # One check of the whole config before the DAG is built: config.yaml, the presets and --config
 # merged, every value typed (1 / 1.0 / '1.0' and 'false' become one value, so params and with
@@ -37,6 +39,15 @@ if workflow.local_exec and "gpu" not in workflow.global_resources:
         )
 
 OUT = f"results/{config['preset']}"
+SUMMARY = f"{OUT}/{config['summary']}"
+SEEDS = config["seeds"]
+# Each protocol's jobs see the config with its overrides (ciprivacy.config.effective_config).
+PROTOCOLS = S.protocols_in_use(config)
+PCONFIG = {p: S.effective_config(config, p) for p in PROTOCOLS}
+TARGET = PLAN.TARGET
+TARGET_DIR = PLAN.target_dir(OUT)
+ATTACK_DIR = PLAN.attack_dir(OUT)
+TARGET_NAME = "{dataset}-{arch}-{defense}-seed{seed}"
 
 
 onstart:
@@ -49,19 +60,13 @@ onstart:
         lock_results_dir(OUT)
 
 
-TARGET = "{dataset}/{arch}/{defense}/seed{seed}"
-TARGET_NAME = "{dataset}-{arch}-{defense}-seed{seed}"
-SEEDS = config["seeds"]
-
 # The enabled experiments whose data is there; the others are named with the setting to fill in.
 EXPERIMENTS, SKIPPED = X.experiments(
     config, unavailable=lambda name: S.dataset_unavailable(config, name)
 )
 # Enabled experiments left out entirely, with why: asking for one by name is an error saying so.
 SKIPPED_EXPERIMENTS = X.skipped_experiments(config, EXPERIMENTS, SKIPPED)
-DISABLED_EXPERIMENTS = [
-    name for name, block in config["experiments"].items() if not block["enabled"]
-]
+DISABLED_EXPERIMENTS = [n for n, b in config["experiments"].items() if not b["enabled"]]
 for _message in SKIPPED:
     print(f"NOTE: {_message}", file=sys.stderr)
 TARGETS = X.all_targets(EXPERIMENTS, SEEDS)
@@ -70,33 +75,24 @@ DEFENSE_NAMES = sorted({t["defense"] for t in TARGETS}) or ["unprotected"]
 POSTHOC = [name for name in DEFENSE_NAMES if S.reuses_unprotected_model(config, name)]
 # "dataset/arch" of unprotected split-point variants whose base architecture is trained anyway
 # (the depth study): cut from the base's model (derive_split_target), not trained again.
-RECUT = sorted(f"{dataset}/{arch}" for dataset, arch in S.recut_pairs(config, TARGETS))
+RECUT = sorted(
+    {f"{d}/{a}" for p, c in PCONFIG.items() for d, a in S.recut_pairs(c, TARGETS)}
+)
+SCENARIO_NAMES = sorted({s for _, s in PLAN.attacks_of(EXPERIMENTS, SEEDS)})
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 wildcard_constraints:
+    protocol=_alternatives(PROTOCOLS),
     dataset="[A-Za-z0-9_]+",
     arch="[A-Za-z0-9_]+",
     defense="[A-Za-z0-9_]+(\\+cem)?",
     seed="[0-9]+",
-    scenario="|".join(["whitebox", "blackbox", "graybox"]),
-    experiment="|".join(EXPERIMENTS) or "^$",
-
-
-def per_target(path, experiment=None):
-    """`path` filled in for every target (of one experiment, or of all)."""
-    return [
-        path.format(**t)
-        for t in REPORT_PLAN.experiment_targets(EXPERIMENTS, SEEDS, experiment)
-    ]
-
-
-def attack_metrics(experiment=None):
-    return REPORT_PLAN.attack_files(EXPERIMENTS, SEEDS, OUT, "metrics.json", experiment)
-
-
-def experiment_tidy(experiment):
-    """The tidy results of one experiment's targets, which its tables and figures read."""
-    return f"{OUT}/experiments/{experiment}/results_long.csv"
+    scenario=_alternatives(SCENARIOS.names()),
+    experiment=_alternatives(EXPERIMENTS),
 
 
 def final_outputs():
@@ -106,18 +102,16 @@ def final_outputs():
     if SKIPPED_EXPERIMENTS and not EXPERIMENTS:
         raise WorkflowError(X.missing_data_message(SKIPPED_EXPERIMENTS, every=True))
     per_target_figures = (
-        per_target(f"{OUT}/figures/reconstructions/{TARGET_NAME}.png")
+        [
+            f"{OUT}/{t['protocol']}/figures/reconstructions/{TARGET_NAME}.png".format(
+                **t
+            )
+            for t in TARGETS
+        ]
         if config["figures"]["per_target"]
         else []
     )
-    summary = (
-        [f"{OUT}/tables/summary.csv", f"{OUT}/tables/summary.md"] if TARGETS else []
-    )
-    return [
-        *summary,
-        *per_target_figures,
-        *REPORT_PLAN.report_outputs(EXPERIMENTS, OUT),
-    ]
+    return [*per_target_figures, *PLAN.report_outputs(EXPERIMENTS, OUT, SUMMARY)]
 
 
 def unavailable_experiment(name):
@@ -154,27 +148,85 @@ def retry_runtime(minutes):
 
 
 def train_params(wc):
-    return S.target_settings(config, wc.dataset, wc.arch, wc.defense, int(wc.seed))
+    return S.target_settings(
+        PCONFIG[wc.protocol], wc.dataset, wc.arch, wc.defense, int(wc.seed), wc.protocol
+    )
 
 
 def recut_params(wc):
     dataset, arch = wc.recut.split("/")
-    return S.target_settings(config, dataset, arch, "unprotected", int(wc.seed))
+    return S.target_settings(
+        PCONFIG[wc.protocol], dataset, arch, "unprotected", int(wc.seed), wc.protocol
+    )
 
 
 def recut_base_model(wc):
     dataset, arch = wc.recut.split("/")
-    base = S.recut_base(config, arch)
-    return f"{OUT}/targets/{dataset}/{base}/unprotected/seed{wc.seed}/model.pt"
+    base = S.recut_base(PCONFIG[wc.protocol], arch)
+    if base is None:
+        raise WorkflowError(
+            f"{arch} is not cut from another architecture under protocol {wc.protocol}"
+        )
+    return f"{OUT}/{wc.protocol}/targets/{dataset}/{base}/unprotected/seed{wc.seed}/model.pt"
 
 
-def attack_params(scenario):
-    return lambda wc: S.attack_settings(config, scenario, int(wc.seed))
+def attack_params(wc):
+    return S.attack_settings(PCONFIG[wc.protocol], wc.scenario, int(wc.seed))
+
+
+def attack_inputs(wc):
+    """Further files a scenario reads, by name (a generative prior)."""
+    return {
+        name: f"{OUT}/priors/{wc.dataset}.pt"
+        for name in SCENARIOS.get(wc.scenario).inputs
+    }
 
 
 def mine_params(wc):
-    return S.mine_settings(config, int(wc.seed))
+    return S.mine_settings(PCONFIG[wc.protocol], int(wc.seed))
 
 
 def evaluation_params(wc):
-    return S.evaluation_settings(config, int(wc.seed))
+    return S.evaluation_settings(PCONFIG[wc.protocol], int(wc.seed))
+
+
+# Aggregation (report.smk): tables, figure pairs and the files each aggregate reads.
+TABLES = PLAN.table_specs(EXPERIMENTS)
+FIGURE_PAIRS = PLAN.figure_pairs(EXPERIMENTS)
+LATENCY = [name for name, exp in EXPERIMENTS.items() if exp.kind == "latency"]
+PER_PROTOCOL = f"{OUT}/{{protocol}}"
+
+
+def shown(path, caption, category, **labels):
+    """An output the HTML report shows, with its caption file and category."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category=category,
+        labels=labels or None,
+    )
+
+
+def run_files(wc, experiment=None):
+    """The results of one protocol's targets and attacks (of one experiment, or all)."""
+    protocol = getattr(wc, "protocol", None)
+    found, seeds = EXPERIMENTS, SEEDS
+    return {
+        "evaluations": PLAN.target_files(
+            found, seeds, OUT, "evaluation.json", experiment, protocol
+        ),
+        "mi": PLAN.target_files(found, seeds, OUT, "mi.json", experiment, protocol),
+        "attacks": PLAN.attack_files(
+            found, seeds, OUT, "metrics.json", experiment, protocol
+        ),
+        "models": PLAN.target_files(
+            found, seeds, OUT, "model.pt", experiment, protocol
+        ),
+    }
+
+
+def pair_files(wc, file):
+    experiment = FIGURE_PAIRS[f"{wc.dataset}-{wc.arch}"]
+    return PLAN.pair_files(
+        EXPERIMENTS, SEEDS, OUT, wc.protocol, experiment, wc.dataset, wc.arch, file
+    )

@@ -1,22 +1,20 @@
 # The manifest of a run: size and SHA-256 of every result file, for
-#   python -m ciprivacy.integrity verify results/<preset>/manifest.json
+#   python -m ciprivacy.integrity verify results/<preset>/<summary>/manifest.json
 # which reports files missing or changed since (Snakemake notices neither; docs/integrity.md).
-# Wiring (Snakefile): include this file after common.smk and add f"{OUT}/manifest.json" to
-# rule all's input (not to final_outputs(), which is the manifest's own input).
+# It records this run's own files only (its outputs and every per-target result it made), so
+# two presets sharing a results folder never record each other's.
 
 
 rule manifest:
     input:
-        # The run's final outputs, so the manifest is written after every job that makes them.
-        lambda wc: final_outputs(),
+        # The run's final outputs and every per-target result: written after all of them.
+        lambda wc: [*final_outputs(), *PLAN.run_results(EXPERIMENTS, SEEDS, OUT)],
     output:
-        f"{OUT}/manifest.json",
+        f"{SUMMARY}/manifest.json",
     log:
-        f"{OUT}/logs/manifest.log",
+        f"{SUMMARY}/logs/manifest.log",
     localrule: True
     conda:
         "../../envs/pipeline.yaml"
-    params:
-        results=OUT,
     script:
         "../scripts/manifest.py"

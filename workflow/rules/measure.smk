@@ -6,15 +6,15 @@
 
 rule measure_target:
     input:
-        model=f"{OUT}/targets/{TARGET}/model.pt",
+        model=f"{TARGET_DIR}/model.pt",
         data=f"{OUT}/data/{{dataset}}.pt",
     output:
-        evaluation=f"{OUT}/targets/{TARGET}/evaluation.json",
-        mi=f"{OUT}/targets/{TARGET}/mi.json",
+        evaluation=f"{TARGET_DIR}/evaluation.json",
+        mi=f"{TARGET_DIR}/mi.json",
     log:
-        f"{OUT}/logs/measure_target/{TARGET}.log",
+        f"{OUT}/logs/measure_target/{{protocol}}/{TARGET}.log",
     benchmark:
-        f"{OUT}/benchmarks/measure_target/{TARGET}.tsv"
+        f"{OUT}/benchmarks/measure_target/{{protocol}}/{TARGET}.tsv"
     conda:
         "../../envs/pipeline.yaml"
     threads: config["threads"]
@@ -26,3 +26,38 @@ rule measure_target:
         mine=mine_params,
     script:
         "../scripts/measure_target.py"
+
+
+# Edge latency, FLOPs and parameters of every architecture x defense of a latency experiment,
+# on freshly built models (no training).
+rule measure_latency:
+    input:
+        data=lambda wc: [f"{OUT}/data/{d}.pt" for d in EXPERIMENTS[wc.name].datasets],
+    output:
+        html=shown(
+            f"{PER_PROTOCOL}/tables/{{name}}.html",
+            "latency",
+            "1 Tables",
+            table="{name}",
+        ),
+        csv=f"{PER_PROTOCOL}/tables/{{name}}.csv",
+        md=f"{PER_PROTOCOL}/tables/{{name}}.md",
+    log:
+        f"{OUT}/logs/measure_latency/{{protocol}}/{{name}}.log",
+    wildcard_constraints:
+        name=_alternatives(LATENCY),
+    conda:
+        "../../envs/pipeline.yaml"
+    # Every core of the machine, so no other local job loads the CPU while it times; the timed
+    # inference itself runs on one thread, as an edge device runs it. Under SLURM the profile
+    # asks for a node of its own (--exclusive).
+    threads: lambda wc: whole_machine_threads()
+    resources:
+        gpu=GPU_JOB,
+        runtime=retry_runtime(60),
+    params:
+        datasets=lambda wc: list(EXPERIMENTS[wc.name].datasets),
+        specs=lambda wc: PLAN.latency_specs(EXPERIMENTS[wc.name], config, wc.protocol),
+        settings=lambda wc: PLAN.latency_settings(EXPERIMENTS[wc.name], config),
+    script:
+        "../scripts/measure_latency.py"

@@ -2,11 +2,11 @@ rule train_target:
     input:
         data=f"{OUT}/data/{{dataset}}.pt",
     output:
-        model=f"{OUT}/targets/{TARGET}/model.pt",
+        model=f"{TARGET_DIR}/model.pt",
     log:
-        f"{OUT}/logs/train_target/{TARGET}.log",
+        f"{OUT}/logs/train_target/{{protocol}}/{TARGET}.log",
     benchmark:
-        f"{OUT}/benchmarks/train_target/{TARGET}.tsv"
+        f"{OUT}/benchmarks/train_target/{{protocol}}/{TARGET}.tsv"
     wildcard_constraints:
         defense="(?!(" + "|".join(POSTHOC) + ")$)[A-Za-z0-9_]+(\\+cem)?",
     conda:
@@ -18,7 +18,7 @@ rule train_target:
     params:
         settings=train_params,
         # Not an output: a killed job leaves it behind and the rerun resumes from it.
-        checkpoint=f"{OUT}/checkpoints/{TARGET}/target.pt",
+        checkpoint=f"{OUT}/checkpoints/{{protocol}}/{TARGET}/target.pt",
     script:
         "../scripts/train_target.py"
 
@@ -35,13 +35,13 @@ localrules:
 
 rule derive_posthoc_target:
     input:
-        unprotected=f"{OUT}/targets/{{dataset}}/{{arch}}/unprotected/seed{{seed}}/model.pt",
+        unprotected=f"{OUT}/{{protocol}}/targets/{{dataset}}/{{arch}}/unprotected/seed{{seed}}/model.pt",
     output:
-        model=f"{OUT}/targets/{TARGET}/model.pt",
+        model=f"{TARGET_DIR}/model.pt",
     log:
-        f"{OUT}/logs/derive_posthoc_target/{TARGET}.log",
+        f"{OUT}/logs/derive_posthoc_target/{{protocol}}/{TARGET}.log",
     benchmark:
-        f"{OUT}/benchmarks/derive_posthoc_target/{TARGET}.tsv"
+        f"{OUT}/benchmarks/derive_posthoc_target/{{protocol}}/{TARGET}.tsv"
     wildcard_constraints:
         defense="|".join(POSTHOC),
     conda:
@@ -61,11 +61,11 @@ rule derive_split_target:
     input:
         base=recut_base_model,
     output:
-        model=f"{OUT}/targets/{{recut}}/unprotected/seed{{seed}}/model.pt",
+        model=f"{OUT}/{{protocol}}/targets/{{recut}}/unprotected/seed{{seed}}/model.pt",
     log:
-        f"{OUT}/logs/derive_split_target/{{recut}}/unprotected/seed{{seed}}.log",
+        f"{OUT}/logs/derive_split_target/{{protocol}}/{{recut}}/unprotected/seed{{seed}}.log",
     benchmark:
-        f"{OUT}/benchmarks/derive_split_target/{{recut}}/unprotected/seed{{seed}}.tsv"
+        f"{OUT}/benchmarks/derive_split_target/{{protocol}}/{{recut}}/unprotected/seed{{seed}}.tsv"
     wildcard_constraints:
         recut="|".join(RECUT) or "(?!)",
     conda:

@@ -4,12 +4,13 @@ from ciprivacy.runtime import job_log
 
 # device, channels_last and query_cache_gb are not in params: changing them reruns nothing.
 # Each scenario reads its attacks block (the compensation attack the black-box one's).
-block = SCENARIOS.get(snakemake.params.scenario).block
-settings = with_runtime(snakemake.params.settings, snakemake.config, "attack", block)
+scenario = snakemake.wildcards.scenario
+entry = SCENARIOS.get(scenario)
+settings = with_runtime(snakemake.params.settings, snakemake.config, "attack", entry.block)
 
 with job_log(snakemake.log[0]):
     run_attack(
-        snakemake.params.scenario,
+        scenario,
         snakemake.input.model,
         snakemake.input.data,
         snakemake.output.metrics,
@@ -17,4 +18,5 @@ with job_log(snakemake.log[0]):
         settings,
         attacker_path=snakemake.output.get("attacker"),
         checkpoint=snakemake.params.checkpoint,
+        inputs={name: snakemake.input[name] for name in entry.inputs},
     )

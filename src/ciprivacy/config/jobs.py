@@ -96,8 +96,11 @@ def with_runtime(
     return deep_merge(settings, runtime_settings(config, kind, name))
 
 
-def target_settings(config: dict[str, Any], dataset: str, arch: str, defense: str, seed: int) -> dict[str, Any]:
-    """train_target's settings: ``dataset``, ``arch`` and ``defense`` (the config names),
+def target_settings(
+    config: dict[str, Any], dataset: str, arch: str, defense: str, seed: int, protocol: str = "rigorous"
+) -> dict[str, Any]:
+    """train_target's settings (``config`` is the protocol's, ``effective_config``): ``protocol``,
+    ``dataset``, ``arch`` and ``defense`` (the config names),
     ``arch_type`` and ``defense_type`` (their registry entries, plug-in suffix included),
     ``seed``, ``arch_settings`` (the builder's arguments), ``defense_settings`` (the defense's,
     with the plug-in's under its name) and ``train`` (target_training with the architecture's
@@ -107,6 +110,7 @@ def target_settings(config: dict[str, Any], dataset: str, arch: str, defense: st
     train = {**config["target_training"], **arch_merged["train"]}
     return canonical(
         {
+            "protocol": protocol,
             "dataset": dataset,
             "arch": arch,
             "arch_type": arch_type,

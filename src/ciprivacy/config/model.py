@@ -177,6 +177,9 @@ class Config(Strict):
     blocks in PROTOCOL_BLOCKS, merged over the config for that protocol's jobs."""
 
     preset: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")]
+    # results/<preset>/<summary>/ holds what spans experiments and protocols (a preset layered on
+    # another names its own, so the two commands never rewrite each other's summaries)
+    summary: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")] = "summary"
     device: Annotated[str, StringConstraints(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")]
     channels_last: bool
     seeds: Annotated[list[NonNegativeInt], MinLen(1), AfterValidator(_unique)]

@@ -14,18 +14,8 @@ from ciprivacy.reporting.paper_tables import HTML_PAGE, PROTOCOL_NOTE
 from ciprivacy.reporting.results import as_paper_protocol, seed_stats
 
 MATCH = ["dataset", "arch", "defense", "scenario", "metric"]
-COLUMNS = [
-    "table",
-    *MATCH,
-    "paper",
-    "ours",
-    "ours_std",
-    "n_seeds",
-    "difference",
-    "relative_difference",
-    "status",
-    "paper_note",
-]
+ID_COLUMNS = ["table", *MATCH, "paper"]
+TAIL_COLUMNS = ["closer", "status", "paper_note"]
 
 
 def load_paper(path: str | None = None) -> pd.DataFrame:
@@ -37,24 +27,35 @@ def load_paper(path: str | None = None) -> pd.DataFrame:
 
 
 def paper_comparison(tidy: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Outer join on (dataset, arch, defense, scenario, metric): paper rows we did not run are
-    'not run'; our numbers the paper has no counterpart for are 'no paper value'."""
+    """Outer join on (dataset, arch, defense, scenario, metric): each paper number beside every
+    protocol's (``<protocol>``, ``<protocol>_std``, ``<protocol>_seeds``, ``<protocol>_difference``
+    = ours - paper) and ``closer``, the protocol whose value is nearest the paper's. Paper rows no
+    protocol ran are 'not run'; our numbers the paper has no counterpart for are 'no paper value'."""
     paper = load_paper() if paper is None else paper
-    ours = seed_stats(as_paper_protocol(tidy)).rename(columns={"mean": "ours", "std": "ours_std"})
-    ours = ours[ours["metric"].isin(L.METRICS)]
-    merged = paper.rename(columns={"value": "paper", "note": "paper_note"}).merge(ours, on=MATCH, how="outer")
+    stats = seed_stats(as_paper_protocol(tidy))
+    stats = stats[stats["metric"].isin(L.METRICS)]
+    protocols = list(dict.fromkeys(stats["protocol"]))
+    merged = paper.rename(columns={"value": "paper", "note": "paper_note"})
+    for protocol in protocols:
+        ours = stats[stats["protocol"] == protocol].drop(columns="protocol")
+        ours = ours.rename(columns={"mean": protocol, "std": f"{protocol}_std", "n_seeds": f"{protocol}_seeds"})
+        merged = merged.merge(ours, on=MATCH, how="outer")
+        merged[f"{protocol}_difference"] = merged[protocol] - merged["paper"]
     merged["table"] = merged["table"].fillna("")
     merged["paper_note"] = merged["paper_note"].fillna("")
-    merged["difference"] = merged["ours"] - merged["paper"]
-    merged["relative_difference"] = merged["difference"] / merged["paper"].abs().replace(0, np.nan)
-    merged["status"] = np.select(
-        [merged["ours"].isna(), merged["paper"].isna()], ["not run", "no paper value"], default="compared"
-    )
+    gaps = merged[[f"{p}_difference" for p in protocols]].abs()
+    merged["closer"] = [
+        protocols[int(np.nanargmin(row))] if len(protocols) > 1 and not np.isnan(row).all() else ""
+        for row in gaps.to_numpy()
+    ]
+    ran = merged[protocols].notna().any(axis=1) if protocols else pd.Series(False, index=merged.index)
+    merged["status"] = np.select([~ran, merged["paper"].isna()], ["not run", "no paper value"], default="compared")
     order = {name: i for i, name in enumerate(L.PAPER_DEFENSES)}
     merged["_order"] = merged["defense"].map(order).fillna(len(order))
     merged["_metric"] = merged["metric"].map({m: i for i, m in enumerate(L.METRICS)})
     merged = merged.sort_values(["status", "table", "dataset", "arch", "_order", "scenario", "_metric"])
-    return merged[COLUMNS].reset_index(drop=True)
+    per_protocol = [c for p in protocols for c in (p, f"{p}_std", f"{p}_seeds", f"{p}_difference")]
+    return merged[[*ID_COLUMNS, *per_protocol, *TAIL_COLUMNS]].reset_index(drop=True)
 
 
 def write_comparison(tidy: pd.DataFrame, csv_path: str, md_path: str, html_path: str) -> pd.DataFrame:
@@ -65,8 +66,9 @@ def write_comparison(tidy: pd.DataFrame, csv_path: str, md_path: str, html_path:
     summary = (
         f"{counts.get('compared', 0)} numbers compared with the paper, {counts.get('no paper value', 0)} of ours have "
         f"no paper counterpart (another dataset/arch, or a scenario the paper does not print), "
-        f"{counts.get('not run', 0)} paper numbers not run here. difference = ours - paper; relative = difference / "
-        f"|paper|. test_acc_pct in percent. {PROTOCOL_NOTE}"
+        f"{counts.get('not run', 0)} paper numbers not run here. One column per evaluation protocol (its seed mean, "
+        f"standard deviation, seeds and difference = ours - paper); closer = the protocol nearest the paper's number. "
+        f"test_acc_pct in percent. {PROTOCOL_NOTE}"
     )
     with open(md_path, "w") as fh:
         fh.write(f"## Paper comparison\n\n{summary}\n\n{frame.to_markdown(index=False, floatfmt='.4g')}\n")

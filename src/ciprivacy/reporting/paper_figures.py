@@ -200,7 +200,7 @@ CRITERIA_COLUMNS = [
     "agreement",
     "status",
 ]
-VIOLATION_COLUMNS = ["dataset", "arch", "defense", "seed", "scenario", "mse", "cem_mse_bound"]
+VIOLATION_COLUMNS = [*KEYS, "scenario", "mse", "cem_mse_bound"]
 
 
 def _log_x(ax, values: pd.Series) -> str:

@@ -1,56 +1,75 @@
-"""What the aggregation rules read and write, from the experiments alone (the rule files call
-these, so the workflow's lists of report files live in one tested place).
+"""Where every result lives and what the aggregation rules read and write, from the experiments
+alone (the rule files call these, so the workflow's file lists live in one tested place).
+
+Layout under ``out`` = results/<preset>:
+
+- ``data/<dataset>.pt``: the prepared data, shared by every protocol;
+- ``<protocol>/targets/<dataset>/<arch>/<defense>/seed<k>/``: model, evaluation and MI;
+- ``<protocol>/attacks/<same>/<scenario>/``: each attack's metrics, samples and attacker;
+- ``<protocol>/experiments/<experiment>/results_long.csv``, ``<protocol>/tables/``,
+  ``<protocol>/figures/``: one experiment's tidy results and everything drawn from them;
+- ``<summary>/``: what spans experiments and protocols (every number, the paper comparison, the
+  claims, the criteria plot, provenance, the manifest). A preset layered on another (demo-all
+  on the demo) names its own ``summary`` folder, so neither command rewrites the other's.
 
 ``found`` is the dict of enabled experiments from ``ciprivacy.experiments.experiments``.
-Each experiment's tables and figures read only its own tidy results file, so
-``snakemake <experiment>`` trains and attacks only that experiment's targets.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ciprivacy import config as S
-from ciprivacy.experiments import Experiment, all_targets, scenarios_of
+from ciprivacy.experiments import TARGET_KEYS, Experiment, all_targets, scenarios_of
 from ciprivacy.reporting import layout as L
 
 TARGET = "{dataset}/{arch}/{defense}/seed{seed}"
+COMPENSATION = "compensation"
 
 
-def _pairs(exp: Experiment) -> list[tuple[str, str]]:
-    return [(d, a) for d in exp.datasets for a in exp.archs]
+def target_dir(out: str) -> str:
+    return f"{out}/{{protocol}}/targets/{TARGET}"
 
 
-def defense_tables(found: dict[str, Experiment]) -> dict[str, tuple[str, str, str]]:
-    """Table name -> (dataset, arch, experiment): the Tables 2-4 layout, one per pair."""
-    return {
-        L.defense_table_name(d, a): (d, a, exp.name)
-        for exp in found.values()
-        if exp.kind == "defenses"
-        for d, a in _pairs(exp)
-    }
+def attack_dir(out: str) -> str:
+    return f"{out}/{{protocol}}/attacks/{TARGET}/{{scenario}}"
 
 
-def arch_tables(found: dict[str, Experiment]) -> dict[str, tuple[str, str]]:
-    """Table name -> (dataset, experiment): the Table 5 layout, SiftFunnel across archs."""
-    return {
-        L.arch_table_name(d): (d, exp.name)
-        for exp in found.values()
-        if exp.kind == "architectures"
-        for d in exp.datasets
-    }
+@dataclass(frozen=True)
+class TableSpec:
+    """One table in the paper's layout: its kind (``defenses``: Tables 2-4, ``architectures``:
+    Table 5, ``ablation``: Table 6, ``cem``: CEM with and without), the data it covers and the
+    experiment whose tidy results it reads."""
+
+    kind: str
+    dataset: str
+    arch: str | None
+    experiment: str
+
+    @property
+    def name(self) -> str:
+        if self.kind == "defenses":
+            return L.defense_table_name(self.dataset, self.arch)
+        if self.kind == "architectures":
+            return L.arch_table_name(self.dataset)
+        if self.kind == "ablation":
+            return f"table6_{self.dataset}_{self.arch}"
+        return f"cem_{self.dataset}_{self.arch}"
 
 
-def ablation_tables(found: dict[str, Experiment]) -> dict[str, tuple[str, str, str]]:
-    """Table name -> (dataset, arch, experiment): the Table 6 layout."""
-    return {
-        f"table6_{d}_{a}": (d, a, exp.name) for exp in found.values() if exp.kind == "ablation" for d, a in _pairs(exp)
-    }
+TABLE_KINDS = ("defenses", "architectures", "ablation", "cem")
 
 
-def cem_tables(found: dict[str, Experiment]) -> dict[str, tuple[str, str, str]]:
-    """Table name -> (dataset, arch, experiment): each defense with and without CEM."""
-    return {f"cem_{d}_{a}": (d, a, exp.name) for exp in found.values() if exp.kind == "cem" for d, a in _pairs(exp)}
+def table_specs(found: dict[str, Experiment]) -> dict[str, TableSpec]:
+    """Table name -> its spec, for every table the enabled experiments fill."""
+    specs = []
+    for exp in found.values():
+        if exp.kind == "architectures":
+            specs += [TableSpec(exp.kind, d, None, exp.name) for d in exp.datasets]
+        elif exp.kind in TABLE_KINDS:
+            specs += [TableSpec(exp.kind, d, a, exp.name) for d in exp.datasets for a in exp.archs]
+    return {spec.name: spec for spec in specs}
 
 
 def figure_pairs(found: dict[str, Experiment]) -> dict[str, str]:
@@ -59,12 +78,10 @@ def figure_pairs(found: dict[str, Experiment]) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for exp in found.values():
         if exp.kind == "defenses":
-            for d, a in _pairs(exp):
-                pairs.setdefault(f"{d}-{a}", exp.name)
+            for d in exp.datasets:
+                for a in exp.archs:
+                    pairs.setdefault(f"{d}-{a}", exp.name)
     return pairs
-
-
-COMPENSATION = "compensation"
 
 
 def compensation_targets(found: dict[str, Experiment], seeds: list[int], name: str | None = None) -> list[dict]:
@@ -72,50 +89,19 @@ def compensation_targets(found: dict[str, Experiment], seeds: list[int], name: s
     the cloud's compensation module (Table 6's last row)."""
     out = []
     for exp in found.values():
-        if name not in (None, exp.name) or exp.kind != "ablation" or not exp.settings.get("compensation_attack", False):
+        if name not in (None, exp.name) or exp.kind != "ablation" or not exp.settings.get("compensation_attack"):
             continue
         out += [t for t in exp.targets(seeds) if t["defense"] == "siftfunnel" and t not in out]
     return out
 
 
-def _with(names: dict, exp: str, stem: str, exts: tuple[str, ...]) -> list[str]:
-    return [f"{stem}/{n}.{e}" for n, v in names.items() if (v[-1] if isinstance(v, tuple) else v) == exp for e in exts]
-
-
-def experiment_outputs(found: dict[str, Experiment], name: str, out: str) -> list[str]:
-    """Every table and figure one experiment writes."""
-    exp = found[name]
-    tables = f"{out}/tables"
-    files = [
-        *_with(defense_tables(found), name, tables, ("csv", "md", "html", "tex")),
-        *_with(arch_tables(found), name, tables, ("csv", "md", "html", "tex")),
-        *_with(ablation_tables(found), name, tables, ("csv", "md", "html", "tex")),
-        *_with(cem_tables(found), name, tables, ("csv", "md", "html", "tex")),
-        *[
-            f"{out}/figures/{f}_{p}.png"
-            for p, e in figure_pairs(found).items()
-            if e == name
-            for f in ("figure4", "privacy_utility")
-        ],
+def attacks_of(found: dict[str, Experiment], seeds: list[int], name: str | None = None) -> list[tuple[dict, str]]:
+    """(target, scenario) of every attack of one experiment (or all)."""
+    scope = found if name is None else {name: found[name]}
+    pairs = [
+        (dict(zip(TARGET_KEYS, key)), s) for key, scenarios in scenarios_of(scope, seeds).items() for s in scenarios
     ]
-    if exp.kind == "depth":
-        files.append(f"{out}/figures/figure2_{name}.png")
-    if exp.kind == "latency":
-        files += [f"{tables}/{name}.{e}" for e in ("csv", "md", "html")]
-    return files
-
-
-def report_outputs(found: dict[str, Experiment], out: str) -> list[str]:
-    """The files `snakemake --cores all` ends with: every experiment's, then the cross-run ones."""
-    files = [f for name in found for f in experiment_outputs(found, name, out)]
-    if any(exp.kind != "latency" for exp in found.values()):
-        files += [
-            f"{out}/tables/results_long.csv",
-            f"{out}/provenance.json",
-            *[f"{out}/tables/{t}.{ext}" for t in ("paper_comparison", "claims") for ext in ("csv", "md", "html")],
-            f"{out}/figures/criteria.png",
-        ]
-    return files
+    return pairs + [(t, COMPENSATION) for t in compensation_targets(found, seeds, name)]
 
 
 def experiment_targets(found: dict[str, Experiment], seeds: list[int], name: str | None = None) -> list[dict]:
@@ -123,48 +109,143 @@ def experiment_targets(found: dict[str, Experiment], seeds: list[int], name: str
     return all_targets(found if name is None else {name: found[name]}, seeds)
 
 
-def attack_files(
-    found: dict[str, Experiment], seeds: list[int], out: str, file: str, name: str | None = None
-) -> list[str]:
-    """`file` (metrics.json, samples.pt) of every attack of one experiment (or all)."""
-    scope = found if name is None else {name: found[name]}
+def target_files(found, seeds, out: str, file: str, name: str | None = None, protocol: str | None = None) -> list[str]:
+    """``file`` (model.pt, evaluation.json, mi.json) of every target of one experiment (or all),
+    under one protocol (or all)."""
     return [
-        f"{out}/attacks/{TARGET}/{s}/{file}".format(**t)
-        for key, scenarios in scenarios_of(scope, seeds).items()
-        for t in [dict(zip(("dataset", "arch", "defense", "seed"), key))]
-        for s in scenarios
-    ] + [f"{out}/attacks/{TARGET}/{COMPENSATION}/{file}".format(**t) for t in compensation_targets(found, seeds, name)]
+        f"{target_dir(out)}/{file}".format(**t)
+        for t in experiment_targets(found, seeds, name)
+        if protocol in (None, t["protocol"])
+    ]
 
 
-def pair_files(
-    found: dict[str, Experiment], seeds: list[int], out: str, name: str, dataset: str, arch: str, file: str
-) -> list[str]:
-    """`file` of every defense and scenario of one (dataset, arch) of one experiment."""
+def attack_files(found, seeds, out: str, file: str, name: str | None = None, protocol: str | None = None) -> list[str]:
+    """``file`` (metrics.json, samples.pt) of every attack of one experiment (or all), under one
+    protocol (or all)."""
+    return [
+        f"{attack_dir(out)}/{file}".format(**t, scenario=s)
+        for t, s in attacks_of(found, seeds, name)
+        if protocol in (None, t["protocol"])
+    ]
+
+
+def run_results(found, seeds, out: str) -> list[str]:
+    """Every file the per-target jobs of a run write: data, models, measurements and each attack's
+    metrics, samples and (for attacks that train one) attacker: what its manifest records."""
+    datasets = sorted({t["dataset"] for t in experiment_targets(found, seeds)})
+    files = [f"{out}/data/{d}.pt" for d in datasets] + [f"{out}/data/{d}.pt.sha256" for d in datasets]
+    for file in ("model.pt", "evaluation.json", "mi.json"):
+        files += target_files(found, seeds, out, file)
+    for t, s in attacks_of(found, seeds):
+        names = ["metrics.json", "samples.pt"] + (["attacker.pt"] if attack_rule(s) == "attack_with_model" else [])
+        files += [f"{attack_dir(out)}/{n}".format(**t, scenario=s) for n in names]
+    return list(dict.fromkeys(files))
+
+
+def target_attack_files(found, seeds, out: str, file: str, target: dict[str, Any]) -> list[str]:
+    """``file`` of every attack on one target (its keys as strings, e.g. Snakemake's wildcards)."""
+    key = {k: str(target[k]) for k in TARGET_KEYS}
+    return [
+        f"{attack_dir(out)}/{file}".format(**t, scenario=s)
+        for t, s in attacks_of(found, seeds)
+        if {k: str(t[k]) for k in TARGET_KEYS} == key
+    ]
+
+
+def pair_files(found, seeds, out: str, protocol: str, name: str, dataset: str, arch: str, file: str) -> list[str]:
+    """``file`` of every defense and scenario of one (dataset, arch) of one experiment."""
     exp = found[name]
     return [
-        f"{out}/attacks/{TARGET}/{s}/{file}".format(**t)
+        f"{attack_dir(out)}/{file}".format(**t, scenario=s)
         for t in exp.targets(seeds)
-        if (t["dataset"], t["arch"]) == (dataset, arch)
+        if (t["protocol"], t["dataset"], t["arch"]) == (protocol, dataset, arch)
         for s in exp.scenarios
     ]
 
 
-def latency_specs(exp: Experiment, config: dict[str, Any]) -> list[dict[str, Any]]:
+def experiment_outputs(found: dict[str, Experiment], name: str, out: str) -> list[str]:
+    """Every table and figure one experiment writes, under each of its protocols."""
+    exp = found[name]
+    files = []
+    for protocol in exp.protocols:
+        base = f"{out}/{protocol}"
+        files += [
+            f"{base}/tables/{t}.{e}"
+            for t, spec in table_specs(found).items()
+            if spec.experiment == name
+            for e in ("csv", "md", "html", "tex")
+        ]
+        files += [
+            f"{base}/figures/{f}_{p}.png"
+            for p, e in figure_pairs(found).items()
+            if e == name
+            for f in ("figure4", "privacy_utility")
+        ]
+        if exp.kind == "depth":
+            files.append(f"{base}/figures/figure2_{name}.png")
+        if exp.kind == "latency":
+            files += [f"{base}/tables/{name}.{e}" for e in ("csv", "md", "html")]
+    return files
+
+
+SUMMARY_TABLES = ("paper_comparison", "claims")
+
+
+def summary_outputs(found: dict[str, Experiment], summary: str) -> list[str]:
+    """What spans experiments and protocols, in the run's summary folder."""
+    if all(exp.kind == "latency" for exp in found.values()):
+        return []
+    return [
+        f"{summary}/tables/summary.csv",
+        f"{summary}/tables/summary.md",
+        f"{summary}/tables/results_long.csv",
+        f"{summary}/provenance.json",
+        *[f"{summary}/tables/{t}.{ext}" for t in SUMMARY_TABLES for ext in ("csv", "md", "html")],
+        f"{summary}/figures/criteria.png",
+    ]
+
+
+def report_outputs(found: dict[str, Experiment], out: str, summary: str) -> list[str]:
+    """The files `snakemake --cores all` ends with: every experiment's, then the cross-run ones."""
+    return [*(f for name in found for f in experiment_outputs(found, name, out)), *summary_outputs(found, summary)]
+
+
+def latency_specs(exp: Experiment, config: dict[str, Any], protocol: str) -> list[dict[str, Any]]:
     """The settings of every (dataset, arch, defense) a latency experiment measures."""
-    return [S.target_settings(config, d, a, f, 0) for d in exp.datasets for a in exp.archs for f in exp.defenses]
+    pconfig = S.effective_config(config, protocol)
+    return [
+        S.target_settings(pconfig, d, a, f, 0, protocol) for d in exp.datasets for a in exp.archs for f in exp.defenses
+    ]
 
 
 def latency_settings(exp: Experiment, config: dict[str, Any]) -> dict[str, Any]:
     """Warm-up and repeats from the experiment block; CPU always, the GPU when there is one."""
     return {
-        "warmup": exp.settings.get("warmup", 20),
-        "repeats": exp.settings.get("repeats", 200),
-        "batch_size": exp.settings.get("batch_size", 1),
+        "warmup": exp.settings.get("warmup") or 20,
+        "repeats": exp.settings.get("repeats") or 200,
+        "batch_size": exp.settings.get("batch_size") or 1,
         "devices": ["cpu", "cuda"],
         "cpu_threads": 1,
         "channels_last": config["channels_last"],
         "seed": 0,
     }
+
+
+def model_step(config: dict[str, Any], target: dict[str, Any], recut: set[tuple[str, str]]) -> str:
+    """The rule that makes a target's model file."""
+    if S.reuses_unprotected_model(config, target["defense"]):
+        return "derive_posthoc_target"
+    if target["defense"] == "unprotected" and (target["dataset"], target["arch"]) in recut:
+        return "derive_split_target"
+    return "train_target"
+
+
+def attack_rule(scenario: str) -> str:
+    """The rule that runs a scenario's attack: ``attack_with_model`` when it trains an attacker
+    network (written to attacker.pt), else ``attack``."""
+    from ciprivacy.attacks import SCENARIOS
+
+    return "attack_with_model" if SCENARIOS.get(scenario).trains_attacker else "attack"
 
 
 def provenance_runs(
@@ -173,18 +254,15 @@ def provenance_runs(
     """Every run (the job that made each model: training, or reuse of a trained model; each
     attack): outputs, benchmark file and the settings its rule passes."""
     runs = []
-    recut = S.recut_pairs(config, all_targets(found, seeds))
-    for key, scenarios in scenarios_of(found, seeds).items():
-        t = dict(zip(("dataset", "arch", "defense", "seed"), key))
-        name = TARGET.format(**t)
-        model = f"{out}/targets/{name}/model.pt"
-        step = (
-            "derive_posthoc_target"
-            if S.reuses_unprotected_model(config, t["defense"])
-            else "derive_split_target"
-            if t["defense"] == "unprotected" and (t["dataset"], t["arch"]) in recut
-            else "train_target"
-        )
+    targets = all_targets(found, seeds)
+    pconfigs = {p: S.effective_config(config, p) for p in {t["protocol"] for t in targets}}
+    recut = {p: S.recut_pairs(c, targets) for p, c in pconfigs.items()}
+    for t in targets:
+        name = f"{t['protocol']}/{TARGET.format(**t)}"
+        model = f"{target_dir(out)}/model.pt".format(**t)
+        step = model_step(pconfigs[t["protocol"]], t, recut[t["protocol"]])
+        pconfig = pconfigs[t["protocol"]]
+        settings = S.target_settings(pconfig, t["dataset"], t["arch"], t["defense"], t["seed"], t["protocol"])
         runs.append(
             dict(
                 id=f"{step}/{name}",
@@ -192,18 +270,19 @@ def provenance_runs(
                 outputs=[model],
                 model=model,
                 benchmark=f"{out}/benchmarks/{step}/{name}.tsv",
-                settings=S.target_settings(config, t["dataset"], t["arch"], t["defense"], t["seed"]),
+                settings=settings,
             )
         )
-        compensation = [COMPENSATION] if t in compensation_targets(found, seeds) else []
-        for s in [*scenarios, *compensation]:
-            runs.append(
-                dict(
-                    id=f"attack_{s}/{name}",
-                    step=f"attack_{s}",
-                    outputs=[f"{out}/attacks/{name}/{s}/metrics.json"],
-                    benchmark=f"{out}/benchmarks/attack_{s}/{name}.tsv",
-                    settings=S.attack_settings(config, s, t["seed"]),
-                )
+    for t, s in attacks_of(found, seeds):
+        name = f"{t['protocol']}/{TARGET.format(**t)}"
+        rule = attack_rule(s)
+        runs.append(
+            dict(
+                id=f"{rule}/{name}/{s}",
+                step=rule,
+                outputs=[f"{attack_dir(out)}/metrics.json".format(**t, scenario=s)],
+                benchmark=f"{out}/benchmarks/{rule}/{name}/{s}.tsv",
+                settings=S.attack_settings(pconfigs[t["protocol"]], s, t["seed"]),
             )
+        )
     return runs

@@ -10,8 +10,8 @@ import pandas as pd
 
 from ciprivacy.io import load_json, load_torch
 
-KEYS = ["dataset", "arch", "defense", "seed"]
-TIDY_COLUMNS = [*KEYS[:3], "scenario", "seed", "metric", "value"]
+KEYS = ["protocol", "dataset", "arch", "defense", "seed"]
+TIDY_COLUMNS = [*KEYS[:4], "scenario", "seed", "metric", "value"]
 TARGET_SCENARIO = "target"  # scenario of the measures that belong to the target, not an attack
 TARGET_METRICS = {
     "test_acc": "test_acc_pct",
@@ -26,6 +26,11 @@ ATTACK_METRICS = ("mse", "psnr", "ssim", "mse_paper", "psnr_paper", "ssim_paper"
 # The paper's MSE, PSNR and SSIM are computed the authors' way (metrics.image.paper_quality);
 # the artefacts that set ours beside the paper's (its tables, the comparison, the claims) use those.
 PAPER_PROTOCOL = {"mse_paper": "mse", "psnr_paper": "psnr", "ssim_paper": "ssim"}
+
+
+def _keys(record: dict) -> dict:
+    """A result's target keys; results from before protocols existed are the rigorous protocol's."""
+    return {"protocol": record.get("protocol", "rigorous"), **{k: record[k] for k in KEYS[1:]}}
 
 
 def _split_depth(arch_settings: dict) -> float | None:
@@ -46,19 +51,15 @@ def tidy_frame(
         for key, metric in TARGET_METRICS.items():
             if record.get(key) is not None:
                 value = 100 * record[key] if key == "test_acc" else record[key]
-                rows.append(
-                    {**{k: record[k] for k in KEYS}, "scenario": TARGET_SCENARIO, "metric": metric, "value": value}
-                )
+                rows.append({**_keys(record), "scenario": TARGET_SCENARIO, "metric": metric, "value": value})
     for record in map(load_json, mi_files):
-        rows.append(
-            {**{k: record[k] for k in KEYS}, "scenario": TARGET_SCENARIO, "metric": "mi", "value": record["mi"]}
-        )
+        rows.append({**_keys(record), "scenario": TARGET_SCENARIO, "metric": "mi", "value": record["mi"]})
     for record in map(load_json, attack_files):
         for metric in ATTACK_METRICS:
             if metric in record:  # results from before the *_paper metrics existed lack them
                 rows.append(
                     {
-                        **{k: record[k] for k in KEYS},
+                        **_keys(record),
                         "scenario": record["scenario"],
                         "metric": metric,
                         "value": record[metric],
@@ -68,7 +69,7 @@ def tidy_frame(
         meta = load_torch(path)["meta"]
         depth = _split_depth(meta.get("arch_settings", {}))
         if depth is not None:
-            rows.append({**{k: meta[k] for k in KEYS}, "scenario": TARGET_SCENARIO, "metric": "split", "value": depth})
+            rows.append({**_keys(meta), "scenario": TARGET_SCENARIO, "metric": "split", "value": depth})
     if not rows:
         raise ValueError("no results to tidy: no evaluation, MI or attack files were given")
     frame = pd.DataFrame(rows)[TIDY_COLUMNS]
@@ -99,7 +100,7 @@ def as_paper_protocol(tidy: pd.DataFrame) -> pd.DataFrame:
 
 def seed_stats(tidy: pd.DataFrame) -> pd.DataFrame:
     """Mean, standard deviation and count over seeds for each measure."""
-    grouped = tidy.groupby(["dataset", "arch", "defense", "scenario", "metric"])["value"]
+    grouped = tidy.groupby(["protocol", "dataset", "arch", "defense", "scenario", "metric"])["value"]
     return grouped.agg(mean="mean", std="std", n_seeds="count").reset_index()
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ciprivacy.io import load_json
 
-KEYS = ["dataset", "arch", "defense", "seed"]
+KEYS = ["protocol", "dataset", "arch", "defense", "seed"]
 SUMMARY_COLUMNS = [
     *KEYS,
     "scenario",
@@ -34,9 +34,11 @@ OPTIONAL_COLUMNS = ("mse_paper", "psnr_paper", "ssim_paper")
 
 def summary_frame(evaluations: Iterable[str], mi_files: Iterable[str], attack_files: Iterable[str]) -> pd.DataFrame:
     """Join the per-target measures onto the per-attack rows."""
-    evals = pd.DataFrame([load_json(p) for p in evaluations])
-    mis = pd.DataFrame([{**{k: r[k] for k in KEYS}, "mi": r["mi"]} for r in map(load_json, mi_files)])
-    attacks = pd.DataFrame([{k: v for k, v in load_json(p).items() if k not in ("history",)} for p in attack_files])
+    evals = pd.DataFrame([{"protocol": "rigorous", **load_json(p)} for p in evaluations])
+    mis = pd.DataFrame([{"protocol": "rigorous", **r} for r in map(load_json, mi_files)])[[*KEYS, "mi"]]
+    attacks = pd.DataFrame(
+        [{"protocol": "rigorous", **{k: v for k, v in load_json(p).items() if k != "history"}} for p in attack_files]
+    )
     if evals.empty or attacks.empty:
         raise ValueError("nothing to summarise: no evaluation or attack results were given")
     evals["z_shape"] = evals["z_shape"].map(lambda s: "x".join(map(str, s)))
@@ -47,7 +49,7 @@ def summary_frame(evaluations: Iterable[str], mi_files: Iterable[str], attack_fi
     missing = [c for c in SUMMARY_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"results lack columns {missing}")
-    return frame[SUMMARY_COLUMNS].sort_values(["dataset", "arch", "defense", "seed", "scenario"]).reset_index(drop=True)
+    return frame[SUMMARY_COLUMNS].sort_values([*KEYS, "scenario"]).reset_index(drop=True)
 
 
 def summarize(
