@@ -39,7 +39,7 @@ TINY = {
 
 
 def tiny(family, **extra):
-    return {"family": family, "batch_size": 6, "hflip": True, **TINY[family], **extra}
+    return {"family": family, "batch_size": 6, "hflip": True, "record_every": 1, **TINY[family], **extra}
 
 
 @pytest.mark.parametrize("side", [8, 32, 64, 128])

@@ -1,9 +1,10 @@
 """Training a generative prior on the attacker's auxiliary split, and loading it back.
 
 The prior file holds ``{"state_dict", "meta"}`` (weights_only-safe); ``meta["arch"]`` rebuilds
-the network. Training resumes from a checkpoint written after every epoch (``steps_per_epoch``
-generator steps, one pass of the discriminator over the auxiliary images on average), and a
-rerun after a kill ends with the weights of an uninterrupted run.
+the network. Losses are recorded, and a checkpoint written, every ``record_every`` generator
+steps or every epoch (one pass of the discriminator over the auxiliary images on average),
+whichever is longer; a rerun after a kill resumes from the checkpoint and ends with the weights
+of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "amp": False,  # bf16 autocast for G and D passes where supported (penalties in fp32)
     "hflip": False,  # (choice) random horizontal flips of the real images (StyleGAN's --mirror)
+    "record_every": 50,  # (choice) fewest steps between history records and checkpoints
     "device": "auto",  # run-time only
 }
 QUALITY_SAMPLES = 64
@@ -96,23 +98,23 @@ def quality(prior: Prior, aux: torch.Tensor) -> dict[str, float]:
 
 
 def schedule(settings: dict[str, Any], n_aux: int, trainer: GANTrainer) -> tuple[int, int]:
-    """(total steps, steps per epoch); an epoch shows D about ``n_aux`` real images."""
+    """(total steps, steps between records); an epoch shows D about ``n_aux`` real images."""
     per_epoch = max(1, math.ceil(n_aux / (settings["batch_size"] * trainer.batches_per_step)))
     total = settings["steps"] if settings["steps"] is not None else settings["epochs"] * per_epoch
-    return int(total), per_epoch
+    return int(total), max(per_epoch, int(settings["record_every"]))
 
 
 def train_prior(data_path: str, output_path: str, settings: dict[str, Any], checkpoint: str | None = None) -> Prior:
     """Train the prior ``settings['family']`` on the 'aux' split of a prepared dataset; write
-    state dict + metadata. With ``checkpoint`` the state after every epoch is written there and
-    a rerun continues from it; the file is removed once the prior is written."""
+    state dict + metadata. With ``checkpoint`` the state is written there every record interval
+    and a rerun continues from it; the file is removed once the prior is written."""
     configure_job()
     settings = prior_settings(settings)
     device = pick_device(settings["device"])
     gen = seed_everything(int(settings["seed"]))
     aux = load_prepared(data_path).split("aux")[0].to(device)
     trainer = PRIORS.get(settings["family"])(tuple(aux.shape[1:]), settings, device)
-    total, per_epoch = schedule(settings, aux.shape[0], trainer)
+    total, interval = schedule(settings, aux.shape[0], trainer)
     key = {"prior": without_runtime(settings), "data_sha256": file_sha256(data_path)} if checkpoint else None
     history: list[dict[str, float]] = []
     start = 0
@@ -122,18 +124,18 @@ def train_prior(data_path: str, output_path: str, settings: dict[str, Any], chec
         set_rng_state(resumed["rng"], gen)
         history, start = list(resumed["history"]), int(resumed["step"])
         log.info("resuming the %s prior from %s after step %d", settings["family"], checkpoint, start)
-    sums: dict[str, torch.Tensor] = {}  # losses summed over the epoch so far (device tensors: no sync per step)
+    sums: dict[str, torch.Tensor] = {}  # losses summed since the last record (device tensors: no sync per step)
     counts: dict[str, int] = {}  # R1 is computed every d_reg_every steps only
     bar = tqdm(range(start, total), desc=f"prior {settings['family']}", mininterval=5)
     for step in bar:
         losses = trainer.step(step, lambda: real_batch(aux, settings["batch_size"], settings["hflip"], gen), gen)
         for name, value in losses.items():
             sums[name], counts[name] = sums.get(name, 0) + value, counts.get(name, 0) + 1
-        if (step + 1) % per_epoch == 0 or step + 1 == total:
+        if (step + 1) % interval == 0 or step + 1 == total:
             record = {"step": step + 1, **{k: v.item() / counts[k] for k, v in sums.items()}}
             history.append(record)
             sums, counts = {}, {}
-            bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}")
+            bar.set_postfix(d=f"{record['d_loss']:.3f}", g=f"{record['g_loss']:.3f}", refresh=False)
             log.info("prior %s", record)
             if checkpoint is not None and step + 1 < total:
                 state = {"trainer": trainer.state_dict(), "rng": rng_state(gen), "history": history, "step": step + 1}
