@@ -230,9 +230,10 @@ def test_experiments_share_targets_and_skip_missing_data_by_name(config):
     targets = all_targets(found, [0, 1])
     keys = [tuple(t.values()) for t in targets]
     assert len(keys) == len(set(keys))
-    assert ("cifar10", "cnn", "unprotected", 1) in keys and ("cifar10", "cnn", "siftfunnel+cem", 0) in keys
+    assert ("rigorous", "cifar10", "cnn", "unprotected", 1) in keys
+    assert ("rigorous", "cifar10", "cnn", "siftfunnel+cem", 0) in keys
     assert not any(t["arch"] == "vgg16" and t["defense"] == "nopeek" for t in targets)  # latency trains nothing
-    assert scenarios_of(found, [0])[("cifar10", "cnn", "unprotected", 0)] == config["scenarios"]
+    assert scenarios_of(found, [0])[("rigorous", "cifar10", "cnn", "unprotected", 0)] == config["scenarios"]
 
 
 def test_the_json_schema_file_is_generated_from_the_model():

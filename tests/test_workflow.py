@@ -132,6 +132,17 @@ def test_one_experiment_alone_plans_only_its_targets(tmp_path):
     assert trained == {"cnn", "resnet18"} and recut == {"cnn_split1", "cnn_split3", "cnn_split4", "resnet18_split4"}
 
 
+def test_one_generative_prior_per_dataset_serves_every_glass_attack(tmp_path):
+    out = run(["-n", "--cores", "1", "--configfile", "presets/demo.yaml"], workflow_copy(tmp_path))
+    priors = re.findall(r"rule train_prior:\n(?:.*\n)*?\s+wildcards: dataset=(\w+)", out)
+    glass = re.findall(
+        r"wildcards: protocol=\w+, dataset=photos, arch=\w+, defense=[\w+]+, seed=0, scenario=glass", out
+    )
+    assert priors == ["photos"]
+    assert len(glass) == 2 * 11  # GLASS and GLASS++ on each of the demo's eleven defenses
+    assert out.count("results/demo/priors/photos.pt") >= len(glass)  # every one reads the same prior
+
+
 @pytest.mark.slow
 def test_demo_runs_the_main_comparison_and_builds_the_report(tmp_path):
     wf = workflow_copy(tmp_path)

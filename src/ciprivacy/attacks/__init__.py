@@ -1,6 +1,6 @@
 """Model inversion attacks, one registry entry per threat scenario."""
 
-from ciprivacy.attacks import compensation  # noqa: E402,F401  (registers the compensation scenario)
+from ciprivacy.attacks import compensation, glass  # noqa: E402,F401  (register their scenarios)
 from ciprivacy.attacks.inverse import InverseNet, train_inverse_network
 from ciprivacy.attacks.rmle import rmle_reconstruct, total_variation
 from ciprivacy.attacks.scenarios import SCENARIOS, run_attack

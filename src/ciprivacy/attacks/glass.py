@@ -29,20 +29,34 @@ import copy
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 from tqdm import tqdm
 
-from ciprivacy.checkpoint import Resume, file_sha256, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ciprivacy.attacks.scenarios import SCENARIOS, Scenario
+from ciprivacy.checkpoint import Resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ciprivacy.data.batches import iterate_batches, to_device, to_float
+from ciprivacy.io import file_sha256
 from ciprivacy.precision import autocast
 from ciprivacy.priors import Prior, load_prior
 from ciprivacy.priors.base import frozen
 from ciprivacy.priors.stylegan2 import EqualLinear
+from ciprivacy.signature import (
+    Ge,
+    Int,
+    Interval,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Strict,
+)
 from ciprivacy.target import Target
 
 log = logging.getLogger(__name__)
@@ -103,6 +117,66 @@ PP_SCENARIO_DEFAULTS: dict[str, Any] = {
     "val_fraction": 0.1,  # (choice) aux images held out to pick the encoder's epoch (GLASS code: the test set)
     "encoder": {},  # over ENCODER_DEFAULTS
 }
+
+
+class EncoderSettings(Strict):
+    """GLASS++'s encoder (``attacks.glass++.encoder``); defaults: ENCODER_DEFAULTS."""
+
+    width: PositiveInt = ENCODER_DEFAULTS["width"]
+    units: list[PositiveInt] = Field(default_factory=lambda: list(ENCODER_DEFAULTS["units"]))
+    se: bool = ENCODER_DEFAULTS["se"]
+    epochs: PositiveInt = ENCODER_DEFAULTS["epochs"]
+    batch_size: PositiveInt = ENCODER_DEFAULTS["batch_size"]
+    lr: PositiveFloat = ENCODER_DEFAULTS["lr"]
+    adam_eps: PositiveFloat = ENCODER_DEFAULTS["adam_eps"]
+    amsgrad: bool = ENCODER_DEFAULTS["amsgrad"]
+    mse_weight: NonNegativeFloat = ENCODER_DEFAULTS["mse_weight"]
+    w_norm_weight: NonNegativeFloat = ENCODER_DEFAULTS["w_norm_weight"]
+    skip_loss_above: PositiveFloat | None = ENCODER_DEFAULTS["skip_loss_above"]
+    skip_after: NonNegativeInt = ENCODER_DEFAULTS["skip_after"]
+    amp: bool = ENCODER_DEFAULTS["amp"]
+
+
+class GlassSettings(Strict):
+    """GLASS's settings (``attacks.glass``); defaults are the GLASS code's (SEARCH_DEFAULTS)."""
+
+    restarts: PositiveInt = SEARCH_DEFAULTS["restarts"]
+    z_steps: NonNegativeInt = SEARCH_DEFAULTS["z_steps"]
+    lr: PositiveFloat = SEARCH_DEFAULTS["lr"]
+    adam_eps: PositiveFloat = SEARCH_DEFAULTS["adam_eps"]
+    amsgrad: bool = SEARCH_DEFAULTS["amsgrad"]
+    tv_weight: NonNegativeFloat = SEARCH_DEFAULTS["tv_weight"]
+    l2_weight: NonNegativeFloat = SEARCH_DEFAULTS["l2_weight"]
+    kl_weight: NonNegativeFloat = SEARCH_DEFAULTS["kl_weight"]
+    w_steps: NonNegativeInt = SEARCH_DEFAULTS["w_steps"]
+    w_lr: PositiveFloat = SEARCH_DEFAULTS["w_lr"]
+    jitter: NonNegativeFloat = SEARCH_DEFAULTS["jitter"]
+    jitter_until: Probability = SEARCH_DEFAULTS["jitter_until"]
+    select: Literal["last", "best_feature_loss"] = SEARCH_DEFAULTS["select"]
+    chunk: PositiveInt = SEARCH_DEFAULTS["chunk"]
+    amp: bool = SEARCH_DEFAULTS["amp"]
+    num_images: PositiveInt | None = SCENARIO_DEFAULTS["num_images"]
+    batch_size: PositiveInt = SCENARIO_DEFAULTS["batch_size"]
+    match_defense_noise: bool = SCENARIO_DEFAULTS["match_defense_noise"]
+    metric_batch: Annotated[Int, Ge(7)] = 64  # test batch of the paper's PSNR/SSIM, as for rMLE
+
+
+class GlassPPSettings(Strict):
+    """GLASS++'s settings (``attacks.glass++``): the encoder, then GLASS++'s own search."""
+
+    pp_steps: NonNegativeInt = SEARCH_DEFAULTS["pp_steps"]
+    pp_lr: PositiveFloat = SEARCH_DEFAULTS["pp_lr"]
+    pp_jitter: NonNegativeFloat = SEARCH_DEFAULTS["pp_jitter"]
+    pp_jitter_until: Probability = SEARCH_DEFAULTS["pp_jitter_until"]
+    select: Literal["last", "best_feature_loss"] = SEARCH_DEFAULTS["select"]
+    chunk: PositiveInt = SEARCH_DEFAULTS["chunk"]
+    amp: bool = SEARCH_DEFAULTS["amp"]
+    num_images: PositiveInt | None = SCENARIO_DEFAULTS["num_images"]
+    batch_size: PositiveInt = SCENARIO_DEFAULTS["batch_size"]
+    match_defense_noise: bool = SCENARIO_DEFAULTS["match_defense_noise"]
+    val_fraction: Annotated[float, Interval(ge=0, lt=1)] = PP_SCENARIO_DEFAULTS["val_fraction"]
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings)
+    metric_batch: Annotated[Int, Ge(7)] = 64
 
 
 # ---------------------------------------------------------------- per-image random streams
@@ -508,9 +582,12 @@ def attacker_forward(target: Target, through_defense: bool) -> Forward:
     return edge
 
 
-def _prepare(target: Target, test: torch.Tensor, s: dict, resume: Resume | None, prior: Prior | None):
-    """The prior (loaded from ``s['prior']`` unless given), the resume key extended by the prior
-    file's hash, the attacker's forward and the number of images to attack."""
+def _prepare(target: Target, test: torch.Tensor, s: dict, resume: Resume | None, prior: Prior | str | None):
+    """The prior (loaded from its file, given as ``prior`` or ``s['prior']``, unless a prior
+    object is given), the resume key extended by the prior file's hash, the attacker's forward
+    and the number of images to attack."""
+    if isinstance(prior, str):
+        s, prior = {**s, "prior": prior}, None
     if prior is None:
         if not s["prior"]:
             raise ValueError("GLASS needs a prior: pass one, or its file as settings['prior']")
@@ -630,3 +707,13 @@ def glass_pp_attack(
         "encoder_params": sum(p.numel() for p in encoder.parameters()),
     }
     return rec, n, state, extra
+
+
+SCENARIOS.register("glass")(
+    Scenario(glass_attack, GlassSettings, "glass", "GLASS (white-box + GAN prior)", inputs=("prior",))
+)
+SCENARIOS.register("glass++")(
+    Scenario(
+        glass_pp_attack, GlassPPSettings, "glass++", "GLASS++ (encoder start)", trains_attacker=True, inputs=("prior",)
+    )
+)

@@ -113,7 +113,7 @@ def _problem(error: dict[str, Any], prefix: tuple[Any, ...], model: type[BaseMod
     if kind == "extra_forbidden":
         known = known_keys(model, loc[:-1])
         near = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
+        hint = f"; did you mean {near[0]!r}?" if near else "."
         listing = f" Known keys: {', '.join(known)}." if known else ""
         return Problem(prefix + loc, f"unknown key{hint}{listing}")
     if kind == "missing":
@@ -280,6 +280,35 @@ def _check_attacks(config: dict[str, Any], problems: list[Problem], used: set[st
             problems.append(Problem(("attacks", block), f"is missing: scenario {scenario!r} reads its settings here"))
 
 
+def _check_priors(config: dict[str, Any], problems: list[Problem], used: set[str]) -> None:
+    """The priors block, when a scenario in use needs a generative prior: typed against its
+    family's settings."""
+    from ciprivacy.attacks import SCENARIOS
+    from ciprivacy.priors import PRIORS
+    from ciprivacy.priors.train import prior_settings_model
+
+    needing = sorted(s for s in used if "prior" in SCENARIOS.get(s).inputs)
+    if not needing:
+        return
+    block = config.get("priors") or {}
+    family = block.get("family")
+    if family not in PRIORS:
+        problems.append(
+            Problem(
+                ("priors", "family"),
+                f"{family!r}; expected one of {', '.join(PRIORS.names())} "
+                f"(scenarios {', '.join(needing)} train a generative prior)",
+            )
+        )
+        return
+    checked = _validate(prior_settings_model(family), block, ("priors",), problems)
+    if checked is not None:
+        typed = checked.model_dump()
+        if (typed["steps"] is None) == (typed["epochs"] is None):
+            problems.append(Problem(("priors",), "give exactly one of steps and epochs"))
+        config["priors"] = typed
+
+
 def _check_names(config: dict[str, Any], problems: list[Problem]) -> set[str]:
     """Names the enabled experiments use exist; returns the scenarios in use."""
     from ciprivacy.attacks import SCENARIOS
@@ -400,6 +429,7 @@ def _check_one(layers: list[Layer], problems: list[Problem]) -> dict[str, Any]:
     for check in (_check_datasets, _check_archs, _check_defenses):
         guarded(check)
     guarded(_check_attacks, used)
+    guarded(_check_priors, used)
     if not problems:  # building needs sound names and settings
         _check_buildable(config, problems)
     return config

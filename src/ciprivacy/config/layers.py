@@ -50,9 +50,10 @@ def _block(config: Mapping[str, Any], dataset: str, part: str | None) -> Mapping
 
 
 def merge_layers(layers: list[Layer]) -> dict[str, Any]:
-    """The layers merged in order, as Snakemake merges config files, with one rule more: a layer
-    that gives a dataset (or its aux_source) another ``source`` replaces that block's
-    ``options`` instead of merging into them, since options belong to their source."""
+    """The layers merged in order, as Snakemake merges config files, with two rules more: a
+    layer that gives a dataset (or its aux_source) another ``source`` replaces that block's
+    ``options`` instead of merging into them, since options belong to their source; and one that
+    gives ``priors`` another ``family`` replaces the block, since its keys are the family's."""
     merged: dict[str, Any] = {}
     for _, layer in layers:
         switched = []
@@ -60,7 +61,11 @@ def merge_layers(layers: list[Layer]) -> dict[str, Any]:
             new, old = _block(layer, dataset, part), _block(merged, dataset, part)
             if new is not None and old is not None and "source" in new and new["source"] != old.get("source"):
                 switched.append((dataset, part))
+        new_family = (layer.get("priors") or {}).get("family") if isinstance(layer.get("priors"), Mapping) else None
+        old_family = (merged.get("priors") or {}).get("family") if isinstance(merged.get("priors"), Mapping) else None
         merged = deep_merge(merged, layer)
+        if new_family is not None and old_family is not None and new_family != old_family:
+            merged["priors"] = copy.deepcopy(dict(layer["priors"]))  # settings belong to their family
         for dataset, part in switched:
             block = _block(merged, dataset, part)
             own = _block(layer, dataset, part) or {}

@@ -42,6 +42,7 @@ def _listed(value: Any) -> Any:
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
 NameList = Annotated[list[str], MinLen(1), AfterValidator(_unique)]
+ScenarioName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_+]*$")]  # glass++
 ProtocolList = Annotated[list[Name], BeforeValidator(_listed), MinLen(1), AfterValidator(_unique)]
 # The blocks a protocol may change: how targets train and how they are attacked and measured,
 # never what is run (experiments, data, seeds).
@@ -190,7 +191,10 @@ class Config(Strict):
     archs: Annotated[dict[Name, ArchEntry], MinLen(1)]
     defenses: dict[Name, dict[str, Any]]  # each checked against its defense's signature
     target_training: TargetTraining
-    attacks: dict[Name, dict[str, Any]]  # each checked against its scenario's settings
+    attacks: dict[ScenarioName, dict[str, Any]]  # each checked against its scenario's settings
+    # The generative prior of the scenarios that need one (GLASS): one per dataset, trained on its
+    # aux split; checked against its family's settings (ciprivacy.priors).
+    priors: dict[str, Any] = Field(default_factory=dict)
     mine: Mine
     evaluation: Evaluation
     figures: Figures

@@ -17,7 +17,6 @@ import torch
 from tqdm import tqdm
 
 from ciprivacy.checkpoint import (
-    file_sha256,
     load_checkpoint,
     remove_checkpoint,
     rng_state,
@@ -26,9 +25,10 @@ from ciprivacy.checkpoint import (
 )
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import augment, to_float
-from ciprivacy.io import load_torch, save_torch
+from ciprivacy.io import file_sha256, load_torch, save_torch
 from ciprivacy.priors.base import PRIORS, GANTrainer, Prior
 from ciprivacy.runtime import configure_job, pick_device, seed_everything, without_runtime
+from ciprivacy.signature import Int
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,35 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "device": "auto",  # run-time only
 }
 QUALITY_SAMPLES = 64
+
+
+def prior_settings_model(family: str) -> type:
+    """The typed settings of one prior family (the ``priors`` block), read off its defaults:
+    each key takes values of its default's type; ``steps`` / ``epochs`` a positive integer or
+    null. Unknown keys are errors."""
+    from pydantic import create_model
+
+    from ciprivacy.signature import PositiveInt, Strict
+
+    def typed(key: str, default: Any) -> Any:
+        if key in ("steps", "epochs"):
+            return PositiveInt | None
+        if isinstance(default, bool):
+            return bool
+        if isinstance(default, int):
+            return Int
+        if isinstance(default, float):
+            return float
+        if isinstance(default, str):
+            return str
+        if isinstance(default, (list, tuple)):
+            return list[float]
+        return Any
+
+    defaults = {**COMMON_DEFAULTS, **PRIORS.get(family).defaults}
+    fields = {k: (typed(k, v), v) for k, v in defaults.items() if k != "device"}
+    fields["family"] = (str, ...)
+    return create_model(f"{family}_prior_settings", __base__=Strict, **fields)
 
 
 def prior_settings(settings: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,13 @@ from ciprivacy.reporting.ablation import VARIANTS as ABLATION_VARIANTS
 from ciprivacy.reporting.claims import depth_frame  # noqa: E402
 from ciprivacy.reporting.results import KEYS, best_attack, target_wide  # noqa: E402
 
-SCENARIO_LABELS = {"whitebox": "white-box rMLE", "blackbox": "black-box Gen", "graybox": "gray-box Gen"}
+SCENARIO_LABELS = {
+    "whitebox": "white-box rMLE",
+    "blackbox": "black-box Gen",
+    "graybox": "gray-box Gen",
+    "glass": "GLASS",
+    "glass++": "GLASS++",
+}
 CEM_SUFFIX = "+cem"
 ABLATION_LABELS = dict(ABLATION_VARIANTS)
 # The unit a split depth counts, per base architecture (the models' split_block): the depth

@@ -28,6 +28,12 @@ VALUE_COLUMNS = [
     ("gen_mse", "gen", "mse"),
     ("gen_psnr", "gen", "psnr"),
     ("gen_ssim", "gen", "ssim"),
+    ("glass_mse", "glass", "mse"),
+    ("glass_psnr", "glass", "psnr"),
+    ("glass_ssim", "glass", "ssim"),
+    ("glasspp_mse", "glass++", "mse"),
+    ("glasspp_psnr", "glass++", "psnr"),
+    ("glasspp_ssim", "glass++", "ssim"),
     ("mi", TARGET_SCENARIO, "mi"),
     ("delta_z", TARGET_SCENARIO, "delta_z"),
     ("edge_params", TARGET_SCENARIO, "edge_params"),
@@ -41,6 +47,12 @@ HEADERS = {
     "gen_mse": "Gen MSE↑",
     "gen_psnr": "Gen PSNR↓",
     "gen_ssim": "Gen SSIM↓",
+    "glass_mse": "GLASS MSE↑",
+    "glass_psnr": "GLASS PSNR↓",
+    "glass_ssim": "GLASS SSIM↓",
+    "glasspp_mse": "GLASS++ MSE↑",
+    "glasspp_psnr": "GLASS++ PSNR↓",
+    "glasspp_ssim": "GLASS++ SSIM↓",
     "mi": "MI↓",
     "delta_z": "δ(z)↓",
     "edge_params": "Edge params↓",
@@ -54,6 +66,12 @@ LATEX_HEADERS = {
     "gen_mse": r"MSE$\uparrow$",
     "gen_psnr": r"PSNR$\downarrow$",
     "gen_ssim": r"SSIM$\downarrow$",
+    "glass_mse": r"MSE$\uparrow$",
+    "glass_psnr": r"PSNR$\downarrow$",
+    "glass_ssim": r"SSIM$\downarrow$",
+    "glasspp_mse": r"MSE$\uparrow$",
+    "glasspp_psnr": r"PSNR$\downarrow$",
+    "glasspp_ssim": r"SSIM$\downarrow$",
     "mi": r"MI$\downarrow$",
     "delta_z": r"$\delta(z)\downarrow$",
     "edge_params": r"$|\theta_e|\downarrow$",
@@ -68,6 +86,11 @@ FORMATS = {
     "gen_mse": "{:.4g}",
     "gen_psnr": "{:.2f}",
     "gen_ssim": "{:.4f}",
+    **{
+        f"{g}_{m}": f
+        for g in ("glass", "glasspp")
+        for m, f in (("mse", "{:.4g}"), ("psnr", "{:.2f}"), ("ssim", "{:.4f}"))
+    },
     "mi": "{:.3g}",
     "delta_z": "{:,.0f}",
     "edge_params": "{:,.0f}",
@@ -233,8 +256,10 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str, by: str = "defense")
         rf"\label{{tab:{label}}}",
         rf"\begin{{tabular}}{{{spec}}}",
         r"\toprule",
-        " & " * (n_id + 2) + r"\multicolumn{3}{c}{rMLE (white-box)} & \multicolumn{3}{c}{Gen} & & & & \\",
-        rf"\cmidrule(lr){{{n_id + 3}-{n_id + 5}}}\cmidrule(lr){{{n_id + 6}-{n_id + 8}}}",
+        " & " * (n_id + 2)
+        + r"\multicolumn{3}{c}{rMLE (white-box)} & \multicolumn{3}{c}{Gen} & \multicolumn{3}{c}{GLASS} & "
+        + r"\multicolumn{3}{c}{GLASS++} & & & & \\",
+        "".join(rf"\cmidrule(lr){{{n_id + 3 + 3 * g}-{n_id + 5 + 3 * g}}}" for g in range(4)),
         " & ".join(_latex_escape(h) for h in heads[:n_id])
         + " & "
         + " & ".join(LATEX_HEADERS[c] for c, _, _ in VALUE_COLUMNS)

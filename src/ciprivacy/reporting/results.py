@@ -104,18 +104,27 @@ def seed_stats(tidy: pd.DataFrame) -> pd.DataFrame:
     return grouped.agg(mean="mean", std="std", n_seeds="count").reset_index()
 
 
+def link_scenarios() -> list[str]:
+    """The registered threat scenarios that attack the transmitted z (not the compensation
+    attack, which inverts cloud-internal features)."""
+    from ciprivacy.attacks import SCENARIOS
+
+    return [name for name, entry in SCENARIOS.items() if entry.on_link]
+
+
 def best_attack(tidy: pd.DataFrame, scenarios: Iterable[str] | None = None) -> pd.DataFrame:
     """Per (dataset, arch, defense, seed): the strongest attack's MSE, PSNR and SSIM, i.e. the
     row of the scenario with the lowest MSE among `scenarios` (column `scenario` names it).
 
     By default (`scenarios` None) only the attacks on the transmitted features z count:
-    whitebox, blackbox and graybox. The `compensation` scenario attacks SiftFunnel's
-    cloud-internal features after its compensation module, which never leave the cloud; its
-    attacker knows the cloud, a different threat model. Letting it win would charge SiftFunnel
-    (and no other defense, which has no such scenario) with a leak the link does not have, and
-    would compare link criteria (MI, delta(z), the CEM bounds, all measured on z) with an attack
-    on other features. Pass `scenarios` to choose explicitly, compensation included."""
-    transmitted = ("whitebox", "blackbox", "graybox")  # the attacks on z, as the paper's tables
+    whitebox, blackbox, graybox, GLASS and GLASS++ (every scenario registered ``on_link``). The
+    `compensation` scenario attacks SiftFunnel's cloud-internal features after its compensation
+    module, which never leave the cloud; its attacker knows the cloud, a different threat model.
+    Letting it win would charge SiftFunnel (and no other defense, which has no such scenario)
+    with a leak the link does not have, and would compare link criteria (MI, delta(z), the CEM
+    bounds, all measured on z) with an attack on other features. Pass `scenarios` to choose
+    explicitly, compensation included."""
+    transmitted = link_scenarios()  # the attacks on z, as the paper's tables
     attacks = tidy[tidy["metric"].isin(ATTACK_METRICS)]
     attacks = attacks[attacks["scenario"].isin(list(transmitted if scenarios is None else scenarios))]
     wide = attacks.pivot_table(index=[*KEYS, "scenario"], columns="metric", values="value").reset_index()
