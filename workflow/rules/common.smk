@@ -6,6 +6,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from ciprivacy import cluster as CLUSTER
 from ciprivacy import experiments as X
 from ciprivacy import settings as S
 from ciprivacy.reporting import plan as REPORT_PLAN
@@ -139,3 +140,9 @@ def mine_params(wc):
 
 def evaluation_params(wc):
     return S.evaluation_settings(config, int(wc.seed))
+
+
+# Runs once the executor is known and before any job is submitted (not in dry runs, nor with
+# --no-hooks); the workflow's only onstart handler: add to it rather than define another.
+onstart:
+    CLUSTER.check_slurm_run(workflow)
