@@ -26,8 +26,10 @@ TARGETS = [
     "results/demo/rigorous/figures/reconstructions/photos-cnn-unprotected-seed0.png",
 ]
 
-# The demo at toy size: every rule runs, in seconds.
+# The demo at toy size: every rule runs, in seconds (the paper's three scenarios: GLASS's prior
+# adds a minute and no rule).
 TINY = {
+    "scenarios": ["whitebox", "blackbox", "graybox"],
     "experiments": {
         "cifar_cnn": {"defenses": ["unprotected"]},
         **{
@@ -180,6 +182,39 @@ def test_slurm_profile_submits_gpu_jobs_with_partition_account_memory_and_time(t
     assert option(first, "--mem") == "32000"
     assert option(calls["summary_table"][0], "--mem") == "2000"
     assert "--cpus-per-task=1" in calls["summary_table"][0]
+
+
+def test_unset_site_variables_stop_the_slurm_profile_before_any_submission(tmp_path):
+    """SBATCH_PARTITION / SBATCH_ACCOUNT unset: the run stops naming them, and sbatch is never
+    called; so does polling with sacct a cluster without accounting (ciprivacy.cluster)."""
+    (tmp_path / "wf").mkdir()
+    wf = workflow_copy(tmp_path / "wf")
+    shutil.copytree(ROOT / "profiles", wf / "profiles")
+    (wf / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    install_standins(tmp_path / "bin")
+    (tmp_path / "bin" / "scontrol").write_text(
+        f"#!{sys.executable}\nprint('AccountingStorageType = accounting_storage/none\\nMinJobAge = 300 sec')\n"
+    )
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))},
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "STANDIN_DIR": str(state),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *TARGETS, "--profile", "profiles/slurm"]
+        + ["--configfile", "presets/demo.yaml", "tiny.yaml"],
+        cwd=wf,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "SBATCH_PARTITION, SBATCH_ACCOUNT from the environment, and they are not set" in out, out[-3000:]
+    assert "--slurm-status-command squeue" in out, out[-3000:]
+    assert not (state / "calls.jsonl").exists(), "nothing may be submitted"
 
 
 def test_gpu_slots_give_concurrent_jobs_different_devices(tmp_path):

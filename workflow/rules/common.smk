@@ -6,6 +6,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from ciprivacy import cluster as CLUSTER
 from ciprivacy import config as S
 from ciprivacy import experiments as X
 from ciprivacy.attacks import SCENARIOS
@@ -50,13 +51,17 @@ ATTACK_DIR = PLAN.attack_dir(OUT)
 TARGET_NAME = "{dataset}-{arch}-{defense}-seed{seed}"
 
 
+# Runs once the executor is known and before any job is submitted, in the main process only: not
+# on -n, with nothing to do, --unlock, --summary or --no-hooks. The workflow's only onstart
+# handler (Snakemake keeps one): add to it rather than define another.
 onstart:
-    # One run per results folder at a time: Snakemake's own lock is lost when a run of another
-    # preset in this folder ends (docs/integrity.md). onstart runs only when jobs are about to
-    # run, in the main process: not on -n, with nothing to do, --unlock or --summary.
     if workflow.is_main_process:
         from ciprivacy.integrity import lock_results_dir
 
+        # A SLURM run stops here on unset site variables, before anything is submitted.
+        CLUSTER.check_slurm_run(workflow)
+        # One run per results folder at a time: Snakemake's own lock is lost when a run of
+        # another preset in this folder ends (docs/integrity.md).
         lock_results_dir(OUT)
 
 
