@@ -190,6 +190,30 @@ def test_a_one_conv_edge_at_half_the_side_is_mirrored_by_one_transposed_conv():
     assert convs(arch="vgg16", num_classes=10, image_shape=(3, 64, 64), split_block=3) == 3
 
 
+def test_the_attacker_assumes_the_plain_edge_of_a_known_architecture_and_z_alone_otherwise():
+    from ciprivacy.attacks.scenarios import assumed_edge
+    from ciprivacy.models import plain_edge
+
+    meta = {
+        "arch": "cnn_split1",
+        "arch_type": "cnn",
+        "num_classes": 10,
+        "image_shape": [3, 32, 32],
+        "arch_settings": {"width": 8, "split_block": 1},
+    }
+    plain = plain_edge("cnn", 10, (3, 32, 32), width=8, split_block=1)
+    channels = plain(torch.zeros(1, 3, 32, 32)).shape[1]
+    # A defense may change z's channels (SiftFunnel's 12); the widths follow the assumed edge.
+    assert assumed_edge(meta, (12, 16, 16)) == (channels, False, "cnn")
+    # A split model no registry knows (the Python API's): sized from the observed z, with a hidden layer.
+    assert assumed_edge({"arch": "custom", "num_classes": 10, "image_shape": [3, 32, 32]}, (12, 8, 8)) == (
+        12,
+        True,
+        None,
+    )
+    assert assumed_edge({}, (5, 4, 4)) == (5, True, None)
+
+
 def test_inverse_network_rejects_shapes_that_are_not_a_power_of_two_apart():
     with pytest.raises(ValueError, match="power of two"):
         InverseNet((8, 24, 24), (3, 64, 64))

@@ -19,21 +19,17 @@ from ciprivacy.models import count_params
 from ciprivacy.models.base import Normalize, normalization_for
 from ciprivacy.precision import module_layout, to_layout
 from ciprivacy.runtime import configure_job, pick_device, seed_everything
-from ciprivacy.target import accuracy, load_target
+from ciprivacy.target import Target, accuracy, load_target
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_target(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """Test accuracy of the deployed pipeline and the feature measures on the test split."""
-    configure_job()
-    device = pick_device(settings.get("device", "auto"))
-    seed_everything(int(settings["seed"]))
+def target_measures(target: Target, x_test: torch.Tensor, y_test: torch.Tensor, settings: dict[str, Any]) -> dict:
+    """Test accuracy of the deployed pipeline and the feature measures (delta(z), z's shape,
+    |theta_edge|, the accountant's epsilon, the CEM measures) on uint8 test images on the
+    device. ``settings``: the ``evaluation`` block (``channels_last`` optional)."""
     channels_last = bool(settings.get("channels_last", False))
-    target = load_target(model_path, device, channels_last)
-    data = load_prepared(data_path)
-    x_test, y_test = (t.to(device) for t in data.split("test"))
-    result = {
+    return {
         **target.ident,
         "test_acc": accuracy(target, x_test, y_test, settings["batch_size"], bool(settings["amp"]), channels_last),
         "delta_z": effective_information(target.observe, x_test, settings["batch_size"]),
@@ -41,8 +37,19 @@ def evaluate_target(model_path: str, data_path: str, output: str, settings: dict
         "edge_params": count_params(target.model.edge),
         "epsilon": target.meta.get("defense_report", {}).get("epsilon"),
         **cem_metrics(target, x_test, y_test, settings),
-        "device": str(device),  # a run-time setting, not in params: recorded where it ran
     }
+
+
+def evaluate_target(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Test accuracy of the deployed pipeline and the feature measures on the test split."""
+    configure_job()
+    device = pick_device(settings.get("device", "auto"))
+    seed_everything(int(settings["seed"]))
+    target = load_target(model_path, device, bool(settings.get("channels_last", False)))
+    data = load_prepared(data_path)
+    x_test, y_test = (t.to(device) for t in data.split("test"))
+    result = target_measures(target, x_test, y_test, settings)
+    result["device"] = str(device)  # a run-time setting, not in params: recorded where it ran
     save_json(result, output)
     log.info("evaluation: %s", result)
     return result
@@ -69,20 +76,16 @@ def feature_pairs(
     return batches
 
 
-def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """MINE between inputs and observed features: trained on the classifier's training split,
-    evaluated on the auxiliary split (the authors' protocol)."""
-    configure_job()
-    device = pick_device(settings.get("device", "auto"))
-    gen = seed_everything(int(settings["seed"]))
+def mutual_information(
+    target: Target, x_train: torch.Tensor, x_eval: torch.Tensor, settings: dict[str, Any], gen: torch.Generator
+) -> dict[str, Any]:
+    """MINE between inputs and observed features: the critic trained on ``x_train`` (the first
+    ``max_train`` images), evaluated on ``x_eval`` (uint8 images on the device). ``settings``:
+    the ``mine`` block (``channels_last`` optional)."""
     channels_last = bool(settings.get("channels_last", False))
-    target = load_target(model_path, device, channels_last)
-    data = load_prepared(data_path)
-    x_train = data.split("train")[0]
+    device = x_eval.device
     if settings["max_train"] is not None:
         x_train = x_train[: settings["max_train"]]
-    x_train = x_train.to(device)
-    x_eval = data.split("aux")[0].to(device)
     z_shape = tuple(feature_shape(target.observe, x_eval))
     options = {"placement": settings["z_placement"]} if settings["critic"] == "paper_conv" else {}
     critic = CRITICS.get(settings["critic"])(tuple(x_eval.shape[1:]), z_shape, **options)
@@ -100,7 +103,22 @@ def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str,
         gen,
         eval_every=settings["eval_every"],
     )
-    result = {**target.ident, **estimate, "critic": settings["critic"], "device": str(device)}
-    save_json(result, output)
     log.info("MI estimate %.5f (best %.5f, last %.5f)", estimate["mi"], estimate["mi_best"], estimate["mi_last"])
+    return {**target.ident, **estimate, "critic": settings["critic"]}
+
+
+def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """MINE between inputs and observed features: trained on the classifier's training split,
+    evaluated on the auxiliary split (the authors' protocol)."""
+    configure_job()
+    device = pick_device(settings.get("device", "auto"))
+    gen = seed_everything(int(settings["seed"]))
+    target = load_target(model_path, device, bool(settings.get("channels_last", False)))
+    data = load_prepared(data_path)
+    x_train = data.split("train")[0]
+    if settings["max_train"] is not None:
+        x_train = x_train[: settings["max_train"]]
+    result = mutual_information(target, x_train.to(device), data.split("aux")[0].to(device), settings, gen)
+    result["device"] = str(device)
+    save_json(result, output)
     return result

@@ -32,7 +32,7 @@ from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
 from ciprivacy.io import file_sha256, save_json, save_torch
 from ciprivacy.metrics.image import paper_quality, reconstruction_quality
-from ciprivacy.models import plain_edge
+from ciprivacy.models import ARCHS, plain_edge
 from ciprivacy.registry import Registry
 from ciprivacy.runtime import configure_job, pick_device, seed_everything, without_runtime
 from ciprivacy.target import Target, load_target
@@ -95,6 +95,24 @@ def whitebox_rmle(
     return torch.cat(out), n, None, {}
 
 
+def assumed_edge(meta: dict[str, Any], z_shape: tuple[int, ...]) -> tuple[int, bool, str | None]:
+    """What the attacker assumes the edge is, as the inverse network needs it: the channel count
+    of its output (the hidden widths halve from it), whether it is more than one convolution,
+    and the architecture it was read from.
+
+    For a registered architecture that is its plain edge, built from the target's metadata. For
+    any other split model (``meta['arch']`` unknown to ``ARCHS`` or absent, as for a model given
+    to ``ciprivacy.api.evaluate``) nothing is known but the observed z: the network is sized from
+    z's channels and keeps a hidden layer (it assumes no one-convolution edge)."""
+    arch = meta.get("arch_type", meta.get("arch"))
+    if arch not in ARCHS or "image_shape" not in meta or "num_classes" not in meta:
+        return int(z_shape[0]), True, None
+    edge = plain_edge(arch, meta["num_classes"], meta["image_shape"], **meta.get("arch_settings", {}))
+    with torch.no_grad():
+        assumed = tuple(edge(torch.zeros(1, *meta["image_shape"])).shape[1:])
+    return int(assumed[0]), sum(isinstance(m, nn.Conv2d) for m in edge.modules()) > 1, arch
+
+
 def _inverse_attack(
     target: Target,
     aux: torch.Tensor,
@@ -104,43 +122,38 @@ def _inverse_attack(
     resume: Resume | None = None,
 ):
     """The inverse network starts from the architecture the attacker assumes: the plain edge of
-    the target's architecture family, adapted only to the observed z. With ``match_depth``
-    (gray-box) it also mirrors the layers a defense added to the edge."""
-    meta = target.meta
+    the target's architecture family (or, for an architecture no registry knows, the observed z
+    alone: ``assumed_edge``), adapted only to the observed z. With ``match_depth`` (gray-box) it
+    also mirrors the layers a defense added to the edge."""
     z_shape = tuple(target.observe(to_float(test[:1])).shape[1:])
-    edge = plain_edge(
-        meta.get("arch_type", meta["arch"]), meta["num_classes"], meta["image_shape"], **meta["arch_settings"]
-    )
-    with torch.no_grad():
-        assumed = tuple(edge(torch.zeros(1, *meta["image_shape"])).shape[1:])
-    edge_convs = sum(isinstance(m, nn.Conv2d) for m in edge.modules())
+    base_channels, hidden_at_z, assumed_arch = assumed_edge(target.meta, z_shape)
     pre_convs = target.defense.extra_edge_layers if settings["match_depth"] else 0
     generator = InverseNet(
         z_shape,
         tuple(test.shape[1:]),
-        base_channels=assumed[0],
+        base_channels=base_channels,
         width=settings["width"],
         extra_convs=settings["extra_convs"],
         pre_convs=pre_convs,
-        hidden_at_z=edge_convs > 1,
+        hidden_at_z=hidden_at_z,
     ).to(test.device)
     generator, history = train_inverse_network(generator, target.observe, aux, test, settings, gen, resume)
     rec = reconstruct(generator, target.observe, test, settings["batch_size"], bool(settings["amp"]))
     arch = {
         "z_shape": list(z_shape),
-        "base_channels": assumed[0],
+        "base_channels": base_channels,
         "width": settings["width"],
         "extra_convs": settings["extra_convs"],
         "pre_convs": pre_convs,
-        "hidden_at_z": edge_convs > 1,
+        "hidden_at_z": hidden_at_z,
     }
     state = {"state_dict": generator.state_dict(), "meta": arch}
-    return (
-        rec,
-        test.shape[0],
-        state,
-        {"history": history, "generator_params": sum(p.numel() for p in generator.parameters())},
-    )
+    extra = {
+        "history": history,
+        "generator_params": sum(p.numel() for p in generator.parameters()),
+        "assumed_arch": assumed_arch,
+    }
+    return rec, test.shape[0], state, extra
 
 
 SCENARIOS.register("whitebox")(Scenario(whitebox_rmle, RmleSettings, method="rmle", label="rMLE (white-box)"))
@@ -150,6 +163,43 @@ SCENARIOS.register("blackbox")(
 SCENARIOS.register("graybox")(
     Scenario(_inverse_attack, InverseSettings, "inverse_network", "Gen (gray-box)", trains_attacker=True)
 )
+
+
+def attack_target(
+    scenario: str,
+    target: Target,
+    aux: torch.Tensor,
+    test: torch.Tensor,
+    settings: dict[str, Any],
+    gen: torch.Generator,
+    resume: Resume | None = None,
+    inputs: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], torch.Tensor, dict | None]:
+    """One threat scenario against a target held in memory, scored: the result record (the
+    target's keys, the scenario, the attack, how many test images it reconstructed, per-image and
+    paper-convention MSE / PSNR / SSIM, and the attack's extra results), the reconstructions of
+    the first test images, and the attacker's state (None when it trains none). ``aux`` and
+    ``test`` are uint8 images on the device; ``inputs`` go to the attack by keyword (a prior).
+    The workflow's attack jobs (``run_attack``) and ``ciprivacy.api`` both run this."""
+    entry = SCENARIOS.get(scenario)
+    rec, n, state, extra = entry.attack(target, aux, test, settings, gen, resume=resume, **(inputs or {}))
+    original = to_float(test[:n])
+    quality = {
+        **reconstruction_quality(original, rec),
+        **paper_quality(original, rec, settings["metric_batch"], settings["seed"]),
+    }
+    result = {**target.ident, "scenario": scenario, "attack": entry.method, "attacked_images": n, **quality, **extra}
+    log.info(
+        "%s attack: mse %.5f psnr %.2f ssim %.4f (as the paper computes them: mse %.5f psnr %.2f ssim %.4f)",
+        scenario,
+        quality["mse"],
+        quality["psnr"],
+        quality["ssim"],
+        quality["mse_paper"],
+        quality["psnr_paper"],
+        quality["ssim_paper"],
+    )
+    return result, rec, state
 
 
 def run_attack(
@@ -170,7 +220,7 @@ def run_attack(
     once the outputs are written. ``inputs`` are the further files the scenario reads (by name).
     """
     configure_job()
-    entry = SCENARIOS.get(scenario)
+    SCENARIOS.get(scenario)  # an unknown name fails before anything is loaded
     device = pick_device(settings.get("device", "auto"))
     gen = seed_everything(int(settings["seed"]))
     target = load_target(model_path, device)
@@ -179,22 +229,9 @@ def run_attack(
     test = data.split("test")[0].to(device)
     key = {"attack": without_runtime(settings), "model_sha256": file_sha256(model_path)}
     resume = Resume(checkpoint, key) if checkpoint else None
-    rec, n, state, extra = entry.attack(target, aux, test, settings, gen, resume=resume, **(inputs or {}))
-    original = to_float(test[:n])
-    quality = {
-        **reconstruction_quality(original, rec),
-        **paper_quality(original, rec, settings["metric_batch"], settings["seed"]),
-    }
-    result = {
-        **target.ident,
-        "scenario": scenario,
-        "attack": entry.method,
-        "attacked_images": n,
-        "device": str(device),  # a run-time setting, not in params: recorded where it ran
-        **quality,
-        **extra,
-    }
-    k = min(settings["n_samples"], n)
+    result, rec, state = attack_target(scenario, target, aux, test, settings, gen, resume, inputs)
+    result["device"] = str(device)  # a run-time setting, not in params: recorded where it ran
+    k = min(settings["n_samples"], result["attacked_images"])
     save_torch(
         {
             "original": test[:k].cpu(),
@@ -209,14 +246,4 @@ def run_attack(
         save_torch(state, attacker_path)
     save_json(result, metrics_path)
     remove_checkpoint(checkpoint)
-    log.info(
-        "%s attack: mse %.5f psnr %.2f ssim %.4f (as the paper computes them: mse %.5f psnr %.2f ssim %.4f)",
-        scenario,
-        quality["mse"],
-        quality["psnr"],
-        quality["ssim"],
-        quality["mse_paper"],
-        quality["psnr_paper"],
-        quality["ssim_paper"],
-    )
     return result
