@@ -41,20 +41,21 @@ def _split_depth(arch_settings: dict) -> float | None:
     return None
 
 
-def tidy_frame(
-    evaluations: Iterable[str], mi_files: Iterable[str], attack_files: Iterable[str], model_files: Iterable[str] = ()
+def tidy_records(
+    evaluations: Iterable[dict], mi: Iterable[dict], attacks: Iterable[dict], metas: Iterable[dict] = ()
 ) -> pd.DataFrame:
-    """Rows from evaluation.json, mi.json, each attack's metrics.json and model.pt's metadata
-    (its split depth). test_acc is stored in percent (`test_acc_pct`), as the paper prints it."""
+    """The tidy frame of result records: evaluation.json's, mi.json's, each attack's
+    metrics.json's and the models' metadata (their split depth), as dicts. test_acc is stored in
+    percent (`test_acc_pct`), as the paper prints it."""
     rows = []
-    for record in map(load_json, evaluations):
+    for record in evaluations:
         for key, metric in TARGET_METRICS.items():
             if record.get(key) is not None:
                 value = 100 * record[key] if key == "test_acc" else record[key]
                 rows.append({**_keys(record), "scenario": TARGET_SCENARIO, "metric": metric, "value": value})
-    for record in map(load_json, mi_files):
+    for record in mi:
         rows.append({**_keys(record), "scenario": TARGET_SCENARIO, "metric": "mi", "value": record["mi"]})
-    for record in map(load_json, attack_files):
+    for record in attacks:
         for metric in ATTACK_METRICS:
             if metric in record:  # results from before the *_paper metrics existed lack them
                 rows.append(
@@ -65,17 +66,29 @@ def tidy_frame(
                         "value": record[metric],
                     }
                 )
-    for path in model_files:
-        meta = load_torch(path)["meta"]
+    for meta in metas:
         depth = _split_depth(meta.get("arch_settings", {}))
         if depth is not None:
             rows.append({**_keys(meta), "scenario": TARGET_SCENARIO, "metric": "split", "value": depth})
     if not rows:
-        raise ValueError("no results to tidy: no evaluation, MI or attack files were given")
+        raise ValueError("no results to tidy: no evaluation, MI or attack results were given")
     frame = pd.DataFrame(rows)[TIDY_COLUMNS]
     frame["seed"] = frame["seed"].astype(int)
     frame["value"] = frame["value"].astype(float)
     return frame.sort_values(TIDY_COLUMNS[:-1]).reset_index(drop=True)
+
+
+def tidy_frame(
+    evaluations: Iterable[str], mi_files: Iterable[str], attack_files: Iterable[str], model_files: Iterable[str] = ()
+) -> pd.DataFrame:
+    """``tidy_records`` of evaluation.json, mi.json, each attack's metrics.json and model.pt's
+    metadata (its split depth), read from their files."""
+    return tidy_records(
+        map(load_json, evaluations),
+        map(load_json, mi_files),
+        map(load_json, attack_files),
+        (load_torch(path)["meta"] for path in model_files),
+    )
 
 
 def write_tidy(evaluations, mi_files, attack_files, model_files, output: str) -> pd.DataFrame:
