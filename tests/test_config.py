@@ -71,6 +71,8 @@ BAD = [
     (("defenses", "siftfunnel", "train", "epochs"), "0", "expected a number >= 1"),
     (("defenses", "siftfunnel", "train", "epoch"), "3", "unknown key; did you mean 'epochs'"),
     (("defenses", "noise", "train"), {"epochs": "3"}, "noise reuses the unprotected model"),
+    (("defenses", "siftfunnel", "train", "select_after"), "500", "no epoch could be selected"),
+    (("target_training", "selection"), "best_validation_acc", "expected one of 'last', 'best_validation'"),
     (("datasets", "photos", "split", "train"), "0.9", "split fractions must sum to 1"),
     (("target_training", "amp"), "maybe", "expected true or false"),
     (("target_training", "epochs"), "many", "expected an integer"),

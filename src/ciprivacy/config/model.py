@@ -18,6 +18,7 @@ from ciprivacy.signature import (
     Betas,
     Ge,
     Int,
+    Interval,
     NonNegativeFloat,
     NonNegativeInt,
     OpenUnit,
@@ -127,12 +128,31 @@ class TargetTraining(Strict):
     lr: PositiveFloat
     betas: Betas
     weight_decay: NonNegativeFloat
+    amsgrad: bool  # Adam's AMSGrad variant
+    # ReduceLROnPlateau on the epoch's training loss, or a constant lr (YAML reads a bare off as false)
+    scheduler: Annotated[Literal["train_loss", "off"], BeforeValidator(lambda v: "off" if v is False else v)]
     scheduler_factor: OpenUnit
     scheduler_patience: NonNegativeInt
     hflip: bool
     color_jitter: Probability
     amp: bool
-    eval_every: PositiveInt
+    eval_every: PositiveInt  # the selection metric every N epochs (and after the last)
+    # Held out of the train split (seeded, class-stratified); the model trains on the rest. 0 = none.
+    validation_fraction: Annotated[float, Interval(ge=0, lt=1)]
+    # Which state is kept: the last, or the best accuracy on the held-out part / the test split.
+    selection: Literal["last", "best_validation", "best_test"]
+    select_after: NonNegativeInt  # epochs before (and at) which no state is selected
+
+    @model_validator(mode="after")
+    def _selection_is_possible(self) -> TargetTraining:
+        if self.selection == "best_validation" and self.validation_fraction <= 0:
+            raise ValueError("selection best_validation needs validation_fraction > 0 (a part to select on)")
+        if self.selection != "last" and self.select_after >= self.epochs:
+            raise ValueError(
+                f"select_after is {self.select_after} but training runs {self.epochs} epochs: "
+                "no epoch could be selected"
+            )
+        return self
 
 
 class Cem(Strict):
