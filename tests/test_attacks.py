@@ -6,6 +6,22 @@ from ciprivacy.attacks import InverseNet, rmle_reconstruct, total_variation, tra
 from ciprivacy.attacks.inverse import query_once
 from ciprivacy.metrics import reconstruction_quality
 
+# The test-split protocol these tests were written for; the rigorous one is tested below.
+INVERSE = dict(
+    lr=1e-2,
+    betas=(0.5, 0.999),
+    amsgrad=False,
+    scheduler_factor=0.5,
+    scheduler_patience=20,
+    scheduler_on="test",
+    selection="best_test",
+    validation_fraction=0.0,
+    perturbation="fresh",
+    epochs=4,
+    batch_size=16,
+    eval_every=1,
+    amp=False,
+)
 RMLE = dict(iterations=200, optimizer="adam", lr=0.05, momentum=0.9, tv_weight=0.0, init="gray", clamp=True, amp=False)
 
 
@@ -200,16 +216,7 @@ def test_inverse_network_training_keeps_the_best_test_state():
     aux = (smooth_images(64, seed=3) * 255).to(torch.uint8)
     test = (smooth_images(16, seed=4) * 255).to(torch.uint8)
     g = InverseNet((16, 8, 8), (3, 16, 16))
-    settings = dict(
-        lr=1e-2,
-        betas=(0.5, 0.999),
-        scheduler_factor=0.5,
-        scheduler_patience=20,
-        epochs=15,
-        batch_size=16,
-        eval_every=1,
-        amp=False,
-    )
+    settings = {**INVERSE, "epochs": 15, "selection": "best_test", "scheduler_on": "test"}
     g, history = train_inverse_network(g, edge, aux, test, settings, torch.Generator().manual_seed(0))
     test_mse = [h["test_mse"] for h in history]
     assert min(test_mse) < 0.5 * test_mse[0]
@@ -220,17 +227,6 @@ def test_inverse_network_training_keeps_the_best_test_state():
 
 
 # --- the attacker's queries: once for a deterministic link, every epoch for a noisy one ---------
-
-INVERSE = dict(
-    lr=1e-2,
-    betas=(0.5, 0.999),
-    scheduler_factor=0.5,
-    scheduler_patience=20,
-    epochs=4,
-    batch_size=16,
-    eval_every=1,
-    amp=False,
-)
 
 
 class Counting(nn.Module):
@@ -284,3 +280,108 @@ def test_a_noisy_link_or_answers_over_the_limit_are_queried_every_epoch():
     large = Counting(tiny_edge())
     _train(large, cache_gb=1e-6)  # 64 (16) answers of 16 x 8 x 8 fp32 = 256 (64) KiB > 1 KiB
     assert large.images == 2 * (2 * 16) + 4 * 64 + 4 * 16
+
+
+# --- model selection of the inverse network: which split picks the kept state -----------------
+
+
+class Recording(Counting):
+    """A link that also records the images it is asked about (as uint8 rows)."""
+
+    def __init__(self, edge, noise=0.0):
+        super().__init__(edge, noise)
+        self.seen: set[bytes] = set()
+
+    def forward(self, x):
+        self.seen |= {bytes(r.mul(255).round().to(torch.uint8).numpy().tobytes()) for r in x}
+        return super().forward(x)
+
+
+def _rows(images):
+    return {bytes(r.numpy().tobytes()) for r in images}
+
+
+def _splits():
+    aux = (smooth_images(64, seed=3) * 255).to(torch.uint8)
+    return aux[:48], aux[48:], (smooth_images(16, seed=4) * 255).to(torch.uint8), (smooth_images(32, 5) * 255).byte()
+
+
+def test_rigorous_inverse_training_never_asks_the_link_about_a_test_image():
+    fit, val, test, _ = _splits()
+    link = Recording(tiny_edge())
+    torch.manual_seed(0)
+    rigorous = {**INVERSE, "selection": "best_validation", "scheduler_on": "validation", "validation_fraction": 0.25}
+    g, history = train_inverse_network(
+        InverseNet((16, 8, 8), (3, 16, 16)),
+        link,
+        fit,
+        test,
+        rigorous,
+        torch.Generator().manual_seed(0),
+        validation_images=val,
+    )
+    assert not link.seen & _rows(test), "a test image reached selection or the scheduler"
+    assert link.seen == _rows(fit) | _rows(val)
+    assert all("test_mse" not in h for h in history)
+    val_mse = [h["validation_mse"] for h in history]
+    with torch.no_grad():
+        g.eval()
+        kept = nn.functional.mse_loss(g(tiny_edge()(val.float() / 255)), val.float() / 255).item()
+    assert kept == pytest.approx(min(val_mse), rel=1e-4)
+    with pytest.raises(ValueError, match="scored on the validation split, but none was given"):
+        train_inverse_network(InverseNet((16, 8, 8), (3, 16, 16)), link, fit, test, rigorous, torch.Generator())
+
+
+def test_the_authors_selection_scores_the_classifiers_train_split_and_schedules_on_test():
+    fit, _, test, train_split = _splits()
+    link = Recording(tiny_edge())
+    torch.manual_seed(0)
+    authors = {**INVERSE, "selection": "best_train_split", "scheduler_on": "test", "amsgrad": True}
+    g, history = train_inverse_network(
+        InverseNet((16, 8, 8), (3, 16, 16)),
+        link,
+        fit,
+        test,
+        authors,
+        torch.Generator().manual_seed(0),
+        train_split_images=train_split,
+    )
+    assert link.seen == _rows(fit) | _rows(test) | _rows(train_split)
+    scores = [h["train_split_mse"] for h in history]
+    assert all("test_mse" in h for h in history)  # the scheduler's signal
+    with torch.no_grad():
+        g.eval()
+        kept = nn.functional.mse_loss(g(tiny_edge()(train_split.float() / 255)), train_split.float() / 255).item()
+    assert kept == pytest.approx(min(scores), rel=1e-4)
+
+
+def test_a_fixed_perturbation_is_one_seeded_draw_reused_every_epoch():
+    fit, _, test, _ = _splits()
+    fixed = {**INVERSE, "perturbation": "fixed", "query_cache_gb": 0}
+    link = Counting(tiny_edge(), noise=0.1)
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    a = query_once(link, fit, fixed, seed=7)
+    assert torch.equal(torch.get_rng_state(), before)  # the draw leaves the random state alone
+    assert a.device.type == "cpu" and torch.equal(a, query_once(link, fit, fixed, seed=7))
+    assert not torch.equal(a, query_once(link, fit, fixed, seed=8))
+    assert not torch.equal(a, tiny_edge()(fit.float() / 255))  # the noise is in it
+    link = Counting(tiny_edge(), noise=0.1)
+    train_inverse_network(
+        InverseNet((16, 8, 8), (3, 16, 16)), link, fit, test, {**fixed, "epochs": 3}, torch.Generator().manual_seed(0)
+    )
+    # one probe batch (twice) and every image once, per split, whatever the epochs
+    assert link.images == (2 * 16 + 48) + (2 * 16 + 16)
+    fresh = Counting(tiny_edge(), noise=0.1)
+    g = InverseNet((16, 8, 8), (3, 16, 16))
+    train_inverse_network(g, fresh, fit, test, {**INVERSE, "epochs": 3}, torch.Generator().manual_seed(0))
+    assert fresh.images == 3 * (48 + 16)  # fresh: a new draw every epoch (query_cache_gb unset: no probe)
+
+
+def test_scheduler_patience_may_be_given_per_architecture():
+    from ciprivacy.attacks.inverse import patience_for
+
+    assert patience_for(20, "vgg16") == 20
+    assert patience_for({"cnn": 10, "vgg16": 5}, "vgg16") == 5
+    with pytest.raises(ValueError, match="no entry for architecture 'resnet18'"):
+        patience_for({"cnn": 10}, "resnet18")

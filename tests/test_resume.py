@@ -207,7 +207,9 @@ def test_killed_attack_resumes_from_its_checkpoint_and_matches_an_uninterrupted_
     ra, rb = (load_torch(d / "samples.pt")["reconstructed"] for d in (full, resumed))
     assert torch.equal(ra, rb)
     if scenario == "blackbox":
-        assert [h["test_mse"] for h in b["history"]] == pytest.approx([h["test_mse"] for h in a["history"]], rel=1e-5)
+        assert [h["validation_mse"] for h in b["history"]] == pytest.approx(
+            [h["validation_mse"] for h in a["history"]], rel=1e-5
+        )
         sa, sb = load_torch(full / "attacker.pt")["state_dict"], load_torch(resumed / "attacker.pt")["state_dict"]
         for name, tensor in sa.items():
             torch.testing.assert_close(sb[name], tensor, rtol=1e-5, atol=1e-6, msg=name)

@@ -18,7 +18,15 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from ciprivacy.attacks.inverse import InverseNet, InverseSettings, reconstruct, train_inverse_network
+from ciprivacy.attacks.inverse import (
+    InverseNet,
+    InverseSettings,
+    draw_seed,
+    patience_for,
+    query_once,
+    reconstruct,
+    train_inverse_network,
+)
 from ciprivacy.attacks.rmle import RmleSettings, rmle_reconstruct
 from ciprivacy.checkpoint import (
     Resume,
@@ -30,6 +38,7 @@ from ciprivacy.checkpoint import (
 )
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
+from ciprivacy.data.prepared import holdout_split
 from ciprivacy.io import file_sha256, save_json, save_torch
 from ciprivacy.metrics.image import paper_quality, reconstruction_quality
 from ciprivacy.models import plain_edge
@@ -102,15 +111,19 @@ def _inverse_attack(
     settings: dict,
     gen: torch.Generator,
     resume: Resume | None = None,
+    train_split: torch.Tensor | None = None,
 ):
     """The inverse network starts from the architecture the attacker assumes: the plain edge of
     the target's architecture family, adapted only to the observed z. With ``match_depth``
-    (gray-box) it also mirrors the layers a defense added to the edge."""
+    (gray-box) it also mirrors the layers a defense added to the edge.
+
+    ``validation_fraction`` of the auxiliary split (seeded by the attack's seed) is held out of
+    training to select the kept state and step the scheduler; ``train_split`` (the classifier's
+    training images) is needed only when ``selection`` is ``best_train_split``."""
     meta = target.meta
+    arch = meta.get("arch_type", meta["arch"])
     z_shape = tuple(target.observe(to_float(test[:1])).shape[1:])
-    edge = plain_edge(
-        meta.get("arch_type", meta["arch"]), meta["num_classes"], meta["image_shape"], **meta["arch_settings"]
-    )
+    edge = plain_edge(arch, meta["num_classes"], meta["image_shape"], **meta["arch_settings"])
     with torch.no_grad():
         assumed = tuple(edge(torch.zeros(1, *meta["image_shape"])).shape[1:])
     edge_convs = sum(isinstance(m, nn.Conv2d) for m in edge.modules())
@@ -124,9 +137,28 @@ def _inverse_attack(
         pre_convs=pre_convs,
         hidden_at_z=edge_convs > 1,
     ).to(test.device)
-    generator, history = train_inverse_network(generator, target.observe, aux, test, settings, gen, resume)
-    rec = reconstruct(generator, target.observe, test, settings["batch_size"], bool(settings["amp"]))
-    arch = {
+    settings = {**settings, "scheduler_patience": patience_for(settings["scheduler_patience"], arch)}
+    fit, held = holdout_split(
+        torch.zeros(aux.shape[0], dtype=torch.long), settings["validation_fraction"], settings["seed"]
+    )
+    fit, held = fit.to(aux.device), held.to(aux.device)
+    generator, history = train_inverse_network(
+        generator,
+        target.observe,
+        aux[fit],
+        test,
+        settings,
+        gen,
+        resume,
+        validation_images=aux[held],
+        train_split_images=train_split,
+    )
+    # A fixed draw of a noisy link is scored on the same draw of the test split it saw in training.
+    answers = None
+    if settings["perturbation"] == "fixed":
+        answers = query_once(target.observe, test, settings, draw_seed(settings, "test"))
+    rec = reconstruct(generator, target.observe, test, settings["batch_size"], bool(settings["amp"]), answers=answers)
+    info = {
         "z_shape": list(z_shape),
         "base_channels": assumed[0],
         "width": settings["width"],
@@ -134,13 +166,13 @@ def _inverse_attack(
         "pre_convs": pre_convs,
         "hidden_at_z": edge_convs > 1,
     }
-    state = {"state_dict": generator.state_dict(), "meta": arch}
-    return (
-        rec,
-        test.shape[0],
-        state,
-        {"history": history, "generator_params": sum(p.numel() for p in generator.parameters())},
-    )
+    state = {"state_dict": generator.state_dict(), "meta": info}
+    extra = {
+        "history": history,
+        "generator_params": sum(p.numel() for p in generator.parameters()),
+        "aux_split_sizes": {"train": int(fit.numel()), "validation": int(held.numel())},
+    }
+    return rec, test.shape[0], state, extra
 
 
 SCENARIOS.register("whitebox")(Scenario(whitebox_rmle, RmleSettings, method="rmle", label="rMLE (white-box)"))
@@ -179,6 +211,9 @@ def run_attack(
     test = data.split("test")[0].to(device)
     key = {"attack": without_runtime(settings), "model_sha256": file_sha256(model_path)}
     resume = Resume(checkpoint, key) if checkpoint else None
+    # The authors' generator selection scores the classifier's training split (best_train_split).
+    if settings.get("selection") == "best_train_split":
+        inputs = {**(inputs or {}), "train_split": data.split("train")[0].to(device)}
     rec, n, state, extra = entry.attack(target, aux, test, settings, gen, resume=resume, **(inputs or {}))
     original = to_float(test[:n])
     quality = {
