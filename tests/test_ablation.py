@@ -168,6 +168,7 @@ def test_compensation_attack_runs_the_inverse_network_and_writes_its_files(tmp_p
         validation_fraction=0.25,
         selection="best_validation",
         perturbation="fresh",
+        architecture="mirror",
         eval_every=1,
         width=1.0,
         extra_convs=0,

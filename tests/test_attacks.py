@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from ciprivacy.attacks import InverseNet, rmle_reconstruct, total_variation, train_inverse_network
+from ciprivacy.attacks import authors_inverse as A
 from ciprivacy.attacks.inverse import query_once
 from ciprivacy.metrics import reconstruction_quality
 
@@ -385,3 +386,70 @@ def test_scheduler_patience_may_be_given_per_architecture():
     assert patience_for({"cnn": 10, "vgg16": 5}, "vgg16") == 5
     with pytest.raises(ValueError, match="no entry for architecture 'resnet18'"):
         patience_for({"cnn": 10}, "resnet18")
+
+
+# --- the authors' generators (inversion_model_packages.py), chosen per target ---------------------
+
+
+@pytest.mark.parametrize(
+    "make, z_shape, expected",
+    [
+        (lambda: A.Inversion4((256, 16, 16), (3, 64, 64)), (256, 16, 16), 530_819),  # CNN block 2 (ndf 128)
+        (lambda: A.InversionResNet(3, 3), (64, 64, 64), 149_699),  # ResNet-18 stem + layer1
+        (lambda: A.Pv4Inversion4(12, 128, 3), (12, 16, 16), 80_555),  # CNN SiftFunnel, ndf 128
+        (lambda: A.AEInversion4(128, 3), (128, 16, 16), 2_006_659),  # CNN AE
+        (lambda: A.InversionResNetAE(32, 3), (32, 64, 64), 279_107),  # ResNet-18 AE
+        (lambda: A.InversionVGG(3), (256, 16, 16), 1_396_099),  # vgg16_bn after conv 5
+        (lambda: A.InversionVGGPv4(4, 3), (4, 16, 16), 385_043),  # VGG SiftFunnel
+    ],
+)
+def test_the_authors_generators_have_their_parameter_counts(make, z_shape, expected):
+    g = make()
+    assert _params(g) == expected
+    out = g.eval()(torch.randn(2, *z_shape))
+    assert out.shape == (2, 3, 64, 64) and ((out >= 0) & (out <= 1)).all()
+
+
+def test_the_authors_cnn_generator_is_our_black_box_mirror_layer_for_layer():
+    ours = InverseNet((256, 16, 16), (3, 64, 64), base_channels=256)
+    theirs = A.Inversion4((256, 16, 16), (3, 64, 64))
+    assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in theirs.parameters()]
+
+
+CNN, PLAIN_CNN = {"split_block": 2, "width": 128}, (256, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "arch, settings, defense, deepened, gray, z, plain, name",
+    [
+        ("cnn", CNN, "unprotected", False, False, PLAIN_CNN, PLAIN_CNN, "Inversion_4"),
+        ("cnn", CNN, "noise", False, True, PLAIN_CNN, PLAIN_CNN, "Inversion_4"),  # gray = black without new layers
+        ("cnn", CNN, "siftfunnel", True, True, (12, 16, 16), PLAIN_CNN, "pv4_Inversion_4"),
+        ("cnn", CNN, "siftfunnel", True, False, (12, 16, 16), PLAIN_CNN, None),  # no black-box one in their code
+        ("cnn", CNN, "siftfunnel", True, False, PLAIN_CNN, PLAIN_CNN, "Inversion_4"),  # the compensation output
+        ("cnn", CNN, "ae", True, True, (128, 16, 16), PLAIN_CNN, "AE_Inversion_4"),
+        ("cnn", CNN, "ae", True, False, (128, 16, 16), PLAIN_CNN, None),
+        ("resnet18", {"split_block": 2}, "unprotected", False, False, (64, 64, 64), (64, 64, 64), "InversionResNet"),
+        ("resnet18", {"split_block": 2}, "ae", True, True, (32, 64, 64), (64, 64, 64), "InversionResNet_AE"),
+        ("resnet18", {"split_block": 2}, "siftfunnel", True, True, (6, 32, 32), (64, 64, 64), None),  # theirs: 2x64x64
+        ("vgg16", {"split_block": 3}, "unprotected", False, False, (128, 32, 32), (128, 32, 32), None),
+        ("vgg16", {"split_block": 5}, "unprotected", False, False, (256, 16, 16), (256, 16, 16), "inversion_vgg"),
+        ("vgg16", {"split_block": 5}, "siftfunnel", True, True, (4, 16, 16), (256, 16, 16), "inversion_vgg_pv4"),
+        ("vgg16", {"split_block": 3}, "siftfunnel", True, True, (4, 32, 32), (128, 32, 32), None),
+    ],
+)
+def test_the_authors_generator_is_picked_per_target_or_none(arch, settings, defense, deepened, gray, z, plain, name):
+    g, why = A.authors_generator(arch, settings, defense, deepened, gray, z, plain, (3, 64, 64))
+    if name is None:
+        assert g is None and "no" in why
+        return
+    assert why == name
+    assert g.eval()(torch.randn(1, *z)).shape == (1, 3, 64, 64)
+
+
+def test_the_authors_resnet_generator_follows_the_split_depth():
+    for split, z in [(1, (64, 64, 64)), (4, (128, 32, 32)), (6, (256, 16, 16)), (8, (512, 8, 8))]:
+        g, name = A.authors_generator(
+            "resnet18", {"split_block": split}, "unprotected", False, False, z, z, (3, 64, 64)
+        )
+        assert name == "InversionResNet" and g.eval()(torch.randn(1, *z)).shape == (1, 3, 64, 64)

@@ -68,6 +68,9 @@ class InverseSettings(Strict):
     # A link that draws noise: queried anew each epoch (fresh), or once per image with a fixed
     # seed and the answers reused (fixed: the authors' precomputed feature files, utilis.py:65-90).
     perturbation: Literal["fresh", "fixed"]
+    # mirror: our InverseNet sized from the assumed edge (width, extra_convs, match_depth);
+    # authors: their generator for the target where their code has one (attacks/authors_inverse.py)
+    architecture: Literal["mirror", "authors"]
     width: PositiveFloat  # hidden channels relative to the mirrored edge
     extra_convs: NonNegativeInt  # 3x3 conv blocks added per stage
     match_depth: bool  # mirror the layers a defense added to the edge (gray-box knowledge)

@@ -18,6 +18,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from ciprivacy.attacks.authors_inverse import authors_generator
 from ciprivacy.attacks.inverse import (
     InverseNet,
     InverseSettings,
@@ -39,9 +40,10 @@ from ciprivacy.checkpoint import (
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
 from ciprivacy.data.prepared import holdout_split
+from ciprivacy.defenses.base import split_plugins
 from ciprivacy.io import file_sha256, save_json, save_torch
 from ciprivacy.metrics.image import paper_quality, reconstruction_quality
-from ciprivacy.models import plain_edge
+from ciprivacy.models import default_split_block, plain_edge
 from ciprivacy.registry import Registry
 from ciprivacy.runtime import configure_job, pick_device, seed_everything, without_runtime
 from ciprivacy.target import Target, load_target
@@ -115,7 +117,9 @@ def _inverse_attack(
 ):
     """The inverse network starts from the architecture the attacker assumes: the plain edge of
     the target's architecture family, adapted only to the observed z. With ``match_depth``
-    (gray-box) it also mirrors the layers a defense added to the edge.
+    (gray-box) it also mirrors the layers a defense added to the edge. With ``architecture:
+    authors`` it is the authors' generator for the target where their code has one (else our
+    mirror network); the metrics record which (``generator``, ``generator_fallback``).
 
     ``validation_fraction`` of the auxiliary split (seeded by the attack's seed) is held out of
     training to select the kept state and step the scheduler; ``train_split`` (the classifier's
@@ -128,15 +132,32 @@ def _inverse_attack(
         assumed = tuple(edge(torch.zeros(1, *meta["image_shape"])).shape[1:])
     edge_convs = sum(isinstance(m, nn.Conv2d) for m in edge.modules())
     pre_convs = target.defense.extra_edge_layers if settings["match_depth"] else 0
-    generator = InverseNet(
-        z_shape,
-        tuple(test.shape[1:]),
-        base_channels=assumed[0],
-        width=settings["width"],
-        extra_convs=settings["extra_convs"],
-        pre_convs=pre_convs,
-        hidden_at_z=edge_convs > 1,
-    ).to(test.device)
+    generator, name, fallback = None, "mirror", None
+    if settings["architecture"] == "authors":
+        generator, why = authors_generator(
+            arch,
+            {"split_block": default_split_block(arch), **meta["arch_settings"]},
+            split_plugins(meta.get("defense_type", meta["defense"]))[0],
+            target.defense.extra_edge_layers > 0,
+            settings["match_depth"],
+            z_shape,
+            assumed,
+            tuple(test.shape[1:]),
+        )
+        name, fallback = (why, None) if generator is not None else ("mirror", why)
+        if fallback:
+            log.info("%s; the attack uses our mirror network", fallback)
+    if generator is None:
+        generator = InverseNet(
+            z_shape,
+            tuple(test.shape[1:]),
+            base_channels=assumed[0],
+            width=settings["width"],
+            extra_convs=settings["extra_convs"],
+            pre_convs=pre_convs,
+            hidden_at_z=edge_convs > 1,
+        )
+    generator = generator.to(test.device)
     settings = {**settings, "scheduler_patience": patience_for(settings["scheduler_patience"], arch)}
     fit, held = holdout_split(
         torch.zeros(aux.shape[0], dtype=torch.long), settings["validation_fraction"], settings["seed"]
@@ -159,6 +180,8 @@ def _inverse_attack(
         answers = query_once(target.observe, test, settings, draw_seed(settings, "test"))
     rec = reconstruct(generator, target.observe, test, settings["batch_size"], bool(settings["amp"]), answers=answers)
     info = {
+        "generator": name,  # mirror = our InverseNet; else the authors' class it reproduces
+        "generator_fallback": fallback,  # why the authors' generator could not be used, if so
         "z_shape": list(z_shape),
         "base_channels": assumed[0],
         "width": settings["width"],
@@ -168,6 +191,8 @@ def _inverse_attack(
     }
     state = {"state_dict": generator.state_dict(), "meta": info}
     extra = {
+        "generator": name,
+        "generator_fallback": fallback,
         "history": history,
         "generator_params": sum(p.numel() for p in generator.parameters()),
         "aux_split_sizes": {"train": int(fit.numel()), "validation": int(held.numel())},

@@ -1,0 +1,53 @@
+"""The two evaluation protocols end to end on a tiny target: the attack settings of config.yaml
+(rigorous) and of its protocols.authors overlay run, and record what they ran."""
+
+import json
+
+import pytest
+import yaml
+from conftest import tiny_target_settings
+from test_workflow import ROOT
+
+import ciprivacy.target as T
+from ciprivacy.attacks import run_attack
+from ciprivacy.config import check_config, effective_config
+from ciprivacy.posthoc import derive_target
+
+SMALL = {"epochs": 2, "batch_size": 8, "amp": False}
+
+
+@pytest.fixture(scope="module")
+def configs():
+    raw = yaml.safe_load((ROOT / "config.yaml").read_text())
+    checked = check_config([("config.yaml", raw), ("--config", {"protocol": ["rigorous", "authors"]})])
+    return {name: effective_config(checked, name) for name in ("rigorous", "authors")}
+
+
+@pytest.fixture(scope="module")
+def noise_target(tiny_photos, tmp_path_factory):
+    """The tiny unprotected CNN with the noise defense on its link (sigma 0.1)."""
+    folder = tmp_path_factory.mktemp("targets")
+    plain = tiny_target_settings("unprotected", {}, 1)
+    T.train_target(tiny_photos, str(folder / "unprotected.pt"), plain)
+    derive_target(
+        str(folder / "unprotected.pt"),
+        str(folder / "noise.pt"),
+        {**plain, "defense": "noise", "defense_settings": {"sigma": 0.1}},
+    )
+    return str(folder / "noise.pt")
+
+
+@pytest.mark.parametrize(
+    "protocol, generator, scored",
+    [("rigorous", "mirror", {"validation_mse"}), ("authors", "Inversion_4", {"train_split_mse", "test_mse"})],
+)
+def test_each_protocols_attack_runs_and_records_its_generator_and_selection(
+    configs, noise_target, tiny_photos, tmp_path, protocol, generator, scored
+):
+    settings = {**configs[protocol]["attacks"]["blackbox"], **SMALL, "seed": 0, "device": "cpu", "n_samples": 2}
+    run_attack("blackbox", noise_target, tiny_photos, str(tmp_path / "m.json"), str(tmp_path / "s.pt"), settings)
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["generator"] == generator and metrics["generator_fallback"] is None
+    assert all(set(h) == {"epoch", "train_mse"} | scored for h in metrics["history"])
+    held = metrics["aux_split_sizes"]["validation"]
+    assert (held > 0) == (protocol == "rigorous")
