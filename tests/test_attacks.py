@@ -23,7 +23,18 @@ INVERSE = dict(
     eval_every=1,
     amp=False,
 )
-RMLE = dict(iterations=200, optimizer="adam", lr=0.05, momentum=0.9, tv_weight=0.0, init="gray", clamp=True, amp=False)
+RMLE = dict(
+    iterations=200,
+    optimizer="adam",
+    lr=0.05,
+    momentum=0.9,
+    loss="per_sample",
+    tv="l1",
+    tv_weight=0.0,
+    init="gray",
+    clamp="every_step",
+    amp=False,
+)
 
 
 def tiny_edge():
@@ -69,6 +80,99 @@ def test_total_variation_is_zero_for_constant_images_and_per_sample():
     tv = total_variation(x)
     assert tv[0] == 0
     assert tv[1] == pytest.approx(4 / 12)  # 4 jumps among 12 horizontal neighbour pairs
+
+
+# The authors' objective (white_box_attack.py:103-115, 158-175): SGD(lr, momentum 0.9) from
+# unclamped noise on mean((f(x) - z)^2) + 1e3 * sqrt(TV(x)), clamped only at the end.
+AUTHORS_RMLE = {
+    **RMLE,
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "loss": "batch_mean",
+    "tv": "sqrt_squared",
+    "tv_weight": 1e3,
+    "init": "normal",
+    "clamp": "end",
+}
+
+
+def their_tv(x):
+    """white_box_attack.py:103-115 as written there."""
+    batch_size, h_x, w_x = x.size()[0], x.size()[2], x.size()[3]
+    count_h = x[:, :, 1:, :].size()[1] * x[:, :, 1:, :].size()[2] * x[:, :, 1:, :].size()[3]
+    count_w = x[:, :, :, 1:].size()[1] * x[:, :, :, 1:].size()[2] * x[:, :, :, 1:].size()[3]
+    h_tv = ((x[:, :, 1:, :] - x[:, :, : h_x - 1, :]) ** 2).sum()
+    w_tv = ((x[:, :, :, 1:] - x[:, :, :, : w_x - 1]) ** 2).sum()
+    return (h_tv / count_h + w_tv / count_w) / batch_size
+
+
+def test_squared_total_variation_is_the_authors_tv():
+    from ciprivacy.attacks.rmle import squared_total_variation
+
+    x = torch.rand(3, 3, 7, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert squared_total_variation(x).item() == pytest.approx(their_tv(x).item(), rel=1e-12)
+
+
+def test_one_authors_rmle_step_is_a_hand_computed_sgd_step_of_their_objective():
+    """A linear edge (1x1 conv W): the feature term's gradient is (2 / N) W^T (W x - z) with N =
+    B C' H W, the TV term's 1e3 dT/dx / (2 sqrt T); SGD's first step with momentum is x - lr g."""
+    w = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    edge = nn.Conv2d(3, 4, 1, bias=False).eval()
+    edge.weight.data = w[:, :, None, None].clone()
+    edge.requires_grad_(False)
+    b, h, wd = 2, 6, 5
+    z = edge(torch.rand(b, 3, h, wd, generator=torch.Generator().manual_seed(2)))
+    settings = {**AUTHORS_RMLE, "iterations": 1, "init": "uniform"}
+    x0 = torch.rand(b, 3, h, wd, generator=torch.Generator().manual_seed(3))  # what init draws from this gen
+    out = rmle_reconstruct(edge, z, (3, h, wd), settings, torch.Generator().manual_seed(3), progress=False)
+
+    x = x0.double()
+    residual = torch.einsum("oc,bchw->bohw", w.double(), x) - z.double()
+    g_feat = 2 / residual.numel() * torch.einsum("oc,bohw->bchw", w.double(), residual)
+    dh, dw = x[:, :, 1:] - x[:, :, :-1], x[..., 1:] - x[..., :-1]
+    count_h, count_w = 3 * (h - 1) * wd, 3 * h * (wd - 1)
+    tv = ((dh**2).sum() / count_h + (dw**2).sum() / count_w) / b
+    g_h, g_w = torch.zeros_like(x), torch.zeros_like(x)
+    g_h[:, :, 1:] += 2 * dh
+    g_h[:, :, :-1] -= 2 * dh
+    g_w[..., 1:] += 2 * dw
+    g_w[..., :-1] -= 2 * dw
+    g_tv = 1e3 * (g_h / count_h + g_w / count_w) / b / (2 * tv.sqrt())
+    expected = (x - settings["lr"] * (g_feat + g_tv)).clamp(0, 1)
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=2e-6)
+    # the feature term is in it: without it the step lands elsewhere
+    assert (out.double() - (x - settings["lr"] * g_tv).clamp(0, 1)).abs().max() > 1e-5
+
+
+def test_the_authors_rmle_starts_from_unclamped_noise_and_ours_from_the_projection():
+    seen = []
+
+    class Recorder(nn.Module):
+        def forward(self, x):
+            seen.append((x.min().item(), x.max().item()))
+            return tiny_edge()(x)
+
+    z = tiny_edge()(smooth_images(2, seed=0))
+    for clamp in ("end", "every_step"):
+        seen.clear()
+        settings = {**AUTHORS_RMLE, "iterations": 2, "clamp": clamp}
+        out = rmle_reconstruct(
+            Recorder().eval(), z, (3, 16, 16), settings, torch.Generator().manual_seed(0), progress=False
+        )
+        assert out.min() >= 0 and out.max() <= 1
+        lo, hi = seen[0]
+        assert (lo < 0 and hi > 1) if clamp == "end" else (lo >= 0 and hi <= 1)
+
+
+def test_a_coupled_rmle_objective_runs_on_the_papers_metric_batches():
+    from ciprivacy.attacks.scenarios import rmle_batches
+    from ciprivacy.metrics.image import paper_batches
+
+    ours = rmle_batches(100, {**RMLE, "batch_size": 64, "seed": 3})
+    assert [b.tolist() for b in ours] == [list(range(64)), list(range(64, 100))]
+    theirs = rmle_batches(100, {**AUTHORS_RMLE, "batch_size": 64, "seed": 3})
+    assert [b.tolist() for b in theirs] == [b.tolist() for b in paper_batches(100, 64, 3)]
+    assert sorted(torch.cat(theirs).tolist()) == list(range(100))
 
 
 def test_rmle_rejects_unknown_optimizer():

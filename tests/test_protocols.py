@@ -11,6 +11,7 @@ from test_workflow import ROOT
 import ciprivacy.target as T
 from ciprivacy.attacks import run_attack
 from ciprivacy.config import check_config, effective_config
+from ciprivacy.data import load_prepared
 from ciprivacy.posthoc import derive_target
 
 SMALL = {"epochs": 2, "batch_size": 8, "amp": False}
@@ -51,3 +52,15 @@ def test_each_protocols_attack_runs_and_records_its_generator_and_selection(
     assert all(set(h) == {"epoch", "train_mse"} | scored for h in metrics["history"])
     held = metrics["aux_split_sizes"]["validation"]
     assert (held > 0) == (protocol == "rigorous")
+
+
+@pytest.mark.parametrize("protocol", ["rigorous", "authors"])
+def test_each_protocols_white_box_attack_runs(configs, noise_target, tiny_photos, tmp_path, protocol):
+    settings = {**configs[protocol]["attacks"]["whitebox"], "iterations": 3, "amp": False}
+    settings.update(seed=0, device="cpu", n_samples=2)
+    result = run_attack(
+        "whitebox", noise_target, tiny_photos, str(tmp_path / "m.json"), str(tmp_path / "s.pt"), settings
+    )
+    test_images = int(load_prepared(tiny_photos).splits["test"].numel())
+    assert result["attacked_images"] == (test_images if protocol == "authors" else min(1000, test_images))
+    assert 0 <= result["ssim"] <= 1

@@ -28,7 +28,7 @@ from ciprivacy.attacks.inverse import (
     reconstruct,
     train_inverse_network,
 )
-from ciprivacy.attacks.rmle import RmleSettings, rmle_reconstruct
+from ciprivacy.attacks.rmle import RmleSettings, coupled, rmle_reconstruct
 from ciprivacy.checkpoint import (
     Resume,
     load_checkpoint,
@@ -42,7 +42,7 @@ from ciprivacy.data.batches import to_float
 from ciprivacy.data.prepared import holdout_split
 from ciprivacy.defenses.base import split_plugins
 from ciprivacy.io import file_sha256, save_json, save_torch
-from ciprivacy.metrics.image import paper_quality, reconstruction_quality
+from ciprivacy.metrics.image import paper_batches, paper_quality, reconstruction_quality
 from ciprivacy.models import default_split_block, plain_edge
 from ciprivacy.registry import Registry
 from ciprivacy.runtime import configure_job, pick_device, seed_everything, without_runtime
@@ -80,6 +80,16 @@ class Scenario:
         return self.config_block or self.name
 
 
+def rmle_batches(n: int, settings: dict) -> list[torch.Tensor]:
+    """Which test images rMLE optimises together: consecutive ones for independent per-sample
+    losses; for an objective that couples a batch (the authors'), the shuffled batches the
+    paper's metrics are computed on (``paper_batches`` with the attack's seed), as their code
+    optimises and scores each test-loader batch at once (white_box_attack.py:152-227)."""
+    if coupled(settings):
+        return [torch.from_numpy(idx) for idx in paper_batches(n, settings["batch_size"], settings["seed"])]
+    return list(torch.arange(n).split(settings["batch_size"]))
+
+
 def whitebox_rmle(
     target: Target,
     aux: torch.Tensor,
@@ -90,20 +100,28 @@ def whitebox_rmle(
 ):
     """rMLE over batches of test images; with ``resume`` the finished batches are kept there."""
     n = test.shape[0] if settings["num_images"] is None else min(settings["num_images"], test.shape[0])
-    out = []
+    batches = rmle_batches(n, settings)
+    out: list[torch.Tensor] = []
     resumed = load_checkpoint(resume.path, resume.key) if resume else None
     if resumed is not None:
         out.append(resumed["done"].to(test.device))
         set_rng_state(resumed["rng"], gen)
         log.info("resuming rMLE from %s after %d images", resume.path, out[0].shape[0])
-    for start in range(sum(x.shape[0] for x in out), n, settings["batch_size"]):
-        x = to_float(test[start : min(n, start + settings["batch_size"])])
+    done = sum(x.shape[0] for x in out)
+    finished = 0
+    for idx in batches:
+        finished += idx.numel()
+        if finished <= done:
+            continue
+        x = to_float(test[idx.to(test.device)])
         z = target.observe(x)
         out.append(rmle_reconstruct(target.model.edge, z, tuple(test.shape[1:]), settings, gen))
-        log.info("rMLE: %d / %d images", start + x.shape[0], n)
-        if resume is not None and start + x.shape[0] < n:
+        log.info("rMLE: %d / %d images", finished, n)
+        if resume is not None and finished < n:
             save_checkpoint(resume.path, {"settings": resume.key, "done": torch.cat(out).cpu(), "rng": rng_state(gen)})
-    return torch.cat(out), n, None, {}
+    rec = torch.empty_like(torch.cat(out))
+    rec[torch.cat(batches).to(rec.device)] = torch.cat(out)  # back to the test split's order
+    return rec, n, None, {}
 
 
 def _inverse_attack(
