@@ -3,6 +3,7 @@ import math
 import dcor
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 
@@ -151,6 +152,64 @@ def test_smoothed_labels_follow_the_papers_formula():
     assert ls[0, 1].item() == pytest.approx(1 - 0.35 + 0.35 / 4)
     assert ls[0, 0].item() == pytest.approx(0.35 / 4)
     assert ls.sum().item() == pytest.approx(1.0)
+
+
+def test_the_authors_smoothed_labels_put_one_minus_alpha_on_the_class():
+    defense, _ = build("siftfunnel", label_smoothing="authors")
+    ls = defense.smoothed_labels(torch.tensor([1]))
+    assert ls[0].tolist() == pytest.approx([0.35 / 3, 1 - 0.35, 0.35 / 3, 0.35 / 3])  # project_infodr_v4.py:119-124
+
+
+def _eval_terms(**overrides):
+    """SiftFunnel's loss terms on a fixed batch with the edge in eval mode, and its z."""
+    torch.manual_seed(0)
+    defense, model = build("siftfunnel", **overrides)
+    model.eval()
+    x, y = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 3, 0, 1])
+    with torch.no_grad():
+        return defense.loss_terms(model, x, y), model.edge(x), F.softmax(model(x), 1), y
+
+
+@pytest.mark.parametrize("form", ["paper", "authors"])
+def test_the_kl_term_is_batchmean_kl_to_each_smoothing(form):
+    terms, _, p, y = _eval_terms(label_smoothing=form)
+    a, k = 0.35, 4
+    on, off = (1 - a + a / k, a / k) if form == "paper" else (1 - a, a / (k - 1))
+    ls = torch.full((6, k), off)
+    ls[torch.arange(6), y] = on
+    by_hand = (ls * (ls.log() - p.log())).sum() / 6
+    assert terms["kl"].item() == pytest.approx(3.5 * by_hand.item(), rel=1e-5)
+
+
+def test_the_l1_term_is_eq15s_norm_or_the_authors_mean():
+    norm, z, _, _ = _eval_terms(l1="norm", tau=5e-3)
+    mean, _, _, _ = _eval_terms(l1="mean", tau=3e-2)
+    per_sample = [sum(abs(v) for v in sample.flatten().tolist()) for sample in z]
+    assert norm["l1"].item() == pytest.approx(5e-3 * sum(per_sample) / len(per_sample), rel=1e-5)
+    assert mean["l1"].item() == pytest.approx(3e-2 * sum(per_sample) / z.numel(), rel=1e-5)
+
+
+def test_the_authors_pearson_term_divides_by_unbiased_stds():
+    gen = torch.Generator().manual_seed(2)
+    z = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64)
+    z[:, 1] += 0.5 * z[:, 0]
+    hw = 16
+    by_hand = 0.0
+    for sample in z:
+        v = sample.flatten(1)
+        v = v - v.mean(1, keepdim=True)
+        sd = (v.pow(2).sum(1) / (hw - 1)).sqrt()  # torch.std: unbiased
+        for i in range(3):
+            for j in range(3):
+                by_hand += ((v[i] * v[j]).sum() / hw / (sd[i] * sd[j] + 1e-12)).item() ** 2
+    by_hand /= 2 * 3 * 3
+    assert channel_pearson_penalty(z, std="unbiased").item() == pytest.approx(by_hand, rel=1e-6)  # fp32 inside
+    # the biased form is the correlation; the authors' is (HW - 1) / HW of it, squared
+    assert channel_pearson_penalty(z, std="unbiased").item() == pytest.approx(
+        channel_pearson_penalty(z).item() * (15 / 16) ** 2, rel=1e-5
+    )
+    terms, z_model, _, _ = _eval_terms(pearson_std="unbiased")
+    assert terms["pearson"].item() == pytest.approx(0.6 * channel_pearson_penalty(z_model, std="unbiased").item())
 
 
 def test_distance_correlation_agrees_with_the_dcor_package():

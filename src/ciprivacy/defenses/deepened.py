@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -105,9 +106,11 @@ class SiftFunnel(Defense):
     compensation module (two 3x3 convs back to the plain z's channels, Triplet Attention) in
     front of the plain cloud (upsampling when z is smaller than the plain split's features).
     VGG16 with 4 x 32 x 32 z: 41,512. Loss (eq. 15): lambda1 KL(f(x) || LS(y)) + lambda2 L_dCor(x, z)
-    + lambda3 L_Pearson(z) + tau mean|z|, with L_dCor the paper's eq. 12 ratio, which is
-    Szekely's dCor squared (``distance_correlation(..., squared=True)``), and L_Pearson over all
-    C^2 channel pairs (eq. 13); each term can be switched off.
+    + lambda3 L_Pearson(z) + tau ||z||_1, with L_dCor the paper's eq. 12 ratio, which is
+    Szekely's dCor squared (``distance_correlation(..., squared=True)``), L_Pearson over all
+    C^2 channel pairs (eq. 13) and ||z||_1 per sample, averaged over the batch; each term can be
+    switched off. The authors'
+    code differs in three forms, each a setting: ``label_smoothing``, ``l1`` and ``pearson_std``.
 
     Ablation switches (Table 6), both true by default (the full defense):
 
@@ -132,6 +135,14 @@ class SiftFunnel(Defense):
     lambda2: NonNegativeFloat  # weight of L_dCor(x, z)
     lambda3: NonNegativeFloat  # weight of L_Pearson(z)
     tau: NonNegativeFloat  # weight of the L1 term on z
+    # LS(y) (eq. 14): paper = 1 - alpha + alpha/K on the true class, alpha/K elsewhere; authors =
+    # 1 - alpha and alpha/(K - 1) (project_infodr_v4.py:119-124)
+    label_smoothing: Literal["paper", "authors"] = "paper"
+    # the L1 term: norm = eq. 15's ||z||_1 (summed over z's elements, averaged over the batch);
+    # mean = the authors' mean |z| over the batch's elements (project_infodr_v4.py:264)
+    l1: Literal["norm", "mean"] = "norm"
+    # sigma in L_Pearson: biased (eq. 13), or the authors' unbiased torch.std (project_infodr_v4.py:173)
+    pearson_std: Literal["biased", "unbiased"] = "biased"
     funnel_reduction: tuple[PositiveInt, PositiveInt]
     z_channels: dict[str, PositiveInt]
     z_downsampling: dict[str, PositiveInt]
@@ -202,9 +213,13 @@ class SiftFunnel(Defense):
         return model.cloud[0]
 
     def smoothed_labels(self, y: torch.Tensor) -> torch.Tensor:
-        """LS(y): 1 - alpha + alpha / K on the true class, alpha / K elsewhere."""
+        """LS(y): 1 - alpha + alpha / K on the true class and alpha / K elsewhere (eq. 14), or
+        the authors' 1 - alpha and alpha / (K - 1) (``label_smoothing: authors``)."""
         k, alpha = self.num_classes, self.alpha
-        return F.one_hot(y, k).float() * (1 - alpha) + alpha / k
+        onehot = F.one_hot(y, k).float()
+        if self.label_smoothing == "authors":
+            return onehot * (1 - alpha) + (1 - onehot) * alpha / (k - 1)
+        return onehot * (1 - alpha) + alpha / k
 
     def loss_terms(self, model: SplitModel, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         z = model.edge(x)
@@ -219,9 +234,10 @@ class SiftFunnel(Defense):
         if self.terms.dcor:
             terms["dcor"] = self.lambda2 * distance_correlation(x, z, squared=True)  # eq. 12 (dCor^2)
         if self.terms.pearson:
-            terms["pearson"] = self.lambda3 * channel_pearson_penalty(z)
+            terms["pearson"] = self.lambda3 * channel_pearson_penalty(z, std=self.pearson_std)
         if self.terms.l1:
-            terms["l1"] = self.tau * z.float().abs().mean()
+            magnitude = z.float().abs()
+            terms["l1"] = self.tau * (magnitude.flatten(1).sum(1).mean() if self.l1 == "norm" else magnitude.mean())
         return terms
 
     def loss(self, model, x, y, epoch):
