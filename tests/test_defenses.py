@@ -380,20 +380,53 @@ def test_resnet_siftfunnel_edge_matches_the_papers_count_within_one_percent():
     assert tuple(model.eval().edge(torch.rand(1, 3, 64, 64)).shape[1:]) == (6, 32, 32)
 
 
-def test_mid_on_resnet18_puts_the_bottleneck_before_a_classifier():
+def _mid(arch, layout, **settings):
+    with torch.device("meta"):  # the authors' CNN layout has 268 M parameters: shapes only
+        return create_defense("mid", beta=1e-2, layout=layout, **settings).build(arch, 10, (3, 64, 64), {})
+
+
+def _head(model):
+    """(kind, in, out) of the cloud's fully connected layers, in order."""
     from ciprivacy.defenses.layers import VariationalLinear
 
-    plain = create_defense("unprotected").build("resnet18", 10, (3, 64, 64), {})
-    model = create_defense("mid", **CONFIG["defenses"]["mid"]).build("resnet18", 10, (3, 64, 64), {})
-    head = model.cloud[-1]
-    assert isinstance(head[0], VariationalLinear) and head[0].fc.in_features == 512 and head[0].out_features == 256
-    assert isinstance(head[1], nn.Linear) and (head[1].in_features, head[1].out_features) == (256, 10)
-    assert count_params(model.edge) == count_params(plain.edge) == 149_824
-    # fc 512 -> 10 (5,130) becomes st_layer 512 -> 2 x 256 (262,656) + fc 256 -> 10 (2,570)
-    assert count_params(model.cloud) - count_params(plain.cloud) == 262_656 + 2_570 - 5_130
-    # The CNN keeps its path: its first FC (flat -> 5K) becomes the bottleneck, its classifier stays.
-    cnn = create_defense("mid", **CONFIG["defenses"]["mid"]).build("cnn", 10, (3, 64, 64), {})
-    (bottleneck,) = [m for m in cnn.cloud.modules() if isinstance(m, VariationalLinear)]
-    assert bottleneck.out_features == 50
-    linears = [m for m in cnn.cloud.modules() if isinstance(m, nn.Linear) and m is not bottleneck.fc]
-    assert [(m.in_features, m.out_features) for m in linears] == [(50, 10)]
+    out = []
+    for m in model.cloud.modules():
+        if isinstance(m, VariationalLinear):
+            out.append(("bottleneck", m.fc.in_features, m.out_features))
+        elif isinstance(m, nn.Linear) and not any(m is v.fc for v in model.cloud.modules() if hasattr(v, "fc")):
+            out.append(("linear", m.in_features, m.out_features))
+    return out
+
+
+@pytest.mark.parametrize(
+    "arch, layout, head, added",
+    [
+        # MID's code (Classifier_VIB for this CNN): Linear(flat -> 5K), Dropout, st 5K -> 2 x 25, classifier 25 -> K
+        ("cnn", "penultimate", [("linear", 16384, 50), ("bottleneck", 50, 25), ("linear", 25, 10)], 2_550 + 260 - 510),
+        ("cnn", "first_linear", [("bottleneck", 16384, 50), ("linear", 50, 10)], 1_638_500 - 819_250),
+        # the authors' Classifier_4_mid: st 16384 -> 2 x 8192 (268,451,840), then Linear(8192 -> 5K), Dropout, -> K
+        ("cnn", "before_head", [("bottleneck", 16384, 8192), ("linear", 8192, 50), ("linear", 50, 10)],
+         268_451_840 + 409_650 - 819_250),
+        # ResNet-18's only layer is the classifier: fc 512 -> K (5,130)
+        ("resnet18", "penultimate", [("bottleneck", 512, 256), ("linear", 256, 10)], 262_656 + 2_570 - 5_130),
+        ("resnet18", "first_linear", [("bottleneck", 512, 256), ("linear", 256, 10)], 262_656 + 2_570 - 5_130),
+        # rn18_mid: st k -> 2k with k = flat, then Linear(k -> 5K), Dropout, Linear(5K -> K)
+        ("resnet18", "before_head", [("bottleneck", 512, 512), ("linear", 512, 50), ("linear", 50, 10)],
+         525_312 + 25_650 + 510 - 5_130),
+    ],
+)  # fmt: skip
+def test_mid_layouts_put_the_bottleneck_where_each_code_does(arch, layout, head, added):
+    plain = create_defense("unprotected").build(arch, 10, (3, 64, 64), {})
+    model = _mid(arch, layout)
+    assert _head(model) == head
+    assert count_params(model.edge) == count_params(plain.edge)  # the edge is untouched
+    assert count_params(model.cloud) - count_params(plain.cloud) == added
+
+
+def test_mid_samples_at_inference_only_when_told():
+    x = torch.rand(2, 3, 32, 32)
+    for sample in (True, False):
+        torch.manual_seed(0)
+        model = create_defense("mid", beta=1e-2, sample_at_inference=sample).build("cnn", 4, (3, 32, 32), SMALL).eval()
+        with torch.no_grad():
+            assert torch.equal(model(x), model(x)) is not sample

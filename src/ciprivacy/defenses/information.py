@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,44 +24,70 @@ def _bottleneck_kl(model: nn.Module) -> torch.Tensor:
     return sum(kls)
 
 
+def _replace(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    """Put ``new`` where ``old`` sits among the modules of ``root``."""
+    for parent in root.modules():
+        for name, child in parent.named_children():
+            if child is old:
+                setattr(parent, name, new)
+                return
+    raise ValueError("the module to replace is not inside this model")
+
+
 @DEFENSES.register("mid")
 @dataclass(kw_only=True, eq=False)
 class MID(Defense):
     """Wang et al. 2021: a variational bottleneck in the cloud's fully connected head; loss =
-    CE + beta * KL(q(h|x) || N(0, I)).
+    CE + beta * KL(q(h|x) || N(0, I)), the KL summed over h's dimensions and averaged over the
+    batch, sigma = softplus(raw - 5). Where the bottleneck sits (``layout``):
 
-    The cloud's first fully connected layer becomes the stochastic layer (mu and sigma of h)
-    when a classifier layer follows it (the CNN: Linear(flat -> 5K) before Dropout and
-    Linear(5K -> K); VGG16: the first of its three). When that layer is the classifier itself
-    (ResNet-18: its only Linear, fc 512 -> K), MID's st_layer -> fc_layer is inserted instead:
-    a stochastic layer Linear(d -> 2k) with k = d / 2 (MID's code: k = feat_dim // 2), then a
-    new classifier Linear(k -> K), so the bottleneck is never the logits."""
+    - ``penultimate`` (MID's own code): a stochastic layer Linear(d -> 2k), k = d // 2, on the
+      classifier's input, and the classifier becomes Linear(k -> K); every other layer stays.
+      For the paper's CNN that is MID's Classifier_VIB (mi-defense, knowledge_align/model.py:
+      50-103: Linear(flat -> 5K), Dropout, st_layer 5K -> 2 (5K // 2), classifier 5K // 2 -> K);
+      VGG16_vib and IR152_vib (gmi/target/model.py) place it the same way.
+    - ``first_linear``: the cloud's first fully connected layer becomes the stochastic layer of
+      the same width (CNN: Linear(flat -> 2 x 5K), a bottleneck of 5K); where that layer is the
+      classifier (ResNet-18) it is ``penultimate``.
+    - ``before_head`` (the authors' Classifier_4_mid / rn18_mid, SiftFunnel's
+      mid_model_packages.py:52-59, 114-119, 169-176): a stochastic Linear(flat -> 2k) on the
+      flattened features before the head. CNN: k = flat // 2 (8,192 at width 128: 268,451,840
+      parameters), the head's first layer takes k inputs. ResNet-18, whose only layer is the
+      classifier: k = flat and the head becomes Linear(k -> 5K), Dropout(0.5), Linear(5K -> K).
+
+    ``sample_at_inference``: h is sampled in eval mode too, as MID's code and the authors' do
+    (an eps drawn at every forward pass); off, the mean is used."""
 
     family = "information bottleneck"
     label = "MID"
 
     beta: NonNegativeFloat
+    layout: Literal["penultimate", "first_linear", "before_head"] = "penultimate"
+    sample_at_inference: bool = True
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         model = super().build(arch, num_classes, image_shape, arch_settings)
         linears = [m for m in model.cloud.modules() if isinstance(m, nn.Linear)]
         if not linears:
             raise ValueError(f"MID needs a fully connected layer in the cloud of {arch!r}")
-        first = linears[0]
-        is_classifier = first is linears[-1]  # no layer after it: it produces the logits
-        for parent in model.cloud.modules():
-            for name, child in parent.named_children():
-                if child is first:
-                    if is_classifier:
-                        k = max(1, first.in_features // 2)
-                        bottleneck = nn.Sequential(
-                            VariationalLinear(first.in_features, k), nn.Linear(k, first.out_features)
-                        )
-                    else:
-                        bottleneck = VariationalLinear(first.in_features, first.out_features)
-                    setattr(parent, name, bottleneck)
-                    return model
-        raise AssertionError("unreachable: the Linear came from model.cloud.modules()")
+        first, classifier = linears[0], linears[-1]
+        sample = self.sample_at_inference
+
+        def bottleneck_before(layer: nn.Linear, k: int) -> nn.Module:
+            """The stochastic layer on ``layer``'s input, then ``layer`` taking k inputs."""
+            return nn.Sequential(VariationalLinear(layer.in_features, k, sample), nn.Linear(k, layer.out_features))
+
+        if self.layout == "penultimate" or (self.layout == "first_linear" and first is classifier):
+            _replace(model.cloud, classifier, bottleneck_before(classifier, max(1, classifier.in_features // 2)))
+        elif self.layout == "first_linear":
+            _replace(model.cloud, first, VariationalLinear(first.in_features, first.out_features, sample))
+        elif first is classifier:  # before_head on a single-layer head: rn18_mid's st_layer and fc
+            k, hidden = first.in_features, 5 * num_classes
+            head = nn.Sequential(nn.Linear(k, hidden), nn.Dropout(0.5), nn.Linear(hidden, num_classes))
+            _replace(model.cloud, first, nn.Sequential(VariationalLinear(k, k, sample), head))
+        else:  # before_head: Classifier_4_mid's st_layer, k = flat // 2
+            _replace(model.cloud, first, bottleneck_before(first, max(1, first.in_features // 2)))
+        return model
 
     def loss(self, model, x, y, epoch):
         return F.cross_entropy(model(x), y) + self.beta * _bottleneck_kl(model)
