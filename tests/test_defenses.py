@@ -430,3 +430,27 @@ def test_mid_samples_at_inference_only_when_told():
         model = create_defense("mid", beta=1e-2, sample_at_inference=sample).build("cnn", 4, (3, 32, 32), SMALL).eval()
         with torch.no_grad():
             assert torch.equal(model(x), model(x)) is not sample
+
+
+def test_the_authors_ae_layout_is_two_parallel_branches_with_their_counts():
+    from ciprivacy.defenses.deepened import ParallelResidualEdge
+
+    torch.manual_seed(0)
+    parallel = create_defense("ae", l1_weight=1e-2, layout="parallel").build("cnn", 10, (3, 64, 64), {})
+    assert count_params(parallel.edge) == 2_365_056  # the paper's count: 299,520 + 2,065,536
+    assert isinstance(parallel.cloud[0], ParallelResidualEdge) and count_params(parallel.cloud[0]) == 738_432
+    torch.manual_seed(0)
+    sequential = create_defense("ae", l1_weight=1e-2, layout="sequential").build("cnn", 10, (3, 64, 64), {})
+    assert count_params(sequential.edge) == 2_365_056 and count_params(sequential.cloud[0]) == 295_424
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = parallel.eval().edge(x), sequential.eval().edge(x)
+    assert a.shape == b.shape == (2, 128, 16, 16) and (a >= 0).all()
+    # the same weights in both places compute another function: a sum of branches, not a chain
+    block = parallel.edge[1]
+    with torch.no_grad():
+        h = torch.randn(1, 256, 4, 4)
+        by_hand = F.relu(block.out(block.conv2ed(h) + block.encoder[2](F.silu(block.encoder[0](h)))))
+        torch.testing.assert_close(block(h), by_hand)
+        chained = F.relu(block.out(block.encoder[2](F.silu(block.encoder[0](block.conv2ed(h))))))
+        assert not torch.allclose(block(h), chained)

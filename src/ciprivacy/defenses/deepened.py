@@ -42,14 +42,33 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
+class ParallelResidualEdge(nn.Module):
+    """The authors' EncoderWithResidualEdge / DecoderWithResidualEdge (target_model_packages.py:
+    744-794): two parallel branches on C channels, summed, y = Conv(x) + Conv(SiLU(Conv(x)))
+    (3x3 convs with bias, no identity skip, nothing after the sum), then ReLU(BN(Conv_{C->C'}(y)))."""
+
+    def __init__(self, channels: int, out_channels: int):
+        super().__init__()
+        c = channels
+        self.conv2ed = nn.Conv2d(c, c, 3, padding=1)
+        self.encoder = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))
+        self.out = nn.Sequential(nn.Conv2d(c, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.out(self.conv2ed(x) + self.encoder(x)))
+
+
 @DEFENSES.register("ae")
 @dataclass(kw_only=True, eq=False)
 class AutoencoderDefense(Defense):
     """Azizian & Bajic 2024: an encoder deepens the edge and halves the channels of z, a
     decoder in the cloud restores them; loss = CE + l1_weight * mean|z|.
 
-    Encoder on C channels: conv3x3 C->C, SiLU, residual(conv3x3 C->C, SiLU, conv3x3 C->C),
-    SiLU, conv3x3 C->C/2, BN, ReLU. On the CNN (C = 256) the edge has 2,365,056 parameters.
+    ``layout: sequential`` (ours): encoder on C channels conv3x3 C->C, SiLU, residual(conv3x3
+    C->C, SiLU, conv3x3 C->C), SiLU, conv3x3 C->C/2, BN, ReLU; decoder conv3x3 C/2->C, BN, ReLU.
+    ``layout: parallel`` (the authors' code): ``ParallelResidualEdge`` C -> C/2 on the edge and
+    C/2 -> C in the cloud (738,432 parameters on the CNN). Either way the CNN's edge (C = 256)
+    has 2,365,056 parameters, the paper's count.
     """
 
     family = "network design & IB"
@@ -57,20 +76,24 @@ class AutoencoderDefense(Defense):
     extra_edge_layers = 4
 
     l1_weight: NonNegativeFloat
+    layout: Literal["sequential", "parallel"] = "sequential"
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         base = super().build(arch, num_classes, image_shape, arch_settings)
         c = _shape(base.edge, image_shape)[0]
-        encoder = nn.Sequential(
-            nn.Conv2d(c, c, 3, padding=1),
-            nn.SiLU(),
-            Residual(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))),
-            nn.SiLU(),
-            nn.Conv2d(c, c // 2, 3, padding=1),
-            nn.BatchNorm2d(c // 2),
-            nn.ReLU(inplace=True),
-        )
-        decoder = nn.Sequential(*conv_bn_relu(c // 2, c, 3))
+        if self.layout == "parallel":
+            encoder, decoder = ParallelResidualEdge(c, c // 2), ParallelResidualEdge(c // 2, c)
+        else:
+            encoder = nn.Sequential(
+                nn.Conv2d(c, c, 3, padding=1),
+                nn.SiLU(),
+                Residual(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))),
+                nn.SiLU(),
+                nn.Conv2d(c, c // 2, 3, padding=1),
+                nn.BatchNorm2d(c // 2),
+                nn.ReLU(inplace=True),
+            )
+            decoder = nn.Sequential(*conv_bn_relu(c // 2, c, 3))
         return SplitModel(nn.Sequential(base.edge, encoder), nn.Sequential(decoder, base.cloud))
 
     def compensation_module(self, model: SplitModel) -> nn.Module:
