@@ -20,6 +20,8 @@ from ciprivacy.defenses.dependence import (
     normalized_hsic,
 )
 from ciprivacy.models import count_params
+from ciprivacy.models.base import DEFAULT_MEAN as MEAN
+from ciprivacy.models.base import DEFAULT_STD as STD
 
 with open("config.yaml") as fh:
     CONFIG = yaml.safe_load(fh)
@@ -454,3 +456,22 @@ def test_the_authors_ae_layout_is_two_parallel_branches_with_their_counts():
         torch.testing.assert_close(block(h), by_hand)
         chained = F.relu(block.out(block.encoder[2](F.silu(block.encoder[0](block.conv2ed(h))))))
         assert not torch.allclose(block(h), chained)
+
+
+def test_bido_feeds_its_x_kernel_unit_or_normalised_pixels(monkeypatch):
+    import ciprivacy.defenses.information as info
+
+    seen = []
+    real = info.gaussian_kernel
+    monkeypatch.setattr(info, "gaussian_kernel", lambda a, sigma: seen.append(a.detach().clone()) or real(a, sigma))
+    x, y = torch.rand(6, 3, 32, 32), torch.tensor([0, 1, 2, 3, 0, 1])
+    for view in ("unit", "normalized"):
+        torch.manual_seed(0)
+        defense, model = build("bido", x_view=view)
+        seen.clear()
+        defense.loss(model, x, y, 0)
+        kernel_x = seen[1]  # z's kernel first, then x's
+        expected = (
+            x if view == "unit" else (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+        )
+        torch.testing.assert_close(kernel_x, expected)

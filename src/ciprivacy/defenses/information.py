@@ -13,7 +13,8 @@ from ciprivacy.defenses.base import DEFENSES, Defense
 from ciprivacy.defenses.club import CLUB, PixelLogVar
 from ciprivacy.defenses.dependence import gaussian_kernel, label_kernel, normalized_hsic
 from ciprivacy.defenses.layers import ChannelVariance, GaussianBottleneck, VariationalLinear
-from ciprivacy.models import SplitModel
+from ciprivacy.models import Normalize, SplitModel
+from ciprivacy.models.base import normalization_for
 from ciprivacy.signature import NonNegativeFloat, PositiveFloat, PositiveInt
 
 
@@ -122,14 +123,22 @@ class BiDO(Defense):
     normalised HSIC (``normalized_hsic``: tr(R_K R_L), R = K H (K H + 1e-5 m I)^-1, which grows
     with the batch size m, not a [0, 1] ratio), Gaussian kernels exp(-d^2 / (2 sigma^2 dim)) for
     x and z and a linear kernel on one-hot labels, as BiDO's code. (a1, a2) depend on the
-    architecture and are the paper's, on that scale. x enters the kernel as [0, 1] pixels
-    (BiDO: normalised inputs); with the width scaled by sqrt(dim) both kernels stay near 1."""
+    architecture and are the paper's, on that scale; with the width scaled by sqrt(dim) both
+    kernels stay near 1.
+
+    ``x_view``: what the x kernel sees. ``unit``: [0, 1] pixels, BiDO's own code (its loader is
+    ToTensor only, Defend_MI BiDO/dataloader.py:98, 105; the batch goes to the kernel as is,
+    engine.py:43). ``normalized``: x normalised as the classifier's input, what SiftFunnel's
+    training script hands every loss term (project_infodr_v4.py:355-378, 258; it imports BiDO's
+    hsic module, :19). On 128 photo patches through the untrained CNN edge nHSIC(x, z) reads
+    32-37 with unit x and 79-86 normalised: the same weight a1 is a 2.4x stronger penalty."""
 
     family = "information bottleneck"
     label = "BiDO"
 
     weights: dict[str, tuple[NonNegativeFloat, NonNegativeFloat]]
     kernel_sigma: PositiveFloat
+    x_view: Literal["unit", "normalized"] = "unit"
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         if arch not in self.weights:
@@ -145,6 +154,9 @@ class BiDO(Defense):
         logits = model.cloud(z)
         sigma = self.kernel_sigma
         kz = gaussian_kernel(z, sigma)
+        if self.x_view == "normalized":
+            mean, std = normalization_for(x.shape[1])
+            x = Normalize(mean, std).to(x.device)(x)
         hsic_xz = normalized_hsic(gaussian_kernel(x, sigma), kz)
         hsic_zy = normalized_hsic(kz, label_kernel(y, self.num_classes))
         return F.cross_entropy(logits, y) + self.a1 * hsic_xz - self.a2 * hsic_zy
