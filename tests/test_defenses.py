@@ -475,3 +475,26 @@ def test_bido_feeds_its_x_kernel_unit_or_normalised_pixels(monkeypatch):
             x if view == "unit" else (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
         )
         torch.testing.assert_close(kernel_x, expected)
+
+
+def test_vib_kl_is_summed_or_averaged_over_z_and_weighted_by_beta():
+    from ciprivacy.defenses.dependence import gaussian_kl
+    from ciprivacy.defenses.layers import ChannelVariance
+
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    losses = {}
+    for reduction in ("sum", "mean"):
+        torch.manual_seed(0)
+        defense, model = build("vib", beta=0.5, kl_reduction=reduction)
+        torch.manual_seed(1)
+        losses[reduction] = defense.loss(model, x, y, 0).item()
+        torch.manual_seed(1)
+        logits = model(x)
+        (bottleneck,) = [m for m in model.modules() if isinstance(m, ChannelVariance)]
+        mu = model.edge[0](x)
+        sigma = F.softplus(bottleneck.scale * mu + bottleneck.shift - 5) + 1e-8
+        kl = gaussian_kl(mu, sigma)  # summed over z's elements, averaged over the batch
+        dim = mu[0].numel()
+        expected = F.cross_entropy(logits, y) + 0.5 * (kl / dim if reduction == "mean" else kl)
+        assert losses[reduction] == pytest.approx(expected.item(), rel=1e-5)
+    assert losses["sum"] > 100 * losses["mean"]
