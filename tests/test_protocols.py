@@ -64,3 +64,20 @@ def test_each_protocols_white_box_attack_runs(configs, noise_target, tiny_photos
     test_images = int(load_prepared(tiny_photos).splits["test"].numel())
     assert result["attacked_images"] == (test_images if protocol == "authors" else min(1000, test_images))
     assert 0 <= result["ssim"] <= 1
+
+
+@pytest.mark.parametrize("protocol", ["rigorous", "authors"])
+def test_each_protocols_mine_runs_and_writes_its_restarts(configs, noise_target, tiny_photos, tmp_path, protocol):
+    from ciprivacy.measure import measure_mi
+
+    settings = {**configs[protocol]["mine"], "epochs": 2, "batch_size": 8, "seed": 0, "device": "cpu"}
+    result = measure_mi(noise_target, tiny_photos, str(tmp_path / "mi.json"), settings)
+    written = json.loads((tmp_path / "mi.json").read_text())
+    runs = written["restarts"]
+    assert len(runs) == settings["restarts"] and written["report"] == settings["report"]
+    assert result["mi"] == pytest.approx(sum(r["mi"] for r in runs) / len(runs))
+    if protocol == "rigorous":  # three restarts from different seeds, chosen on a held-out part
+        assert len({r["seed"] for r in runs}) == 3 and written["mi_ci95"][0] <= written["mi"] <= written["mi_ci95"][1]
+        assert all(r["mi"] == r["mi_validation"] for r in runs)
+    else:  # one run, the largest held-out value
+        assert written["mi_std"] is None and runs[0]["mi"] == max(runs[0]["curve"])

@@ -169,11 +169,28 @@ class Mine(Strict):
     epochs: PositiveInt
     batch_size: Annotated[Int, Ge(2)]
     lr: PositiveFloat
-    report: Literal["best", "last"]
+    optimizer: Literal["adam", "adamw"]
+    betas: Betas | dict[Name, Betas]  # one pair, or one per architecture (registry name)
+    weight_decay: NonNegativeFloat
+    # ReduceLROnPlateau in mode min on the evaluation estimate (the authors'), or none
+    scheduler: Annotated[Literal["plateau", "off"], BeforeValidator(lambda v: "off" if v is False else v)]
+    scheduler_factor: OpenUnit
+    scheduler_patience: NonNegativeInt
+    # best / last evaluation value, or the evaluation value at the epoch the held-out part picks
+    report: Literal["best", "last", "validation"]
+    validation_fraction: Annotated[float, Interval(ge=0, lt=1)]  # of the training split, held out of training
+    restarts: PositiveInt  # independent critic initialisations; mi is their mean
+    estimate: Literal["pooled", "per_batch_mean"]  # one DV bound over the set, or the mean of per-batch bounds
     eval_every: PositiveInt
     max_train: Annotated[Int, Ge(2)] | None
     z_placement: Literal["top_left", "centre"]
     normalize_x: bool
+
+    @model_validator(mode="after")
+    def _validation_part_when_reported(self) -> Mine:
+        if self.report == "validation" and self.validation_fraction <= 0:
+            raise ValueError("report validation needs validation_fraction > 0 (a held-out part to choose the epoch)")
+        return self
 
 
 class Evaluation(Strict):
