@@ -16,12 +16,17 @@ def tiny_target_settings(defense: str, defense_settings: dict, epochs: int) -> d
         "lr": 1e-3,
         "betas": [0.5, 0.999],
         "weight_decay": 0.0,
+        "amsgrad": False,
+        "scheduler": "train_loss",
         "scheduler_factor": 0.5,
         "scheduler_patience": 0,
         "hflip": True,
         "color_jitter": 0.2,
         "amp": False,
         "eval_every": 1,
+        "validation_fraction": 0.0,
+        "selection": "last",
+        "select_after": 0,
     }
     return {
         "dataset": "photos",

@@ -19,7 +19,9 @@ def test_the_packaged_defaults_are_config_yamls_blocks():
     defaults = cp.default_settings()
     assert set(defaults) == {"attacks", "mine", "evaluation"}
     for block, value in defaults.items():
-        assert value == config[block], f"src/ciprivacy/defaults.yaml's {block} differs from config.yaml's: copy it over"
+        assert value == config[block], (
+            f"src/ciprivacy/defaults.yaml's {block} differs from config.yaml's: run python scripts/sync_defaults.py"
+        )
 
 
 def test_a_named_architecture_gives_the_attackers_its_plain_edge(toy):

@@ -271,7 +271,7 @@ def evaluate(
 
     seed_everything(seed)
     evaluation = target_measures(target, x_test, y_test, {**config["evaluation"], "seed": seed})
-    mi = mutual_information(target, x_train, x_aux, {**config["mine"], "seed": seed}, seed_everything(seed))
+    mi = mutual_information(target, x_train, x_aux, {**config["mine"], "seed": seed})
     attacks, skipped, cache = [], {}, {}
     for name in scenarios:
         inputs, why = _prior_input(name, prior, config, x_aux, cache)

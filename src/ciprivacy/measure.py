@@ -11,10 +11,11 @@ import torch
 
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import iterate_batches
+from ciprivacy.data.prepared import holdout_split
 from ciprivacy.io import save_json
 from ciprivacy.metrics.cem import cem_metrics
 from ciprivacy.metrics.features import effective_information, feature_shape
-from ciprivacy.metrics.mine import CRITICS, estimate_mi
+from ciprivacy.metrics.mine import CRITICS, estimate_mi, restart_summary
 from ciprivacy.models import count_params
 from ciprivacy.models.base import Normalize, normalization_for
 from ciprivacy.precision import module_layout, to_layout
@@ -77,48 +78,87 @@ def feature_pairs(
 
 
 def mutual_information(
-    target: Target, x_train: torch.Tensor, x_eval: torch.Tensor, settings: dict[str, Any], gen: torch.Generator
+    target: Target,
+    x_train: torch.Tensor,
+    x_eval: torch.Tensor,
+    settings: dict[str, Any],
+    y_train: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """MINE between inputs and observed features: the critic trained on ``x_train`` (the first
-    ``max_train`` images), evaluated on ``x_eval`` (uint8 images on the device). ``settings``:
-    the ``mine`` block (``channels_last`` optional)."""
+    """MINE between inputs and observed features (uint8 images on the device): the critic trained
+    on ``x_train`` less ``validation_fraction`` of it (seeded; stratified by ``y_train`` when
+    given), which chooses the reported epoch under ``report: validation``, and evaluated on
+    ``x_eval``. ``settings``: the ``mine`` block with ``seed`` (``channels_last`` optional).
+
+    The critic is trained ``restarts`` times from independent initialisations (seeds derived
+    from the job's; the first is the job's own); ``mi`` is the mean of the restarts' values,
+    with their standard deviation and a 95 % t-interval (``restarts`` holds each run)."""
+    seed = int(settings["seed"])
     channels_last = bool(settings.get("channels_last", False))
     device = x_eval.device
+    labels = y_train if y_train is not None else torch.zeros(x_train.shape[0], dtype=torch.long)
+    fit, held = holdout_split(labels.cpu(), settings["validation_fraction"], seed)
+    x_fit = x_train[fit.to(x_train.device)]
     if settings["max_train"] is not None:
-        x_train = x_train[: settings["max_train"]]
+        x_fit = x_fit[: settings["max_train"]]
+    x_held = x_train[held.to(x_train.device)]
     z_shape = tuple(feature_shape(target.observe, x_eval))
     options = {"placement": settings["z_placement"]} if settings["critic"] == "paper_conv" else {}
-    critic = CRITICS.get(settings["critic"])(tuple(x_eval.shape[1:]), z_shape, **options)
-    critic = module_layout(critic.to(device), channels_last)
     # The authors' critic sees x normalised as the classifier's input (its edge normalises itself).
     view = Normalize(*normalization_for(x_eval.shape[1])).to(device) if settings["normalize_x"] else None
+    arch = target.meta.get("arch_type", target.meta.get("arch"))
+    betas = settings["betas"].get(arch, (0.9, 0.999)) if isinstance(settings["betas"], dict) else settings["betas"]
     batch = settings["batch_size"]
-    estimate = estimate_mi(
-        critic,
-        feature_pairs(target.observe, x_train, batch, True, gen, channels_last, view),
-        feature_pairs(target.observe, x_eval, batch, False, gen, channels_last, view),
-        settings["epochs"],
-        settings["lr"],
-        settings["report"],
-        gen,
-        eval_every=settings["eval_every"],
-    )
-    log.info("MI estimate %.5f (best %.5f, last %.5f)", estimate["mi"], estimate["mi_best"], estimate["mi_last"])
-    return {**target.ident, **estimate, "critic": settings["critic"]}
+    runs = []
+    for restart in range(settings["restarts"]):
+        run_seed = seed + 1_000_003 * restart
+        gen = seed_everything(run_seed)
+        critic = CRITICS.get(settings["critic"])(tuple(x_eval.shape[1:]), z_shape, **options)
+        critic = module_layout(critic.to(device), channels_last)
+        estimate = estimate_mi(
+            critic,
+            feature_pairs(target.observe, x_fit, batch, True, gen, channels_last, view),
+            feature_pairs(target.observe, x_eval, batch, False, gen, channels_last, view),
+            settings["epochs"],
+            settings["lr"],
+            settings["report"],
+            gen,
+            desc=f"MINE {restart + 1}/{settings['restarts']}",
+            eval_every=settings["eval_every"],
+            validation_pairs=feature_pairs(target.observe, x_held, batch, False, gen, channels_last, view)
+            if held.numel()
+            else None,
+            optimizer=settings["optimizer"],
+            betas=tuple(betas),
+            weight_decay=settings["weight_decay"],
+            estimate=settings["estimate"],
+            scheduler_patience=settings["scheduler_patience"] if settings["scheduler"] == "plateau" else None,
+            scheduler_factor=settings["scheduler_factor"],
+        )
+        runs.append({"seed": run_seed, **estimate})
+        log.info("MINE restart %d: %.5f", restart + 1, estimate["mi"])
+    summary = restart_summary([r["mi"] for r in runs])
+    means = {k: sum(r[k] for r in runs) / len(runs) for k in ("mi_best", "mi_last")}
+    log.info("MI estimate %.5f over %d restarts (best %.5f, last %.5f)", summary["mi"], len(runs), *means.values())
+    return {
+        **target.ident,
+        **summary,
+        **means,
+        "report": settings["report"],
+        "restarts": runs,
+        "critic": settings["critic"],
+    }
 
 
 def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
     """MINE between inputs and observed features: trained on the classifier's training split,
-    evaluated on the auxiliary split (the authors' protocol)."""
+    evaluated on the auxiliary split (the authors' protocol); see ``mutual_information``."""
     configure_job()
     device = pick_device(settings.get("device", "auto"))
-    gen = seed_everything(int(settings["seed"]))
+    seed_everything(int(settings["seed"]))
     target = load_target(model_path, device, bool(settings.get("channels_last", False)))
     data = load_prepared(data_path)
-    x_train = data.split("train")[0]
-    if settings["max_train"] is not None:
-        x_train = x_train[: settings["max_train"]]
-    result = mutual_information(target, x_train.to(device), data.split("aux")[0].to(device), settings, gen)
-    result["device"] = str(device)
+    x_train, y_train = data.split("train")
+    result = mutual_information(target, x_train.to(device), data.split("aux")[0].to(device), settings, y_train)
+    result["device"] = str(device)  # a run-time setting, not in params: recorded where it ran
     save_json(result, output)
     return result

@@ -18,8 +18,17 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from ciprivacy.attacks.inverse import InverseNet, InverseSettings, reconstruct, train_inverse_network
-from ciprivacy.attacks.rmle import RmleSettings, rmle_reconstruct
+from ciprivacy.attacks.authors_inverse import authors_generator
+from ciprivacy.attacks.inverse import (
+    InverseNet,
+    InverseSettings,
+    draw_seed,
+    patience_for,
+    query_once,
+    reconstruct,
+    train_inverse_network,
+)
+from ciprivacy.attacks.rmle import RmleSettings, coupled, rmle_reconstruct
 from ciprivacy.checkpoint import (
     Resume,
     load_checkpoint,
@@ -30,9 +39,11 @@ from ciprivacy.checkpoint import (
 )
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
+from ciprivacy.data.prepared import holdout_split
+from ciprivacy.defenses.base import split_plugins
 from ciprivacy.io import file_sha256, save_json, save_torch
-from ciprivacy.metrics.image import paper_quality, reconstruction_quality
-from ciprivacy.models import ARCHS, plain_edge
+from ciprivacy.metrics.image import paper_batches, paper_quality, reconstruction_quality
+from ciprivacy.models import ARCHS, default_split_block, plain_edge
 from ciprivacy.registry import Registry
 from ciprivacy.runtime import configure_job, pick_device, seed_everything, without_runtime
 from ciprivacy.target import Target, load_target
@@ -69,6 +80,16 @@ class Scenario:
         return self.config_block or self.name
 
 
+def rmle_batches(n: int, settings: dict) -> list[torch.Tensor]:
+    """Which test images rMLE optimises together: consecutive ones for independent per-sample
+    losses; for an objective that couples a batch (the authors'), the shuffled batches the
+    paper's metrics are computed on (``paper_batches`` with the attack's seed), as their code
+    optimises and scores each test-loader batch at once (white_box_attack.py:152-227)."""
+    if coupled(settings):
+        return [torch.from_numpy(idx) for idx in paper_batches(n, settings["batch_size"], settings["seed"])]
+    return list(torch.arange(n).split(settings["batch_size"]))
+
+
 def whitebox_rmle(
     target: Target,
     aux: torch.Tensor,
@@ -79,20 +100,28 @@ def whitebox_rmle(
 ):
     """rMLE over batches of test images; with ``resume`` the finished batches are kept there."""
     n = test.shape[0] if settings["num_images"] is None else min(settings["num_images"], test.shape[0])
-    out = []
+    batches = rmle_batches(n, settings)
+    out: list[torch.Tensor] = []
     resumed = load_checkpoint(resume.path, resume.key) if resume else None
     if resumed is not None:
         out.append(resumed["done"].to(test.device))
         set_rng_state(resumed["rng"], gen)
         log.info("resuming rMLE from %s after %d images", resume.path, out[0].shape[0])
-    for start in range(sum(x.shape[0] for x in out), n, settings["batch_size"]):
-        x = to_float(test[start : min(n, start + settings["batch_size"])])
+    done = sum(x.shape[0] for x in out)
+    finished = 0
+    for idx in batches:
+        finished += idx.numel()
+        if finished <= done:
+            continue
+        x = to_float(test[idx.to(test.device)])
         z = target.observe(x)
         out.append(rmle_reconstruct(target.model.edge, z, tuple(test.shape[1:]), settings, gen))
-        log.info("rMLE: %d / %d images", start + x.shape[0], n)
-        if resume is not None and start + x.shape[0] < n:
+        log.info("rMLE: %d / %d images", finished, n)
+        if resume is not None and finished < n:
             save_checkpoint(resume.path, {"settings": resume.key, "done": torch.cat(out).cpu(), "rng": rng_state(gen)})
-    return torch.cat(out), n, None, {}
+    rec = torch.empty_like(torch.cat(out))
+    rec[torch.cat(batches).to(rec.device)] = torch.cat(out)  # back to the test split's order
+    return rec, n, None, {}
 
 
 def assumed_edge(meta: dict[str, Any], z_shape: tuple[int, ...]) -> tuple[int, bool, str | None]:
@@ -120,26 +149,79 @@ def _inverse_attack(
     settings: dict,
     gen: torch.Generator,
     resume: Resume | None = None,
+    train_split: torch.Tensor | None = None,
 ):
     """The inverse network starts from the architecture the attacker assumes: the plain edge of
     the target's architecture family (or, for an architecture no registry knows, the observed z
-    alone: ``assumed_edge``), adapted only to the observed z. With ``match_depth`` (gray-box) it
-    also mirrors the layers a defense added to the edge."""
+    alone: ``assumed_edge``), adapted only to the observed z. With ``match_depth``
+    (gray-box) it also mirrors the layers a defense added to the edge. With ``architecture:
+    authors`` it is the authors' generator for the target where their code has one (else our
+    mirror network); the metrics record which (``generator``, ``generator_fallback``).
+
+    ``validation_fraction`` of the auxiliary split (seeded by the attack's seed) is held out of
+    training to select the kept state and step the scheduler; ``train_split`` (the classifier's
+    training images) is needed only when ``selection`` is ``best_train_split``."""
+    meta = target.meta
     z_shape = tuple(target.observe(to_float(test[:1])).shape[1:])
-    base_channels, hidden_at_z, assumed_arch = assumed_edge(target.meta, z_shape)
+    base_channels, hidden_at_z, arch = assumed_edge(meta, z_shape)
     pre_convs = target.defense.extra_edge_layers if settings["match_depth"] else 0
-    generator = InverseNet(
-        z_shape,
-        tuple(test.shape[1:]),
-        base_channels=base_channels,
-        width=settings["width"],
-        extra_convs=settings["extra_convs"],
-        pre_convs=pre_convs,
-        hidden_at_z=hidden_at_z,
-    ).to(test.device)
-    generator, history = train_inverse_network(generator, target.observe, aux, test, settings, gen, resume)
-    rec = reconstruct(generator, target.observe, test, settings["batch_size"], bool(settings["amp"]))
-    arch = {
+    generator, name, fallback = None, "mirror", None
+    if settings["architecture"] == "authors" and arch is None:
+        fallback = "the authors' code has no generator for an architecture it does not know"
+    elif settings["architecture"] == "authors":
+        assumed = tuple(
+            plain_edge(arch, meta["num_classes"], meta["image_shape"], **meta.get("arch_settings", {}))(
+                torch.zeros(1, *meta["image_shape"])
+            ).shape[1:]
+        )
+        generator, why = authors_generator(
+            arch,
+            {"split_block": default_split_block(arch), **meta.get("arch_settings", {})},
+            split_plugins(meta.get("defense_type", meta["defense"]))[0],
+            target.defense.extra_edge_layers > 0,
+            settings["match_depth"],
+            z_shape,
+            assumed,
+            tuple(test.shape[1:]),
+        )
+        name, fallback = (why, None) if generator is not None else ("mirror", why)
+        if fallback:
+            log.info("%s; the attack uses our mirror network", fallback)
+    if generator is None:
+        generator = InverseNet(
+            z_shape,
+            tuple(test.shape[1:]),
+            base_channels=base_channels,
+            width=settings["width"],
+            extra_convs=settings["extra_convs"],
+            pre_convs=pre_convs,
+            hidden_at_z=hidden_at_z,
+        )
+    generator = generator.to(test.device)
+    settings = {**settings, "scheduler_patience": patience_for(settings["scheduler_patience"], arch)}
+    fit, held = holdout_split(
+        torch.zeros(aux.shape[0], dtype=torch.long), settings["validation_fraction"], settings["seed"]
+    )
+    fit, held = fit.to(aux.device), held.to(aux.device)
+    generator, history = train_inverse_network(
+        generator,
+        target.observe,
+        aux[fit],
+        test,
+        settings,
+        gen,
+        resume,
+        validation_images=aux[held],
+        train_split_images=train_split,
+    )
+    # A fixed draw of a noisy link is scored on the same draw of the test split it saw in training.
+    answers = None
+    if settings["perturbation"] == "fixed":
+        answers = query_once(target.observe, test, settings, draw_seed(settings, "test"))
+    rec = reconstruct(generator, target.observe, test, settings["batch_size"], bool(settings["amp"]), answers=answers)
+    info = {
+        "generator": name,  # mirror = our InverseNet; else the authors' class it reproduces
+        "generator_fallback": fallback,  # why the authors' generator could not be used, if so
         "z_shape": list(z_shape),
         "base_channels": base_channels,
         "width": settings["width"],
@@ -147,11 +229,14 @@ def _inverse_attack(
         "pre_convs": pre_convs,
         "hidden_at_z": hidden_at_z,
     }
-    state = {"state_dict": generator.state_dict(), "meta": arch}
+    state = {"state_dict": generator.state_dict(), "meta": info}
     extra = {
+        "generator": name,
+        "generator_fallback": fallback,
         "history": history,
         "generator_params": sum(p.numel() for p in generator.parameters()),
-        "assumed_arch": assumed_arch,
+        "assumed_arch": arch,
+        "aux_split_sizes": {"train": int(fit.numel()), "validation": int(held.numel())},
     }
     return rec, test.shape[0], state, extra
 
@@ -229,6 +314,9 @@ def run_attack(
     test = data.split("test")[0].to(device)
     key = {"attack": without_runtime(settings), "model_sha256": file_sha256(model_path)}
     resume = Resume(checkpoint, key) if checkpoint else None
+    # The authors' generator selection scores the classifier's training split (best_train_split).
+    if settings.get("selection") == "best_train_split":
+        inputs = {**(inputs or {}), "train_split": data.split("train")[0].to(device)}
     result, rec, state = attack_target(scenario, target, aux, test, settings, gen, resume, inputs)
     result["device"] = str(device)  # a run-time setting, not in params: recorded where it ran
     k = min(settings["n_samples"], result["attacked_images"])
