@@ -33,10 +33,12 @@ def without_runtime(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k not in (*RUNTIME_KEYS, *ATTACK_RUNTIME_KEYS)}
 
 
-def default_gpu_jobs() -> int:
+def default_gpu_jobs() -> int | None:
     """GPU jobs a local run takes at once unless told (``--resources gpu=N``): one per GPU the
-    machine shows, at least one."""
-    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+    machine shows; None where it shows none (device ``auto`` then runs every job on the CPU, and
+    only ``--cores`` limits them)."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return count or None
 
 
 def pick_device(requested: str = "auto") -> torch.device:

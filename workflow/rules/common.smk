@@ -27,11 +27,15 @@ config.update(S.canonical(_checked))
 validate(config, schema="../schemas/config.schema.json", set_default=False)
 
 # Rules that train, attack or measure declare gpu=GPU_JOB: 1, or 0 when the config runs on the
-# CPU. A local run given no --resources gpu=N runs at most one such job per visible GPU at once
-# (at least one), so the plain `snakemake --cores all` never stacks every job on one GPU.
+# CPU. A local run given no --resources gpu=N runs at most one such job per visible GPU at once,
+# so the plain `snakemake --cores all` never stacks every job on one GPU; on a machine with no
+# GPU, device auto runs on the CPU and only --cores limits the jobs.
 GPU_JOB = 0 if config["device"] == "cpu" else 1
 if workflow.local_exec and "gpu" not in workflow.global_resources:
-    workflow.global_resources["gpu"] = S.default_gpu_jobs()
+    _gpus = S.default_gpu_jobs()
+    if _gpus is None and config["device"] == "auto":
+        GPU_JOB = 0
+    workflow.global_resources["gpu"] = _gpus or 1
     if GPU_JOB and workflow.is_main_process:
         print(
             f"NOTE: at most {workflow.global_resources['gpu'].value} GPU job(s) at once; "
