@@ -7,25 +7,54 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pandas as pd
 import torch
 
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import iterate_batches
-from ciprivacy.io import save_json
+from ciprivacy.io import save_csv, save_json
 from ciprivacy.metrics.cem import cem_metrics
-from ciprivacy.metrics.features import effective_information, feature_shape
+from ciprivacy.metrics.features import feature_shape, nonzero_per_sample
 from ciprivacy.metrics.mine import CRITICS, estimate_mi
 from ciprivacy.models import count_params
 from ciprivacy.models.base import Normalize, normalization_for
-from ciprivacy.precision import module_layout, to_layout
+from ciprivacy.precision import autocast, module_layout, to_layout
 from ciprivacy.runtime import configure_job, pick_device, seed_everything
-from ciprivacy.target import accuracy, load_target
+from ciprivacy.target import Target, load_target
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_target(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """Test accuracy of the deployed pipeline and the feature measures on the test split."""
+@torch.no_grad()
+def correct_per_image(
+    target: Target, images: torch.Tensor, labels: torch.Tensor, batch_size: int, amp: bool, channels_last: bool = False
+) -> torch.Tensor:
+    """Whether the deployed pipeline classifies each image right (bool, one per image, on the
+    CPU): ``ciprivacy.target.accuracy`` image by image, the same forward passes in the same order."""
+    target.model.eval()
+    out = []
+    for x, y in iterate_batches(images, labels, batch_size):
+        x = to_layout(x, channels_last)
+        with autocast(images.device, amp):
+            logits = target.defense.forward(target.model, x)
+        out.append((logits.argmax(1) == y).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
+def chance_levels(labels: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """The accuracy a model that learned nothing reaches on these labels: 1 / K (a uniform guess)
+    and the majority class's share (always answering it)."""
+    counts = torch.bincount(labels.cpu(), minlength=num_classes)
+    return {"chance_uniform": 1.0 / num_classes, "chance_majority": counts.max().item() / max(1, labels.numel())}
+
+
+def evaluate_target(
+    model_path: str, data_path: str, output: str, settings: dict[str, Any], per_image_path: str | None = None
+) -> dict[str, Any]:
+    """Test accuracy of the deployed pipeline and the feature measures on the test split, with
+    the chance levels of the test labels. ``per_image_path`` (a CSV) gets, per test image, its
+    index, label, whether it was classified right and delta(z)'s count for it, from which the
+    reports bootstrap accuracy's and delta(z)'s intervals."""
     configure_job()
     device = pick_device(settings.get("device", "auto"))
     seed_everything(int(settings["seed"]))
@@ -33,16 +62,28 @@ def evaluate_target(model_path: str, data_path: str, output: str, settings: dict
     target = load_target(model_path, device, channels_last)
     data = load_prepared(data_path)
     x_test, y_test = (t.to(device) for t in data.split("test"))
+    correct = correct_per_image(target, x_test, y_test, settings["batch_size"], bool(settings["amp"]), channels_last)
+    nonzero = nonzero_per_sample(target.observe, x_test, settings["batch_size"])
+    n = max(1, y_test.numel())
     result = {
         **target.ident,
-        "test_acc": accuracy(target, x_test, y_test, settings["batch_size"], bool(settings["amp"]), channels_last),
-        "delta_z": effective_information(target.observe, x_test, settings["batch_size"]),
+        "test_acc": correct.sum().item() / n,
+        "delta_z": nonzero.sum().item() / n,
+        **chance_levels(y_test, data.num_classes),
         "z_shape": feature_shape(target.observe, x_test),
         "edge_params": count_params(target.model.edge),
         "epsilon": target.meta.get("defense_report", {}).get("epsilon"),
         **cem_metrics(target, x_test, y_test, settings),
         "device": str(device),  # a run-time setting, not in params: recorded where it ran
     }
+    if per_image_path is not None:
+        per_image = {
+            "test_index": data.splits["test"].numpy(),
+            "label": y_test.cpu().numpy(),
+            "correct": correct.to(torch.int8).numpy(),
+            "nonzero": nonzero.numpy(),
+        }
+        save_csv(pd.DataFrame(per_image), per_image_path)
     save_json(result, output)
     log.info("evaluation: %s", result)
     return result

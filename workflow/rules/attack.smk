@@ -11,6 +11,8 @@ rule attack:
     output:
         metrics=f"{ATTACK_DIR}/metrics.json",
         samples=f"{ATTACK_DIR}/samples.pt",
+        # Each attacked test image's scores: the reports bootstrap their intervals from them.
+        per_image=f"{ATTACK_DIR}/per_image.csv",
     log:
         f"{OUT}/logs/attack/{{protocol}}/{TARGET}/{{scenario}}.log",
     benchmark:
@@ -37,6 +39,8 @@ use rule attack as attack_with_model with:
     output:
         metrics=f"{ATTACK_DIR}/metrics.json",
         samples=f"{ATTACK_DIR}/samples.pt",
+        # Each attacked test image's scores: the reports bootstrap their intervals from them.
+        per_image=f"{ATTACK_DIR}/per_image.csv",
         attacker=f"{ATTACK_DIR}/attacker.pt",
     log:
         f"{OUT}/logs/attack_with_model/{{protocol}}/{TARGET}/{{scenario}}.log",

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 from pydantic import BaseModel
 from torch import nn
@@ -30,8 +31,8 @@ from ciprivacy.checkpoint import (
 )
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
-from ciprivacy.io import file_sha256, save_json, save_torch
-from ciprivacy.metrics.image import paper_quality, reconstruction_quality
+from ciprivacy.io import file_sha256, save_csv, save_json, save_torch
+from ciprivacy.metrics.image import paper_quality, per_image_scores, reconstruction_quality
 from ciprivacy.models import plain_edge
 from ciprivacy.registry import Registry
 from ciprivacy.runtime import configure_job, pick_device, seed_everything, without_runtime
@@ -162,12 +163,15 @@ def run_attack(
     attacker_path: str | None = None,
     checkpoint: str | None = None,
     inputs: dict[str, str] | None = None,
+    per_image_path: str | None = None,
 ) -> dict[str, Any]:
     """Attack the test split of a trained target; write metrics, a few sample pairs, the attacker.
 
     With ``checkpoint`` (a path) a killed attack resumes where it stopped (the inverse network
     after its last finished epoch, rMLE after its last finished batch); the file is removed
     once the outputs are written. ``inputs`` are the further files the scenario reads (by name).
+    ``per_image_path`` (a CSV) gets each attacked test image's scores (``per_image_scores``), from
+    which the reports bootstrap their intervals.
     """
     configure_job()
     entry = SCENARIOS.get(scenario)
@@ -190,6 +194,7 @@ def run_attack(
         "scenario": scenario,
         "attack": entry.method,
         "attacked_images": n,
+        "metric_batch": settings["metric_batch"],  # batch of the *_paper metrics (per_image.csv regroups by it)
         "device": str(device),  # a run-time setting, not in params: recorded where it ran
         **quality,
         **extra,
@@ -203,6 +208,9 @@ def run_attack(
         },
         samples_path,
     )
+    if per_image_path is not None:
+        scores = per_image_scores(original, rec, settings["metric_batch"], settings["seed"])
+        save_csv(pd.DataFrame({"test_index": data.splits["test"][:n].numpy(), **scores}), per_image_path)
     if attacker_path is not None:
         if state is None:
             raise ValueError(f"scenario {scenario!r} trains no attacker model to write to {attacker_path}")
