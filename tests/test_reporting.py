@@ -197,10 +197,13 @@ def test_tidy_frame_from_result_files(tmp_path):
     save_json({**key, "mi": 0.1}, tmp_path / "m.json")
     save_json({**key, "scenario": "whitebox", "mse": 0.1, "psnr": 10.0, "ssim": 0.2}, tmp_path / "a.json")
     tidy = results.tidy_frame([tmp_path / "e.json"], [tmp_path / "m.json"], [tmp_path / "a.json"])
-    assert list(tidy.columns) == results.TIDY_COLUMNS
+    assert list(tidy.columns) == [*results.TIDY_COLUMNS, *results.INTERVAL_COLUMNS]
     values = tidy.set_index(["scenario", "metric"])["value"]
     assert values[("target", "test_acc_pct")] == 50.0 and values[("whitebox", "ssim")] == 0.2
-    assert ("target", "epsilon") not in values.index and len(tidy) == 7
+    # Without per-image files or restarts nothing has an interval; an MI of 0.1 is not zero.
+    assert tidy[results.INTERVAL_COLUMNS].isna().all().all()
+    assert values[("target", "mi_indistinguishable_from_zero")] == 0
+    assert ("target", "epsilon") not in values.index and len(tidy) == 8
 
 
 def test_tables_show_the_spread_over_seeds_when_several_ran(tmp_path):
