@@ -106,7 +106,8 @@ def test_defense_table_has_the_papers_rows_and_columns():
     table = paper_tables.defense_table(tidy, "cifar10", "cnn")
     expected_rows = [d for d in layout.PAPER_DEFENSES for _ in range(2 if layout.mirrors_added_layers(d) else 1)]
     assert list(table["defense"]) == expected_rows
-    assert list(table.columns[:6]) == paper_tables.ID_COLUMNS
+    assert list(table.columns[: len(paper_tables.ID_COLUMNS)]) == paper_tables.ID_COLUMNS
+    assert set(table["protocol"]) == {"rigorous"}
     assert {c for c, _, _ in paper_tables.VALUE_COLUMNS} <= set(table.columns)
     ran = table.drop_duplicates("defense").set_index("defense")["status"]
     assert set(ran[ran == "ran"].index) == {"unprotected", "noise", "ae", "siftfunnel"}
@@ -119,13 +120,21 @@ def test_defense_table_has_the_papers_rows_and_columns():
 
 
 def test_best_values_are_bold_in_the_direction_of_privacy():
-    shown = paper_tables.display_frame(paper_tables.defense_table(fixture_tidy(), "cifar10", "cnn"))
+    shown = paper_tables.display_frame(paper_tables.defense_table(fixture_tidy(seeds=(0,)), "cifar10", "cnn"))
     bold = {c: [i for i, s in enumerate(shown[c]) if s.startswith("**")] for c in shown.columns}
     names = list(shown["Defense"])
     assert [names[i] for i in bold["Gen MSE↑"]] == ["SiftFunnel (black-box Gen)"]  # highest MSE
     assert [names[i] for i in bold["MI↓"]] == ["SiftFunnel"]  # lowest MI
     assert [names[i] for i in bold["Test acc (%)"]] == ["AE-based"]  # highest accuracy
     assert "not run" in set(shown["Test acc (%)"])
+
+
+def test_a_best_value_is_bold_only_when_its_interval_clears_the_runner_up():
+    # Two seeds: accuracies 90 / 91 (AE) and 88 / 89 (unprotected): t-intervals over two seeds
+    # (+-6.4 points) overlap, so no accuracy is bold; the Gen MSEs, 0.1 apart, stay separated.
+    shown = paper_tables.display_frame(paper_tables.defense_table(fixture_tidy(), "cifar10", "cnn"))
+    bold = {c: [i for i, s in enumerate(shown[c]) if s.startswith("**")] for c in shown.columns}
+    assert bold["Test acc (%)"] == [] and len(bold["Gen MSE↑"]) == 1
 
 
 def test_arch_table_marks_missing_architectures_not_run():
@@ -209,7 +218,12 @@ def test_tidy_frame_from_result_files(tmp_path):
 def test_tables_show_the_spread_over_seeds_when_several_ran(tmp_path):
     from ciprivacy.reporting.paper_tables import write_defense_table
 
-    write_defense_table(fixture_tidy(seeds=(0, 1)), "cifar10", "cnn", str(tmp_path / "two"))
-    write_defense_table(fixture_tidy(seeds=(0,)), "cifar10", "cnn", str(tmp_path / "one"))
-    assert "±" in (tmp_path / "two.md").read_text()  # test accuracy differs by seed in the fixture
+    two = write_defense_table(fixture_tidy(seeds=(0, 1)), "cifar10", "cnn", str(tmp_path / "two"))
+    one = write_defense_table(fixture_tidy(seeds=(0,)), "cifar10", "cnn", str(tmp_path / "one"))
+    # Two seeds: the t-interval of the seed mean (accuracy differs by seed in the fixture).
+    cell = paper_tables.display_frame(two).loc[0, "Test acc (%)"]
+    assert cell == "88.50 [82.15, 94.85]"  # 88.5 +- t(0.975, 1) x 0.707 / sqrt(2)
+    assert two.loc[0, "test_acc_pct_ci_low"] == pytest.approx(88.5 - 12.706 * 0.5, abs=1e-3)
+    # One seed without per-image files: no interval, no spread.
+    assert paper_tables.display_frame(one).loc[0, "Test acc (%)"] == "88.00"
     assert "±" not in (tmp_path / "one.md").read_text()
