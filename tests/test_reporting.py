@@ -58,22 +58,29 @@ def verdicts(tidy: pd.DataFrame) -> dict[int, str]:
 
 
 def test_claims_hold_on_a_table_built_to_satisfy_them():
-    v = verdicts(fixture_tidy())
+    v = verdicts(fixture_tidy(seeds=(0,)))  # one seed, no per-image files: every number a point
     assert v == {1: "holds", 2: "holds", 3: "holds", 4: "holds", 5: "not run", 6: "not run"}
+
+
+def test_a_claim_is_undecided_while_the_intervals_straddle_its_rule():
+    # Two seeds: accuracy 86 / 87 against 88 / 89, t-intervals of +-6.4 points: the change
+    # -2 [-14.7, 10.7] straddles -3. The other claims' numbers are the same on both seeds.
+    v = verdicts(fixture_tidy())
+    assert v[1] == "undecided" and [v[c] for c in (2, 3, 4)] == ["holds"] * 3
 
 
 @pytest.mark.parametrize(
     "change, claim",
     [
-        (dict(acc_sf=84.0), 1),  # 84.5 mean vs 88.5 - 3 = 85.5
+        (dict(acc_sf=84.0), 1),  # 84 vs 88 - 3 = 85
         (dict(gen_mse_sf=0.06), 2),  # needs >= 1.3 x ae's strongest-generator 0.05(05)
         (dict(mi_sf=0.03), 3),  # needs <= 0.5 x 0.05
         (dict(params_sf=200000), 4),  # ae / siftfunnel = 11.8 < 20
     ],
 )
 def test_each_claim_fails_when_its_number_is_moved_past_the_rule(change, claim):
-    v = verdicts(fixture_tidy(**change))
-    assert v[claim] == "does not hold"
+    v = verdicts(fixture_tidy(**change, seeds=(0,)))
+    assert v[claim] == "fails"
     assert all(v[c] == "holds" for c in (1, 2, 3, 4) if c != claim)
 
 
