@@ -154,3 +154,35 @@ def test_write_baselines_files_agree(tmp_path):
     for record in written["scores"]:
         rows = per_image[per_image["baseline"] == record["baseline"]]
         assert rows["mse"].mean() == pytest.approx(record["mse"]) and len(rows) == 8
+
+
+def test_the_workflow_scores_baselines_once_per_protocol_and_dataset_with_each_attacks_convention():
+    import yaml
+
+    from ciprivacy import config as S
+    from ciprivacy import experiments as X
+    from ciprivacy.reporting import plan
+
+    layers = []
+    for name in ("config.yaml", "presets/demo.yaml"):
+        with open(name) as fh:
+            layers.append((name, yaml.safe_load(fh)))
+    override = {
+        "protocol": ["rigorous", "authors"],
+        "protocols": {"authors": {"attacks": {"whitebox": {"init": "normal"}}}},
+    }
+    config = S.canonical(S.check_config([*layers, ("--config", override)]))
+    found, _ = X.experiments(config)
+    seeds = [0, 1]
+    assert plan.baseline_pairs(found, seeds) == [("rigorous", "photos"), ("authors", "photos")]
+    settings = plan.baseline_settings(found, seeds, config, "authors", "photos")
+    assert settings["rmle_init"] == "normal"
+    assert plan.baseline_settings(found, seeds, config, "rigorous", "photos")["rmle_init"] == "gray"
+    conventions = {(c["scenario"], c["seed"]): c for c in settings["conventions"]}
+    assert set(conventions) == {(s, k) for s in ("whitebox", "blackbox", "graybox", "glass", "glass++") for k in seeds}
+    assert conventions["whitebox", 1] == {"scenario": "whitebox", "seed": 1, "num_images": 8, "metric_batch": 64}
+    assert conventions["blackbox", 0]["num_images"] is None and conventions["blackbox", 0]["metric_batch"] == 32
+    assert plan.baseline_inputs(found, seeds, "rigorous", "photos") == ["prior"]  # GLASS runs: its prior's image
+    files = plan.run_results(found, seeds, "out")
+    assert "out/authors/baselines/photos/per_image.csv" in files
+    assert any(f.endswith("/whitebox/per_image.csv") for f in files)
