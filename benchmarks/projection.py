@@ -92,7 +92,8 @@ def project(config_path: Path, ours_ips: dict[str, float], rmle_iterations_measu
         whitebox = "whitebox" in scenarios[tuple(t.values())]
         if whitebox:
             work["rmle"] += scale * (wb["num_images"] or test) * wb["iterations"] / rmle_iterations_measured
-        work["mine"] += scale * cfg["mine"]["epochs"] * (cfg["mine"]["max_train"] or train)
+        mine = cfg["mine"]
+        work["mine"] += scale * mine["restarts"] * mine["epochs"] * (mine["max_train"] or train)
         for stage, n in (
             ("target_training", trains),
             ("inverse_training", len(attacked)),

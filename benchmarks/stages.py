@@ -136,9 +136,11 @@ def rmle(s: Setup) -> list[dict]:
         "optimizer": "adam",
         "lr": 0.05,
         "momentum": 0.9,
+        "loss": "per_sample",
+        "tv": "l1",
         "tv_weight": 0.01,
         "init": "gray",
-        "clamp": True,
+        "clamp": "every_step",
         "amp": s.amp,
         "channels_last": s.channels_last,
     }

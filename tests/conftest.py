@@ -16,12 +16,17 @@ def tiny_target_settings(defense: str, defense_settings: dict, epochs: int) -> d
         "lr": 1e-3,
         "betas": [0.5, 0.999],
         "weight_decay": 0.0,
+        "amsgrad": False,
+        "scheduler": "train_loss",
         "scheduler_factor": 0.5,
         "scheduler_patience": 0,
         "hflip": True,
         "color_jitter": 0.2,
         "amp": False,
         "eval_every": 1,
+        "validation_fraction": 0.0,
+        "selection": "last",
+        "select_after": 0,
     }
     return {
         "dataset": "photos",
@@ -55,3 +60,34 @@ def tiny_photos(tmp_path_factory):
         str(path),
     )
     return str(path)
+
+
+def toy_split_model(num_classes: int):
+    """A split model of no registered architecture: z = 8 x 8 x 8 for 16 x 16 images."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    edge = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 4, 2, 1), nn.ReLU())
+    cloud = nn.Sequential(nn.Flatten(), nn.Linear(8 * 8 * 8, num_classes))
+    return edge, cloud
+
+
+@pytest.fixture(scope="module")
+def toy(tiny_photos):
+    """A toy split model and the tiny photos' splits, under the names docs/extending.md's API
+    example uses."""
+    from ciprivacy.data import load_prepared
+
+    data = load_prepared(tiny_photos)
+    (x_train, y_train), (x_test, y_test), (x_aux, _) = (data.split(s) for s in ("train", "test", "aux"))
+    edge, cloud = toy_split_model(data.num_classes)
+    return {
+        "torch": torch,
+        "edge": edge,
+        "cloud": cloud,
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": x_test,
+        "y_test": y_test,
+        "x_aux": x_aux,
+    }

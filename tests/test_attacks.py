@@ -3,10 +3,38 @@ import torch
 from torch import nn
 
 from ciprivacy.attacks import InverseNet, rmle_reconstruct, total_variation, train_inverse_network
+from ciprivacy.attacks import authors_inverse as A
 from ciprivacy.attacks.inverse import query_once
 from ciprivacy.metrics import reconstruction_quality
 
-RMLE = dict(iterations=200, optimizer="adam", lr=0.05, momentum=0.9, tv_weight=0.0, init="gray", clamp=True, amp=False)
+# The test-split protocol these tests were written for; the rigorous one is tested below.
+INVERSE = dict(
+    lr=1e-2,
+    betas=(0.5, 0.999),
+    amsgrad=False,
+    scheduler_factor=0.5,
+    scheduler_patience=20,
+    scheduler_on="test",
+    selection="best_test",
+    validation_fraction=0.0,
+    perturbation="fresh",
+    epochs=4,
+    batch_size=16,
+    eval_every=1,
+    amp=False,
+)
+RMLE = dict(
+    iterations=200,
+    optimizer="adam",
+    lr=0.05,
+    momentum=0.9,
+    loss="per_sample",
+    tv="l1",
+    tv_weight=0.0,
+    init="gray",
+    clamp="every_step",
+    amp=False,
+)
 
 
 def tiny_edge():
@@ -52,6 +80,99 @@ def test_total_variation_is_zero_for_constant_images_and_per_sample():
     tv = total_variation(x)
     assert tv[0] == 0
     assert tv[1] == pytest.approx(4 / 12)  # 4 jumps among 12 horizontal neighbour pairs
+
+
+# The authors' objective (white_box_attack.py:103-115, 158-175): SGD(lr, momentum 0.9) from
+# unclamped noise on mean((f(x) - z)^2) + 1e3 * sqrt(TV(x)), clamped only at the end.
+AUTHORS_RMLE = {
+    **RMLE,
+    "optimizer": "sgd",
+    "lr": 0.05,
+    "loss": "batch_mean",
+    "tv": "sqrt_squared",
+    "tv_weight": 1e3,
+    "init": "normal",
+    "clamp": "end",
+}
+
+
+def their_tv(x):
+    """white_box_attack.py:103-115 as written there."""
+    batch_size, h_x, w_x = x.size()[0], x.size()[2], x.size()[3]
+    count_h = x[:, :, 1:, :].size()[1] * x[:, :, 1:, :].size()[2] * x[:, :, 1:, :].size()[3]
+    count_w = x[:, :, :, 1:].size()[1] * x[:, :, :, 1:].size()[2] * x[:, :, :, 1:].size()[3]
+    h_tv = ((x[:, :, 1:, :] - x[:, :, : h_x - 1, :]) ** 2).sum()
+    w_tv = ((x[:, :, :, 1:] - x[:, :, :, : w_x - 1]) ** 2).sum()
+    return (h_tv / count_h + w_tv / count_w) / batch_size
+
+
+def test_squared_total_variation_is_the_authors_tv():
+    from ciprivacy.attacks.rmle import squared_total_variation
+
+    x = torch.rand(3, 3, 7, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert squared_total_variation(x).item() == pytest.approx(their_tv(x).item(), rel=1e-12)
+
+
+def test_one_authors_rmle_step_is_a_hand_computed_sgd_step_of_their_objective():
+    """A linear edge (1x1 conv W): the feature term's gradient is (2 / N) W^T (W x - z) with N =
+    B C' H W, the TV term's 1e3 dT/dx / (2 sqrt T); SGD's first step with momentum is x - lr g."""
+    w = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    edge = nn.Conv2d(3, 4, 1, bias=False).eval()
+    edge.weight.data = w[:, :, None, None].clone()
+    edge.requires_grad_(False)
+    b, h, wd = 2, 6, 5
+    z = edge(torch.rand(b, 3, h, wd, generator=torch.Generator().manual_seed(2)))
+    settings = {**AUTHORS_RMLE, "iterations": 1, "init": "uniform"}
+    x0 = torch.rand(b, 3, h, wd, generator=torch.Generator().manual_seed(3))  # what init draws from this gen
+    out = rmle_reconstruct(edge, z, (3, h, wd), settings, torch.Generator().manual_seed(3), progress=False)
+
+    x = x0.double()
+    residual = torch.einsum("oc,bchw->bohw", w.double(), x) - z.double()
+    g_feat = 2 / residual.numel() * torch.einsum("oc,bohw->bchw", w.double(), residual)
+    dh, dw = x[:, :, 1:] - x[:, :, :-1], x[..., 1:] - x[..., :-1]
+    count_h, count_w = 3 * (h - 1) * wd, 3 * h * (wd - 1)
+    tv = ((dh**2).sum() / count_h + (dw**2).sum() / count_w) / b
+    g_h, g_w = torch.zeros_like(x), torch.zeros_like(x)
+    g_h[:, :, 1:] += 2 * dh
+    g_h[:, :, :-1] -= 2 * dh
+    g_w[..., 1:] += 2 * dw
+    g_w[..., :-1] -= 2 * dw
+    g_tv = 1e3 * (g_h / count_h + g_w / count_w) / b / (2 * tv.sqrt())
+    expected = (x - settings["lr"] * (g_feat + g_tv)).clamp(0, 1)
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=2e-6)
+    # the feature term is in it: without it the step lands elsewhere
+    assert (out.double() - (x - settings["lr"] * g_tv).clamp(0, 1)).abs().max() > 1e-5
+
+
+def test_the_authors_rmle_starts_from_unclamped_noise_and_ours_from_the_projection():
+    seen = []
+
+    class Recorder(nn.Module):
+        def forward(self, x):
+            seen.append((x.min().item(), x.max().item()))
+            return tiny_edge()(x)
+
+    z = tiny_edge()(smooth_images(2, seed=0))
+    for clamp in ("end", "every_step"):
+        seen.clear()
+        settings = {**AUTHORS_RMLE, "iterations": 2, "clamp": clamp}
+        out = rmle_reconstruct(
+            Recorder().eval(), z, (3, 16, 16), settings, torch.Generator().manual_seed(0), progress=False
+        )
+        assert out.min() >= 0 and out.max() <= 1
+        lo, hi = seen[0]
+        assert (lo < 0 and hi > 1) if clamp == "end" else (lo >= 0 and hi <= 1)
+
+
+def test_a_coupled_rmle_objective_runs_on_the_papers_metric_batches():
+    from ciprivacy.attacks.scenarios import rmle_batches
+    from ciprivacy.metrics.image import paper_batches
+
+    ours = rmle_batches(100, {**RMLE, "batch_size": 64, "seed": 3})
+    assert [b.tolist() for b in ours] == [list(range(64)), list(range(64, 100))]
+    theirs = rmle_batches(100, {**AUTHORS_RMLE, "batch_size": 64, "seed": 3})
+    assert [b.tolist() for b in theirs] == [b.tolist() for b in paper_batches(100, 64, 3)]
+    assert sorted(torch.cat(theirs).tolist()) == list(range(100))
 
 
 def test_rmle_rejects_unknown_optimizer():
@@ -190,6 +311,30 @@ def test_a_one_conv_edge_at_half_the_side_is_mirrored_by_one_transposed_conv():
     assert convs(arch="vgg16", num_classes=10, image_shape=(3, 64, 64), split_block=3) == 3
 
 
+def test_the_attacker_assumes_the_plain_edge_of_a_known_architecture_and_z_alone_otherwise():
+    from ciprivacy.attacks.scenarios import assumed_edge
+    from ciprivacy.models import plain_edge
+
+    meta = {
+        "arch": "cnn_split1",
+        "arch_type": "cnn",
+        "num_classes": 10,
+        "image_shape": [3, 32, 32],
+        "arch_settings": {"width": 8, "split_block": 1},
+    }
+    plain = plain_edge("cnn", 10, (3, 32, 32), width=8, split_block=1)
+    channels = plain(torch.zeros(1, 3, 32, 32)).shape[1]
+    # A defense may change z's channels (SiftFunnel's 12); the widths follow the assumed edge.
+    assert assumed_edge(meta, (12, 16, 16)) == (channels, False, "cnn")
+    # A split model no registry knows (the Python API's): sized from the observed z, with a hidden layer.
+    assert assumed_edge({"arch": "custom", "num_classes": 10, "image_shape": [3, 32, 32]}, (12, 8, 8)) == (
+        12,
+        True,
+        None,
+    )
+    assert assumed_edge({}, (5, 4, 4)) == (5, True, None)
+
+
 def test_inverse_network_rejects_shapes_that_are_not_a_power_of_two_apart():
     with pytest.raises(ValueError, match="power of two"):
         InverseNet((8, 24, 24), (3, 64, 64))
@@ -200,16 +345,7 @@ def test_inverse_network_training_keeps_the_best_test_state():
     aux = (smooth_images(64, seed=3) * 255).to(torch.uint8)
     test = (smooth_images(16, seed=4) * 255).to(torch.uint8)
     g = InverseNet((16, 8, 8), (3, 16, 16))
-    settings = dict(
-        lr=1e-2,
-        betas=(0.5, 0.999),
-        scheduler_factor=0.5,
-        scheduler_patience=20,
-        epochs=15,
-        batch_size=16,
-        eval_every=1,
-        amp=False,
-    )
+    settings = {**INVERSE, "epochs": 15, "selection": "best_test", "scheduler_on": "test"}
     g, history = train_inverse_network(g, edge, aux, test, settings, torch.Generator().manual_seed(0))
     test_mse = [h["test_mse"] for h in history]
     assert min(test_mse) < 0.5 * test_mse[0]
@@ -220,17 +356,6 @@ def test_inverse_network_training_keeps_the_best_test_state():
 
 
 # --- the attacker's queries: once for a deterministic link, every epoch for a noisy one ---------
-
-INVERSE = dict(
-    lr=1e-2,
-    betas=(0.5, 0.999),
-    scheduler_factor=0.5,
-    scheduler_patience=20,
-    epochs=4,
-    batch_size=16,
-    eval_every=1,
-    amp=False,
-)
 
 
 class Counting(nn.Module):
@@ -284,3 +409,175 @@ def test_a_noisy_link_or_answers_over_the_limit_are_queried_every_epoch():
     large = Counting(tiny_edge())
     _train(large, cache_gb=1e-6)  # 64 (16) answers of 16 x 8 x 8 fp32 = 256 (64) KiB > 1 KiB
     assert large.images == 2 * (2 * 16) + 4 * 64 + 4 * 16
+
+
+# --- model selection of the inverse network: which split picks the kept state -----------------
+
+
+class Recording(Counting):
+    """A link that also records the images it is asked about (as uint8 rows)."""
+
+    def __init__(self, edge, noise=0.0):
+        super().__init__(edge, noise)
+        self.seen: set[bytes] = set()
+
+    def forward(self, x):
+        self.seen |= {bytes(r.mul(255).round().to(torch.uint8).numpy().tobytes()) for r in x}
+        return super().forward(x)
+
+
+def _rows(images):
+    return {bytes(r.numpy().tobytes()) for r in images}
+
+
+def _splits():
+    aux = (smooth_images(64, seed=3) * 255).to(torch.uint8)
+    return aux[:48], aux[48:], (smooth_images(16, seed=4) * 255).to(torch.uint8), (smooth_images(32, 5) * 255).byte()
+
+
+def test_rigorous_inverse_training_never_asks_the_link_about_a_test_image():
+    fit, val, test, _ = _splits()
+    link = Recording(tiny_edge())
+    torch.manual_seed(0)
+    rigorous = {**INVERSE, "selection": "best_validation", "scheduler_on": "validation", "validation_fraction": 0.25}
+    g, history = train_inverse_network(
+        InverseNet((16, 8, 8), (3, 16, 16)),
+        link,
+        fit,
+        test,
+        rigorous,
+        torch.Generator().manual_seed(0),
+        validation_images=val,
+    )
+    assert not link.seen & _rows(test), "a test image reached selection or the scheduler"
+    assert link.seen == _rows(fit) | _rows(val)
+    assert all("test_mse" not in h for h in history)
+    val_mse = [h["validation_mse"] for h in history]
+    with torch.no_grad():
+        g.eval()
+        kept = nn.functional.mse_loss(g(tiny_edge()(val.float() / 255)), val.float() / 255).item()
+    assert kept == pytest.approx(min(val_mse), rel=1e-4)
+    with pytest.raises(ValueError, match="scored on the validation split, but none was given"):
+        train_inverse_network(InverseNet((16, 8, 8), (3, 16, 16)), link, fit, test, rigorous, torch.Generator())
+
+
+def test_the_authors_selection_scores_the_classifiers_train_split_and_schedules_on_test():
+    fit, _, test, train_split = _splits()
+    link = Recording(tiny_edge())
+    torch.manual_seed(0)
+    authors = {**INVERSE, "selection": "best_train_split", "scheduler_on": "test", "amsgrad": True}
+    g, history = train_inverse_network(
+        InverseNet((16, 8, 8), (3, 16, 16)),
+        link,
+        fit,
+        test,
+        authors,
+        torch.Generator().manual_seed(0),
+        train_split_images=train_split,
+    )
+    assert link.seen == _rows(fit) | _rows(test) | _rows(train_split)
+    scores = [h["train_split_mse"] for h in history]
+    assert all("test_mse" in h for h in history)  # the scheduler's signal
+    with torch.no_grad():
+        g.eval()
+        kept = nn.functional.mse_loss(g(tiny_edge()(train_split.float() / 255)), train_split.float() / 255).item()
+    assert kept == pytest.approx(min(scores), rel=1e-4)
+
+
+def test_a_fixed_perturbation_is_one_seeded_draw_reused_every_epoch():
+    fit, _, test, _ = _splits()
+    fixed = {**INVERSE, "perturbation": "fixed", "query_cache_gb": 0}
+    link = Counting(tiny_edge(), noise=0.1)
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    a = query_once(link, fit, fixed, seed=7)
+    assert torch.equal(torch.get_rng_state(), before)  # the draw leaves the random state alone
+    assert a.device.type == "cpu" and torch.equal(a, query_once(link, fit, fixed, seed=7))
+    assert not torch.equal(a, query_once(link, fit, fixed, seed=8))
+    assert not torch.equal(a, tiny_edge()(fit.float() / 255))  # the noise is in it
+    link = Counting(tiny_edge(), noise=0.1)
+    train_inverse_network(
+        InverseNet((16, 8, 8), (3, 16, 16)), link, fit, test, {**fixed, "epochs": 3}, torch.Generator().manual_seed(0)
+    )
+    # one probe batch (twice) and every image once, per split, whatever the epochs
+    assert link.images == (2 * 16 + 48) + (2 * 16 + 16)
+    fresh = Counting(tiny_edge(), noise=0.1)
+    g = InverseNet((16, 8, 8), (3, 16, 16))
+    train_inverse_network(g, fresh, fit, test, {**INVERSE, "epochs": 3}, torch.Generator().manual_seed(0))
+    assert fresh.images == 3 * (48 + 16)  # fresh: a new draw every epoch (query_cache_gb unset: no probe)
+
+
+def test_scheduler_patience_may_be_given_per_architecture():
+    from ciprivacy.attacks.inverse import patience_for
+
+    assert patience_for(20, "vgg16") == 20
+    assert patience_for({"cnn": 10, "vgg16": 5}, "vgg16") == 5
+    with pytest.raises(ValueError, match="no entry for architecture 'resnet18'"):
+        patience_for({"cnn": 10}, "resnet18")
+
+
+# --- the authors' generators (inversion_model_packages.py), chosen per target ---------------------
+
+
+@pytest.mark.parametrize(
+    "make, z_shape, expected",
+    [
+        (lambda: A.Inversion4((256, 16, 16), (3, 64, 64)), (256, 16, 16), 530_819),  # CNN block 2 (ndf 128)
+        (lambda: A.InversionResNet(3, 3), (64, 64, 64), 149_699),  # ResNet-18 stem + layer1
+        (lambda: A.Pv4Inversion4(12, 128, 3), (12, 16, 16), 80_555),  # CNN SiftFunnel, ndf 128
+        (lambda: A.AEInversion4(128, 3), (128, 16, 16), 2_006_659),  # CNN AE
+        (lambda: A.InversionResNetAE(32, 3), (32, 64, 64), 279_107),  # ResNet-18 AE
+        (lambda: A.InversionVGG(3), (256, 16, 16), 1_396_099),  # vgg16_bn after conv 5
+        (lambda: A.InversionVGGPv4(4, 3), (4, 16, 16), 385_043),  # VGG SiftFunnel
+    ],
+)
+def test_the_authors_generators_have_their_parameter_counts(make, z_shape, expected):
+    g = make()
+    assert _params(g) == expected
+    out = g.eval()(torch.randn(2, *z_shape))
+    assert out.shape == (2, 3, 64, 64) and ((out >= 0) & (out <= 1)).all()
+
+
+def test_the_authors_cnn_generator_is_our_black_box_mirror_layer_for_layer():
+    ours = InverseNet((256, 16, 16), (3, 64, 64), base_channels=256)
+    theirs = A.Inversion4((256, 16, 16), (3, 64, 64))
+    assert [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in theirs.parameters()]
+
+
+CNN, PLAIN_CNN = {"split_block": 2, "width": 128}, (256, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "arch, settings, defense, deepened, gray, z, plain, name",
+    [
+        ("cnn", CNN, "unprotected", False, False, PLAIN_CNN, PLAIN_CNN, "Inversion_4"),
+        ("cnn", CNN, "noise", False, True, PLAIN_CNN, PLAIN_CNN, "Inversion_4"),  # gray = black without new layers
+        ("cnn", CNN, "siftfunnel", True, True, (12, 16, 16), PLAIN_CNN, "pv4_Inversion_4"),
+        ("cnn", CNN, "siftfunnel", True, False, (12, 16, 16), PLAIN_CNN, None),  # no black-box one in their code
+        ("cnn", CNN, "siftfunnel", True, False, PLAIN_CNN, PLAIN_CNN, "Inversion_4"),  # the compensation output
+        ("cnn", CNN, "ae", True, True, (128, 16, 16), PLAIN_CNN, "AE_Inversion_4"),
+        ("cnn", CNN, "ae", True, False, (128, 16, 16), PLAIN_CNN, None),
+        ("resnet18", {"split_block": 2}, "unprotected", False, False, (64, 64, 64), (64, 64, 64), "InversionResNet"),
+        ("resnet18", {"split_block": 2}, "ae", True, True, (32, 64, 64), (64, 64, 64), "InversionResNet_AE"),
+        ("resnet18", {"split_block": 2}, "siftfunnel", True, True, (6, 32, 32), (64, 64, 64), None),  # theirs: 2x64x64
+        ("vgg16", {"split_block": 3}, "unprotected", False, False, (128, 32, 32), (128, 32, 32), None),
+        ("vgg16", {"split_block": 5}, "unprotected", False, False, (256, 16, 16), (256, 16, 16), "inversion_vgg"),
+        ("vgg16", {"split_block": 5}, "siftfunnel", True, True, (4, 16, 16), (256, 16, 16), "inversion_vgg_pv4"),
+        ("vgg16", {"split_block": 3}, "siftfunnel", True, True, (4, 32, 32), (128, 32, 32), None),
+    ],
+)
+def test_the_authors_generator_is_picked_per_target_or_none(arch, settings, defense, deepened, gray, z, plain, name):
+    g, why = A.authors_generator(arch, settings, defense, deepened, gray, z, plain, (3, 64, 64))
+    if name is None:
+        assert g is None and "no" in why
+        return
+    assert why == name
+    assert g.eval()(torch.randn(1, *z)).shape == (1, 3, 64, 64)
+
+
+def test_the_authors_resnet_generator_follows_the_split_depth():
+    for split, z in [(1, (64, 64, 64)), (4, (128, 32, 32)), (6, (256, 16, 16)), (8, (512, 8, 8))]:
+        g, name = A.authors_generator(
+            "resnet18", {"split_block": split}, "unprotected", False, False, z, z, (3, 64, 64)
+        )
+        assert name == "InversionResNet" and g.eval()(torch.randn(1, *z)).shape == (1, 3, 64, 64)

@@ -180,7 +180,10 @@ def test_the_workflow_scores_baselines_once_per_protocol_and_dataset_with_each_a
     assert plan.baseline_settings(found, seeds, config, "rigorous", "photos")["rmle_init"] == "gray"
     conventions = {(c["scenario"], c["seed"]): c for c in settings["conventions"]}
     assert set(conventions) == {(s, k) for s in ("whitebox", "blackbox", "graybox", "glass", "glass++") for k in seeds}
-    assert conventions["whitebox", 1] == {"scenario": "whitebox", "seed": 1, "num_images": 8, "metric_batch": 64}
+    # the authors' rMLE attacks the whole test split (num_images null); the demo's rigorous one 8 images
+    assert conventions["whitebox", 1] == {"scenario": "whitebox", "seed": 1, "num_images": None, "metric_batch": 64}
+    rigorous = plan.baseline_settings(found, seeds, config, "rigorous", "photos")["conventions"]
+    assert {(c["scenario"], c["seed"]): c["num_images"] for c in rigorous}["whitebox", 1] == 8
     assert conventions["blackbox", 0]["num_images"] is None and conventions["blackbox", 0]["metric_batch"] == 32
     assert plan.baseline_inputs(found, seeds, "rigorous", "photos") == ["prior"]  # GLASS runs: its prior's image
     files = plan.run_results(found, seeds, "out")

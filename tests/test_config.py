@@ -68,6 +68,11 @@ BAD = [
     (("archs", "cnn", "train", "lr"), "fast", "expected a number"),
     (("archs", "cnn", "train", "lr"), "0", "expected a number > 0"),
     (("archs", "cnn", "train", "epoch"), "3", "unknown key; did you mean 'epochs'"),
+    (("defenses", "siftfunnel", "train", "epochs"), "0", "expected a number >= 1"),
+    (("defenses", "siftfunnel", "train", "epoch"), "3", "unknown key; did you mean 'epochs'"),
+    (("defenses", "noise", "train"), {"epochs": "3"}, "noise reuses the unprotected model"),
+    (("defenses", "siftfunnel", "train", "select_after"), "500", "no epoch could be selected"),
+    (("target_training", "selection"), "best_validation_acc", "expected one of 'last', 'best_validation'"),
     (("datasets", "photos", "split", "train"), "0.9", "split fractions must sum to 1"),
     (("target_training", "amp"), "maybe", "expected true or false"),
     (("target_training", "epochs"), "many", "expected an integer"),
@@ -191,6 +196,21 @@ def test_target_settings_apply_the_architecture_overrides_and_are_canonical(conf
     assert s["train"]["lr"] == config["archs"]["cnn"]["train"]["lr"]
     assert list(s) == sorted(s)
     assert s["arch_settings"] == {"dropout": 0.5, "split_block": 2, "width": 128}  # defaults filled in
+
+
+def test_target_training_is_overridden_by_the_architecture_then_by_the_defense(raw):
+    raw["target_training"]["weight_decay"] = 0.0
+    raw["archs"]["cnn"]["train"] = {"lr": 1.0e-3, "weight_decay": 1.0e-4}
+    raw["defenses"]["siftfunnel"]["train"] = {"epochs": "7", "weight_decay": "1e-3"}
+    config = check_config([("config.yaml", raw)])
+    plain = target_settings(config, "cifar10", "cnn", "unprotected", 0)["train"]
+    sift = target_settings(config, "cifar10", "cnn", "siftfunnel", 0)
+    assert (plain["lr"], plain["weight_decay"], plain["epochs"]) == (1.0e-3, 1.0e-4, raw["target_training"]["epochs"])
+    assert (sift["train"]["lr"], sift["train"]["weight_decay"], sift["train"]["epochs"]) == (1.0e-3, 1.0e-3, 7)
+    assert "train" not in sift["defense_settings"]  # never handed to the defense as a setting
+    # variants inherit it through base, and so does the CEM plug-in's name
+    assert target_settings(config, "cifar10", "cnn", "siftfunnel_no_kl", 0)["train"] == sift["train"]
+    assert target_settings(config, "cifar10", "cnn", "siftfunnel+cem", 0)["train"] == sift["train"]
 
 
 def test_attack_settings_hold_only_their_scenario(config):

@@ -3,6 +3,7 @@ import math
 import dcor
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 
@@ -19,6 +20,8 @@ from ciprivacy.defenses.dependence import (
     normalized_hsic,
 )
 from ciprivacy.models import count_params
+from ciprivacy.models.base import DEFAULT_MEAN as MEAN
+from ciprivacy.models.base import DEFAULT_STD as STD
 
 with open("config.yaml") as fh:
     CONFIG = yaml.safe_load(fh)
@@ -151,6 +154,64 @@ def test_smoothed_labels_follow_the_papers_formula():
     assert ls[0, 1].item() == pytest.approx(1 - 0.35 + 0.35 / 4)
     assert ls[0, 0].item() == pytest.approx(0.35 / 4)
     assert ls.sum().item() == pytest.approx(1.0)
+
+
+def test_the_authors_smoothed_labels_put_one_minus_alpha_on_the_class():
+    defense, _ = build("siftfunnel", label_smoothing="authors")
+    ls = defense.smoothed_labels(torch.tensor([1]))
+    assert ls[0].tolist() == pytest.approx([0.35 / 3, 1 - 0.35, 0.35 / 3, 0.35 / 3])  # project_infodr_v4.py:119-124
+
+
+def _eval_terms(**overrides):
+    """SiftFunnel's loss terms on a fixed batch with the edge in eval mode, and its z."""
+    torch.manual_seed(0)
+    defense, model = build("siftfunnel", **overrides)
+    model.eval()
+    x, y = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 3, 0, 1])
+    with torch.no_grad():
+        return defense.loss_terms(model, x, y), model.edge(x), F.softmax(model(x), 1), y
+
+
+@pytest.mark.parametrize("form", ["paper", "authors"])
+def test_the_kl_term_is_batchmean_kl_to_each_smoothing(form):
+    terms, _, p, y = _eval_terms(label_smoothing=form)
+    a, k = 0.35, 4
+    on, off = (1 - a + a / k, a / k) if form == "paper" else (1 - a, a / (k - 1))
+    ls = torch.full((6, k), off)
+    ls[torch.arange(6), y] = on
+    by_hand = (ls * (ls.log() - p.log())).sum() / 6
+    assert terms["kl"].item() == pytest.approx(3.5 * by_hand.item(), rel=1e-5)
+
+
+def test_the_l1_term_is_eq15s_norm_or_the_authors_mean():
+    norm, z, _, _ = _eval_terms(l1="norm", tau=5e-3)
+    mean, _, _, _ = _eval_terms(l1="mean", tau=3e-2)
+    per_sample = [sum(abs(v) for v in sample.flatten().tolist()) for sample in z]
+    assert norm["l1"].item() == pytest.approx(5e-3 * sum(per_sample) / len(per_sample), rel=1e-5)
+    assert mean["l1"].item() == pytest.approx(3e-2 * sum(per_sample) / z.numel(), rel=1e-5)
+
+
+def test_the_authors_pearson_term_divides_by_unbiased_stds():
+    gen = torch.Generator().manual_seed(2)
+    z = torch.randn(2, 3, 4, 4, generator=gen, dtype=torch.float64)
+    z[:, 1] += 0.5 * z[:, 0]
+    hw = 16
+    by_hand = 0.0
+    for sample in z:
+        v = sample.flatten(1)
+        v = v - v.mean(1, keepdim=True)
+        sd = (v.pow(2).sum(1) / (hw - 1)).sqrt()  # torch.std: unbiased
+        for i in range(3):
+            for j in range(3):
+                by_hand += ((v[i] * v[j]).sum() / hw / (sd[i] * sd[j] + 1e-12)).item() ** 2
+    by_hand /= 2 * 3 * 3
+    assert channel_pearson_penalty(z, std="unbiased").item() == pytest.approx(by_hand, rel=1e-6)  # fp32 inside
+    # the biased form is the correlation; the authors' is (HW - 1) / HW of it, squared
+    assert channel_pearson_penalty(z, std="unbiased").item() == pytest.approx(
+        channel_pearson_penalty(z).item() * (15 / 16) ** 2, rel=1e-5
+    )
+    terms, z_model, _, _ = _eval_terms(pearson_std="unbiased")
+    assert terms["pearson"].item() == pytest.approx(0.6 * channel_pearson_penalty(z_model, std="unbiased").item())
 
 
 def test_distance_correlation_agrees_with_the_dcor_package():
@@ -321,20 +382,119 @@ def test_resnet_siftfunnel_edge_matches_the_papers_count_within_one_percent():
     assert tuple(model.eval().edge(torch.rand(1, 3, 64, 64)).shape[1:]) == (6, 32, 32)
 
 
-def test_mid_on_resnet18_puts_the_bottleneck_before_a_classifier():
+def _mid(arch, layout, **settings):
+    with torch.device("meta"):  # the authors' CNN layout has 268 M parameters: shapes only
+        return create_defense("mid", beta=1e-2, layout=layout, **settings).build(arch, 10, (3, 64, 64), {})
+
+
+def _head(model):
+    """(kind, in, out) of the cloud's fully connected layers, in order."""
     from ciprivacy.defenses.layers import VariationalLinear
 
-    plain = create_defense("unprotected").build("resnet18", 10, (3, 64, 64), {})
-    model = create_defense("mid", **CONFIG["defenses"]["mid"]).build("resnet18", 10, (3, 64, 64), {})
-    head = model.cloud[-1]
-    assert isinstance(head[0], VariationalLinear) and head[0].fc.in_features == 512 and head[0].out_features == 256
-    assert isinstance(head[1], nn.Linear) and (head[1].in_features, head[1].out_features) == (256, 10)
-    assert count_params(model.edge) == count_params(plain.edge) == 149_824
-    # fc 512 -> 10 (5,130) becomes st_layer 512 -> 2 x 256 (262,656) + fc 256 -> 10 (2,570)
-    assert count_params(model.cloud) - count_params(plain.cloud) == 262_656 + 2_570 - 5_130
-    # The CNN keeps its path: its first FC (flat -> 5K) becomes the bottleneck, its classifier stays.
-    cnn = create_defense("mid", **CONFIG["defenses"]["mid"]).build("cnn", 10, (3, 64, 64), {})
-    (bottleneck,) = [m for m in cnn.cloud.modules() if isinstance(m, VariationalLinear)]
-    assert bottleneck.out_features == 50
-    linears = [m for m in cnn.cloud.modules() if isinstance(m, nn.Linear) and m is not bottleneck.fc]
-    assert [(m.in_features, m.out_features) for m in linears] == [(50, 10)]
+    out = []
+    for m in model.cloud.modules():
+        if isinstance(m, VariationalLinear):
+            out.append(("bottleneck", m.fc.in_features, m.out_features))
+        elif isinstance(m, nn.Linear) and not any(m is v.fc for v in model.cloud.modules() if hasattr(v, "fc")):
+            out.append(("linear", m.in_features, m.out_features))
+    return out
+
+
+@pytest.mark.parametrize(
+    "arch, layout, head, added",
+    [
+        # MID's code (Classifier_VIB for this CNN): Linear(flat -> 5K), Dropout, st 5K -> 2 x 25, classifier 25 -> K
+        ("cnn", "penultimate", [("linear", 16384, 50), ("bottleneck", 50, 25), ("linear", 25, 10)], 2_550 + 260 - 510),
+        ("cnn", "first_linear", [("bottleneck", 16384, 50), ("linear", 50, 10)], 1_638_500 - 819_250),
+        # the authors' Classifier_4_mid: st 16384 -> 2 x 8192 (268,451,840), then Linear(8192 -> 5K), Dropout, -> K
+        ("cnn", "before_head", [("bottleneck", 16384, 8192), ("linear", 8192, 50), ("linear", 50, 10)],
+         268_451_840 + 409_650 - 819_250),
+        # ResNet-18's only layer is the classifier: fc 512 -> K (5,130)
+        ("resnet18", "penultimate", [("bottleneck", 512, 256), ("linear", 256, 10)], 262_656 + 2_570 - 5_130),
+        ("resnet18", "first_linear", [("bottleneck", 512, 256), ("linear", 256, 10)], 262_656 + 2_570 - 5_130),
+        # rn18_mid: st k -> 2k with k = flat, then Linear(k -> 5K), Dropout, Linear(5K -> K)
+        ("resnet18", "before_head", [("bottleneck", 512, 512), ("linear", 512, 50), ("linear", 50, 10)],
+         525_312 + 25_650 + 510 - 5_130),
+    ],
+)  # fmt: skip
+def test_mid_layouts_put_the_bottleneck_where_each_code_does(arch, layout, head, added):
+    plain = create_defense("unprotected").build(arch, 10, (3, 64, 64), {})
+    model = _mid(arch, layout)
+    assert _head(model) == head
+    assert count_params(model.edge) == count_params(plain.edge)  # the edge is untouched
+    assert count_params(model.cloud) - count_params(plain.cloud) == added
+
+
+def test_mid_samples_at_inference_only_when_told():
+    x = torch.rand(2, 3, 32, 32)
+    for sample in (True, False):
+        torch.manual_seed(0)
+        model = create_defense("mid", beta=1e-2, sample_at_inference=sample).build("cnn", 4, (3, 32, 32), SMALL).eval()
+        with torch.no_grad():
+            assert torch.equal(model(x), model(x)) is not sample
+
+
+def test_the_authors_ae_layout_is_two_parallel_branches_with_their_counts():
+    from ciprivacy.defenses.deepened import ParallelResidualEdge
+
+    torch.manual_seed(0)
+    parallel = create_defense("ae", l1_weight=1e-2, layout="parallel").build("cnn", 10, (3, 64, 64), {})
+    assert count_params(parallel.edge) == 2_365_056  # the paper's count: 299,520 + 2,065,536
+    assert isinstance(parallel.cloud[0], ParallelResidualEdge) and count_params(parallel.cloud[0]) == 738_432
+    torch.manual_seed(0)
+    sequential = create_defense("ae", l1_weight=1e-2, layout="sequential").build("cnn", 10, (3, 64, 64), {})
+    assert count_params(sequential.edge) == 2_365_056 and count_params(sequential.cloud[0]) == 295_424
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = parallel.eval().edge(x), sequential.eval().edge(x)
+    assert a.shape == b.shape == (2, 128, 16, 16) and (a >= 0).all()
+    # the same weights in both places compute another function: a sum of branches, not a chain
+    block = parallel.edge[1]
+    with torch.no_grad():
+        h = torch.randn(1, 256, 4, 4)
+        by_hand = F.relu(block.out(block.conv2ed(h) + block.encoder[2](F.silu(block.encoder[0](h)))))
+        torch.testing.assert_close(block(h), by_hand)
+        chained = F.relu(block.out(block.encoder[2](F.silu(block.encoder[0](block.conv2ed(h))))))
+        assert not torch.allclose(block(h), chained)
+
+
+def test_bido_feeds_its_x_kernel_unit_or_normalised_pixels(monkeypatch):
+    import ciprivacy.defenses.information as info
+
+    seen = []
+    real = info.gaussian_kernel
+    monkeypatch.setattr(info, "gaussian_kernel", lambda a, sigma: seen.append(a.detach().clone()) or real(a, sigma))
+    x, y = torch.rand(6, 3, 32, 32), torch.tensor([0, 1, 2, 3, 0, 1])
+    for view in ("unit", "normalized"):
+        torch.manual_seed(0)
+        defense, model = build("bido", x_view=view)
+        seen.clear()
+        defense.loss(model, x, y, 0)
+        kernel_x = seen[1]  # z's kernel first, then x's
+        expected = (
+            x if view == "unit" else (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+        )
+        torch.testing.assert_close(kernel_x, expected)
+
+
+def test_vib_kl_is_summed_or_averaged_over_z_and_weighted_by_beta():
+    from ciprivacy.defenses.dependence import gaussian_kl
+    from ciprivacy.defenses.layers import ChannelVariance
+
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    losses = {}
+    for reduction in ("sum", "mean"):
+        torch.manual_seed(0)
+        defense, model = build("vib", beta=0.5, kl_reduction=reduction)
+        torch.manual_seed(1)
+        losses[reduction] = defense.loss(model, x, y, 0).item()
+        torch.manual_seed(1)
+        logits = model(x)
+        (bottleneck,) = [m for m in model.modules() if isinstance(m, ChannelVariance)]
+        mu = model.edge[0](x)
+        sigma = F.softplus(bottleneck.scale * mu + bottleneck.shift - 5) + 1e-8
+        kl = gaussian_kl(mu, sigma)  # summed over z's elements, averaged over the batch
+        dim = mu[0].numel()
+        expected = F.cross_entropy(logits, y) + 0.5 * (kl / dim if reduction == "mean" else kl)
+        assert losses[reduction] == pytest.approx(expected.item(), rel=1e-5)
+    assert losses["sum"] > 100 * losses["mean"]

@@ -80,9 +80,11 @@ def test_rmle_reconstructs_the_same_images_with_the_folded_edge(monkeypatch):
         "optimizer": "adam",
         "lr": 0.05,
         "momentum": 0.9,
+        "loss": "per_sample",
+        "tv": "l1",
         "tv_weight": 0.01,
         "init": "gray",
-        "clamp": True,
+        "clamp": "every_step",
         "amp": False,
     }
     calls = []

@@ -321,7 +321,7 @@ rule table:
     shell: "cat {{input}} > {{output}}"
 
 rule manifest:
-    input: rules.table.output
+    input: rules.table.output, rules.model.output
     output: f"{{OUT}}/manifest.json"
     log: f"{{OUT}}/logs/manifest.log"
     params: results=OUT
@@ -333,7 +333,7 @@ rule manifest:
     proc = subprocess.run(snakemake, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = json.loads((tmp_path / "results/p/manifest.json").read_text())["files"]
-    assert files.keys() == {"targets/model.pt", "tables/summary.csv"}  # the model too, not the logs
+    assert files.keys() == {"targets/model.pt", "tables/summary.csv"}  # what the rule names, not the logs
     assert files["targets/model.pt"]["rule"] == "model" and files["tables/summary.csv"]["rule"] == "table"
 
     model = tmp_path / "results/p/targets/model.pt"

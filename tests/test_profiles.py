@@ -29,6 +29,7 @@ TARGETS = [
 # The demo at toy size: every rule runs, in seconds (the paper's three scenarios: GLASS's prior
 # adds a minute and no rule).
 TINY = {
+    "device": "auto",  # the cluster's jobs ask for a GPU (device: cpu would ask for none); no GPU here: the CPU
     "scenarios": ["whitebox", "blackbox", "graybox"],
     "experiments": {
         "cifar_cnn": {"defenses": ["unprotected"]},

@@ -115,6 +115,7 @@ def test_defense_table_has_the_papers_rows_and_columns():
     assert list(table["defense"]) == expected_rows
     assert list(table.columns[: len(paper_tables.ID_COLUMNS)]) == paper_tables.ID_COLUMNS
     assert set(table["protocol"]) == {"rigorous"}
+    assert table.set_index("defense").loc["siftfunnel", "label"].tolist() == ["SiftFunnel", "SiftFunnel"]
     assert {c for c, _, _ in paper_tables.VALUE_COLUMNS} <= set(table.columns)
     ran = table.drop_duplicates("defense").set_index("defense")["status"]
     assert set(ran[ran == "ran"].index) == {"unprotected", "noise", "ae", "siftfunnel"}

@@ -24,7 +24,10 @@ class Killed(Exception):
 
 
 def settings():
-    return tiny_target_settings("unprotected", {}, EPOCHS)
+    """Selection on a held-out part: the best state so far is part of what a checkpoint keeps."""
+    s = tiny_target_settings("unprotected", {}, EPOCHS)
+    s["train"].update(validation_fraction=0.2, selection="best_validation", lr=3e-3)
+    return s
 
 
 def counting_augment(monkeypatch, kill_at=None):
@@ -71,10 +74,12 @@ def test_killed_training_resumes_from_its_checkpoint_and_matches_an_uninterrupte
     a, b = load_torch(full), load_torch(out)
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for name, tensor in a["state_dict"].items():
-        torch.testing.assert_close(b["state_dict"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+        assert torch.equal(b["state_dict"][name], tensor), name  # bit-identical, the selected state included
     assert [r["train_loss"] for r in b["meta"]["history"]] == pytest.approx(
         [r["train_loss"] for r in a["meta"]["history"]], rel=1e-5
     )
+    assert b["meta"]["selection"] == a["meta"]["selection"]
+    assert b["meta"]["validation_index"] == a["meta"]["validation_index"]
 
 
 def test_a_checkpoint_from_other_settings_is_not_resumed(tiny_photos, tmp_path, monkeypatch):
@@ -202,7 +207,9 @@ def test_killed_attack_resumes_from_its_checkpoint_and_matches_an_uninterrupted_
     ra, rb = (load_torch(d / "samples.pt")["reconstructed"] for d in (full, resumed))
     assert torch.equal(ra, rb)
     if scenario == "blackbox":
-        assert [h["test_mse"] for h in b["history"]] == pytest.approx([h["test_mse"] for h in a["history"]], rel=1e-5)
+        assert [h["validation_mse"] for h in b["history"]] == pytest.approx(
+            [h["validation_mse"] for h in a["history"]], rel=1e-5
+        )
         sa, sb = load_torch(full / "attacker.pt")["state_dict"], load_torch(resumed / "attacker.pt")["state_dict"]
         for name, tensor in sa.items():
             torch.testing.assert_close(sb[name], tensor, rtol=1e-5, atol=1e-6, msg=name)

@@ -199,12 +199,13 @@ def test_demo_dag_runs_on_a_real_slurm_with_gpus_for_the_gpu_rules_only(slurm_ru
     assert slurm_run["returncode"] == 0, slurm_run["log"][-4000:]
     wf, jobs = slurm_run["wf"], slurm_run["jobs"]
     assert (wf / "results/demo/summary/tables/summary.csv").exists()
-    rules = {}
+    submissions = {}  # one job of the DAG (its rule and wildcards, as the plugin comments it): its submissions
     for job in jobs.values():
-        rules.setdefault(job["Comment"].removeprefix("rule_").split("_wildcards_")[0], []).append(job)
-    assert set(rules) == GPU_RULES | CPU_RULES
-    for rule, submitted in rules.items():
-        assert len(submitted) == 1, f"{rule} was submitted {len(submitted)} times"
+        submissions.setdefault(job["Comment"], []).append(job)
+    assert {c.removeprefix("rule_").split("_wildcards_")[0] for c in submissions} == GPU_RULES | CPU_RULES
+    for comment, submitted in submissions.items():
+        rule = comment.removeprefix("rule_").split("_wildcards_")[0]
+        assert len(submitted) == 1, f"{comment} was submitted {len(submitted)} times"
         job = submitted[0]
         assert job["JobState"] == "COMPLETED" and job["Partition"] == "local", job
         if rule in GPU_RULES:

@@ -151,15 +151,24 @@ def test_demo_runs_the_main_comparison_and_builds_the_report(tmp_path):
     table = pd.read_csv(summary / "summary.csv")
     for col in ("test_acc", "mse", "psnr", "ssim", "mi", "delta_z", "edge_params"):
         assert table[col].map(lambda v: isinstance(v, (int, float)) and math.isfinite(v)).all(), col
-    # Table 2 (cifar_cnn on the stand-in photos): every defense of the paper, three scenarios.
+    # Table 2 (cifar_cnn on the stand-in photos): every defense of the paper, the paper's three
+    # scenarios and GLASS / GLASS++.
     paper = sorted(set(DEFENSES.names()) - {"nopeek"})
-    assert set(paper) == set(table["defense"]) and set(table["scenario"]) == {"whitebox", "blackbox", "graybox"}
+    assert set(paper) == set(table["defense"]) and set(table["scenario"]) == {
+        "whitebox",
+        "blackbox",
+        "graybox",
+        "glass",
+        "glass++",
+    }
     assert math.isfinite(table.loc[table["defense"] == "dpsgd", "epsilon"].iloc[0])
     demo_cnn = create_model("cnn", 6, (3, 32, 32), width=64)
     unprotected = table[table["defense"] == "unprotected"].set_index("scenario")
     assert (unprotected["edge_params"] == count_params(demo_cnn.edge)).all()
-    # The attacks work on the unprotected model: far better than chance in every scenario.
-    assert (unprotected["ssim"] > 0.4).all() and unprotected.loc["whitebox", "ssim"] > 0.8
+    # The paper's attacks work on the unprotected model: far better than chance in every scenario
+    # (GLASS's tiny demo prior is weak; its rows are there, not strong).
+    assert (unprotected.loc[["whitebox", "blackbox", "graybox"], "ssim"] > 0.4).all()
+    assert unprotected.loc["whitebox", "ssim"] > 0.8
     assert unprotected["test_acc"].iloc[0] > 0.5
     table2 = pd.read_csv(tables / "table2_photos_cnn.csv")
     assert (table2.loc[table2["defense"].isin(paper)].drop_duplicates("defense")["status"] == "ran").all()

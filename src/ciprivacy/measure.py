@@ -12,10 +12,11 @@ import torch
 
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import iterate_batches
+from ciprivacy.data.prepared import holdout_split
 from ciprivacy.io import save_csv, save_json
 from ciprivacy.metrics.cem import cem_metrics
 from ciprivacy.metrics.features import feature_shape, nonzero_per_sample
-from ciprivacy.metrics.mine import CRITICS, estimate_mi
+from ciprivacy.metrics.mine import CRITICS, estimate_mi, restart_summary
 from ciprivacy.models import count_params
 from ciprivacy.models.base import Normalize, normalization_for
 from ciprivacy.precision import autocast, module_layout, to_layout
@@ -48,42 +49,69 @@ def chance_levels(labels: torch.Tensor, num_classes: int) -> dict[str, float]:
     return {"chance_uniform": 1.0 / num_classes, "chance_majority": counts.max().item() / max(1, labels.numel())}
 
 
-def evaluate_target(
-    model_path: str, data_path: str, output: str, settings: dict[str, Any], per_image_path: str | None = None
-) -> dict[str, Any]:
-    """Test accuracy of the deployed pipeline and the feature measures on the test split, with
-    the chance levels of the test labels. ``per_image_path`` (a CSV) gets, per test image, its
-    index, label, whether it was classified right and delta(z)'s count for it, from which the
-    reports bootstrap accuracy's and delta(z)'s intervals."""
-    configure_job()
-    device = pick_device(settings.get("device", "auto"))
-    seed_everything(int(settings["seed"]))
+def per_image_measures(
+    target: Target, x_test: torch.Tensor, y_test: torch.Tensor, settings: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """Per test image: whether it is classified right (``correct``) and delta(z)'s count of
+    non-zero features for it (``nonzero``), from which the reports bootstrap their intervals."""
     channels_last = bool(settings.get("channels_last", False))
-    target = load_target(model_path, device, channels_last)
-    data = load_prepared(data_path)
-    x_test, y_test = (t.to(device) for t in data.split("test"))
-    correct = correct_per_image(target, x_test, y_test, settings["batch_size"], bool(settings["amp"]), channels_last)
-    nonzero = nonzero_per_sample(target.observe, x_test, settings["batch_size"])
+    return {
+        "correct": correct_per_image(
+            target, x_test, y_test, settings["batch_size"], bool(settings["amp"]), channels_last
+        ),
+        "nonzero": nonzero_per_sample(target.observe, x_test, settings["batch_size"]),
+    }
+
+
+def target_measures(
+    target: Target,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    settings: dict[str, Any],
+    per_image: dict[str, torch.Tensor] | None = None,
+) -> dict:
+    """Test accuracy of the deployed pipeline and the feature measures (delta(z), z's shape,
+    |theta_edge|, the accountant's epsilon, the CEM measures) on uint8 test images on the
+    device, with the chance levels of the test labels. ``settings``: the ``evaluation`` block
+    (``channels_last`` optional); ``per_image``: ``per_image_measures``'s, when already computed."""
+    per_image = per_image if per_image is not None else per_image_measures(target, x_test, y_test, settings)
     n = max(1, y_test.numel())
-    result = {
+    num_classes = int(target.meta.get("num_classes", int(y_test.max().item()) + 1 if y_test.numel() else 1))
+    return {
         **target.ident,
-        "test_acc": correct.sum().item() / n,
-        "delta_z": nonzero.sum().item() / n,
-        **chance_levels(y_test, data.num_classes),
+        "test_acc": per_image["correct"].sum().item() / n,
+        "delta_z": per_image["nonzero"].sum().item() / n,
+        **chance_levels(y_test, num_classes),
         "z_shape": feature_shape(target.observe, x_test),
         "edge_params": count_params(target.model.edge),
         "epsilon": target.meta.get("defense_report", {}).get("epsilon"),
         **cem_metrics(target, x_test, y_test, settings),
-        "device": str(device),  # a run-time setting, not in params: recorded where it ran
     }
+
+
+def evaluate_target(
+    model_path: str, data_path: str, output: str, settings: dict[str, Any], per_image_path: str | None = None
+) -> dict[str, Any]:
+    """Test accuracy of the deployed pipeline and the feature measures on the test split
+    (``target_measures``). ``per_image_path`` (a CSV) gets, per test image, its index, label,
+    whether it was classified right and delta(z)'s count for it."""
+    configure_job()
+    device = pick_device(settings.get("device", "auto"))
+    seed_everything(int(settings["seed"]))
+    target = load_target(model_path, device, bool(settings.get("channels_last", False)))
+    data = load_prepared(data_path)
+    x_test, y_test = (t.to(device) for t in data.split("test"))
+    per_image = per_image_measures(target, x_test, y_test, settings)
+    result = target_measures(target, x_test, y_test, settings, per_image)
+    result["device"] = str(device)  # a run-time setting, not in params: recorded where it ran
     if per_image_path is not None:
-        per_image = {
+        table = {
             "test_index": data.splits["test"].numpy(),
             "label": y_test.cpu().numpy(),
-            "correct": correct.to(torch.int8).numpy(),
-            "nonzero": nonzero.numpy(),
+            "correct": per_image["correct"].to(torch.int8).numpy(),
+            "nonzero": per_image["nonzero"].numpy(),
         }
-        save_csv(pd.DataFrame(per_image), per_image_path)
+        save_csv(pd.DataFrame(table), per_image_path)
     save_json(result, output)
     log.info("evaluation: %s", result)
     return result
@@ -110,38 +138,88 @@ def feature_pairs(
     return batches
 
 
-def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """MINE between inputs and observed features: trained on the classifier's training split,
-    evaluated on the auxiliary split (the authors' protocol)."""
-    configure_job()
-    device = pick_device(settings.get("device", "auto"))
-    gen = seed_everything(int(settings["seed"]))
+def mutual_information(
+    target: Target,
+    x_train: torch.Tensor,
+    x_eval: torch.Tensor,
+    settings: dict[str, Any],
+    y_train: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """MINE between inputs and observed features (uint8 images on the device): the critic trained
+    on ``x_train`` less ``validation_fraction`` of it (seeded; stratified by ``y_train`` when
+    given), which chooses the reported epoch under ``report: validation``, and evaluated on
+    ``x_eval``. ``settings``: the ``mine`` block with ``seed`` (``channels_last`` optional).
+
+    The critic is trained ``restarts`` times from independent initialisations (seeds derived
+    from the job's; the first is the job's own); ``mi`` is the mean of the restarts' values,
+    with their standard deviation and a 95 % t-interval (``restarts`` holds each run)."""
+    seed = int(settings["seed"])
     channels_last = bool(settings.get("channels_last", False))
-    target = load_target(model_path, device, channels_last)
-    data = load_prepared(data_path)
-    x_train = data.split("train")[0]
+    device = x_eval.device
+    labels = y_train if y_train is not None else torch.zeros(x_train.shape[0], dtype=torch.long)
+    fit, held = holdout_split(labels.cpu(), settings["validation_fraction"], seed)
+    x_fit = x_train[fit.to(x_train.device)]
     if settings["max_train"] is not None:
-        x_train = x_train[: settings["max_train"]]
-    x_train = x_train.to(device)
-    x_eval = data.split("aux")[0].to(device)
+        x_fit = x_fit[: settings["max_train"]]
+    x_held = x_train[held.to(x_train.device)]
     z_shape = tuple(feature_shape(target.observe, x_eval))
     options = {"placement": settings["z_placement"]} if settings["critic"] == "paper_conv" else {}
-    critic = CRITICS.get(settings["critic"])(tuple(x_eval.shape[1:]), z_shape, **options)
-    critic = module_layout(critic.to(device), channels_last)
     # The authors' critic sees x normalised as the classifier's input (its edge normalises itself).
     view = Normalize(*normalization_for(x_eval.shape[1])).to(device) if settings["normalize_x"] else None
+    arch = target.meta.get("arch_type", target.meta.get("arch"))
+    betas = settings["betas"].get(arch, (0.9, 0.999)) if isinstance(settings["betas"], dict) else settings["betas"]
     batch = settings["batch_size"]
-    estimate = estimate_mi(
-        critic,
-        feature_pairs(target.observe, x_train, batch, True, gen, channels_last, view),
-        feature_pairs(target.observe, x_eval, batch, False, gen, channels_last, view),
-        settings["epochs"],
-        settings["lr"],
-        settings["report"],
-        gen,
-        eval_every=settings["eval_every"],
-    )
-    result = {**target.ident, **estimate, "critic": settings["critic"], "device": str(device)}
+    runs = []
+    for restart in range(settings["restarts"]):
+        run_seed = seed + 1_000_003 * restart
+        gen = seed_everything(run_seed)
+        critic = CRITICS.get(settings["critic"])(tuple(x_eval.shape[1:]), z_shape, **options)
+        critic = module_layout(critic.to(device), channels_last)
+        estimate = estimate_mi(
+            critic,
+            feature_pairs(target.observe, x_fit, batch, True, gen, channels_last, view),
+            feature_pairs(target.observe, x_eval, batch, False, gen, channels_last, view),
+            settings["epochs"],
+            settings["lr"],
+            settings["report"],
+            gen,
+            desc=f"MINE {restart + 1}/{settings['restarts']}",
+            eval_every=settings["eval_every"],
+            validation_pairs=feature_pairs(target.observe, x_held, batch, False, gen, channels_last, view)
+            if held.numel()
+            else None,
+            optimizer=settings["optimizer"],
+            betas=tuple(betas),
+            weight_decay=settings["weight_decay"],
+            estimate=settings["estimate"],
+            scheduler_patience=settings["scheduler_patience"] if settings["scheduler"] == "plateau" else None,
+            scheduler_factor=settings["scheduler_factor"],
+        )
+        runs.append({"seed": run_seed, **estimate})
+        log.info("MINE restart %d: %.5f", restart + 1, estimate["mi"])
+    summary = restart_summary([r["mi"] for r in runs])
+    means = {k: sum(r[k] for r in runs) / len(runs) for k in ("mi_best", "mi_last")}
+    log.info("MI estimate %.5f over %d restarts (best %.5f, last %.5f)", summary["mi"], len(runs), *means.values())
+    return {
+        **target.ident,
+        **summary,
+        **means,
+        "report": settings["report"],
+        "restarts": runs,
+        "critic": settings["critic"],
+    }
+
+
+def measure_mi(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """MINE between inputs and observed features: trained on the classifier's training split,
+    evaluated on the auxiliary split (the authors' protocol); see ``mutual_information``."""
+    configure_job()
+    device = pick_device(settings.get("device", "auto"))
+    seed_everything(int(settings["seed"]))
+    target = load_target(model_path, device, bool(settings.get("channels_last", False)))
+    data = load_prepared(data_path)
+    x_train, y_train = data.split("train")
+    result = mutual_information(target, x_train.to(device), data.split("aux")[0].to(device), settings, y_train)
+    result["device"] = str(device)  # a run-time setting, not in params: recorded where it ran
     save_json(result, output)
-    log.info("MI estimate %.5f (best %.5f, last %.5f)", estimate["mi"], estimate["mi_best"], estimate["mi_last"])
     return result

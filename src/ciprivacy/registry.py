@@ -1,22 +1,34 @@
 """One registry per kind of thing, so a name means the same in config, paths and tables.
 
 An entry is added by decorating its class or builder with ``register(name)``, which also sets
-the entry's ``name`` attribute, so the name is written once. Packages outside this one add
+the entry's ``name`` attribute, so the name is written once; the packages of defenses,
+architectures and threat scenarios import all their modules (``import_submodules``), so a new
+module registers itself. Packages outside this one add
 entries through Python entry points (``[project.entry-points."ciprivacy.defenses"]`` and the
 like): the registry imports them the first time it is asked for its names or an entry.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def import_submodules(package: str, path: Iterable[str]) -> None:
+    """Import every module of ``package`` (its ``__path__``): a module that registers an entry
+    (a defense, an architecture, a threat scenario) takes effect by being there, so adding one
+    to this package is adding one file; no list of modules names it."""
+    for module in pkgutil.iter_modules(path):
+        importlib.import_module(f"{package}.{module.name}")
 
 
 class RegistryError(KeyError):

@@ -18,6 +18,7 @@ from ciprivacy.checkpoint import (
 )
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import augment, iterate_batches
+from ciprivacy.data.prepared import holdout_split
 from ciprivacy.defenses import Defense, create_defense
 from ciprivacy.io import file_sha256, load_torch, save_torch
 from ciprivacy.models import SplitModel, count_params
@@ -119,8 +120,38 @@ def train_epoch(
     return total / max(1, steps)
 
 
+SELECTION_METRIC = {"best_validation": "val_acc", "best_test": "test_acc"}
+
+
+def _optimizer_and_scheduler(model: torch.nn.Module, train: dict[str, Any]):
+    """Adam (amsgrad when ``train['amsgrad']``) and, unless ``scheduler`` is off, the paper's
+    ReduceLROnPlateau on the epoch's training loss (None when off)."""
+    params = list(model.parameters())
+    opt = torch.optim.Adam(
+        params,
+        lr=train["lr"],
+        betas=tuple(train["betas"]),
+        weight_decay=train["weight_decay"],
+        amsgrad=bool(train["amsgrad"]),
+        **fused_optimizer_kwargs(params),
+    )
+    if train["scheduler"] == "off":
+        return opt, None
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=train["scheduler_factor"], patience=train["scheduler_patience"]
+    )
+    return opt, sched
+
+
 def train_target(data_path: str, model_path: str, settings: dict[str, Any], checkpoint: str | None = None) -> Target:
     """Train on the 'train' split, report accuracy on 'test', write state dict + metadata.
+
+    ``train['validation_fraction']`` of the train split (seeded by the job's seed, stratified by
+    class) is held out and the model trains on the rest. ``train['selection']`` says which
+    state is written: the ``last``; the one with the best accuracy on the held-out part
+    (``best_validation``), or on the test split (``best_test``, the authors' protocol), among
+    the epochs after ``select_after``, evaluated every ``eval_every`` epochs and after the last.
+    Under ``last`` and ``best_validation`` no test image is seen before the final report.
 
     With ``checkpoint`` (a path), the state after every epoch is written there and a rerun
     continues from it, ending with the weights an uninterrupted run would have; the file is
@@ -129,29 +160,27 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
     configure_job()
     train = settings["train"]
     device = pick_device(settings.get("device", "auto"))
-    gen = seed_everything(int(settings["seed"]))
+    seed = int(settings["seed"])
+    gen = seed_everything(seed)
     data = load_prepared(data_path)
     model, defense = build_target(settings, data.num_classes, data.image_shape)
     channels_last = bool(settings.get("channels_last", False))
     module_layout(model.to(device), channels_last)
-    x_train, y_train = (t.to(device) for t in data.split("train"))
+    x_all, y_all = data.split("train")
+    fit, held = holdout_split(y_all, float(train["validation_fraction"]), seed)
+    x_train, y_train = x_all[fit].to(device), y_all[fit].to(device)
+    x_val, y_val = x_all[held].to(device), y_all[held].to(device)
     x_test, y_test = (t.to(device) for t in data.split("test"))
+    selection = train["selection"]
+    if selection == "best_validation" and not held.numel():
+        raise ValueError("train.selection best_validation needs a validation part: set train.validation_fraction > 0")
 
-    params = list(model.parameters())
-    opt = torch.optim.Adam(
-        params,
-        lr=train["lr"],
-        betas=tuple(train["betas"]),
-        weight_decay=train["weight_decay"],
-        **fused_optimizer_kwargs(params),
-    )
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=train["scheduler_factor"], patience=train["scheduler_patience"]
-    )
+    opt, sched = _optimizer_and_scheduler(model, train)
     model, opt = defense.setup(model, opt, int(y_train.numel()), train)
     amp = bool(train["amp"])
     target = Target(defense.unwrap(model), defense, {})
     history: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None  # the selected state so far: epoch, score, state dict
     start = 0
     # A killed run resumes under the same results-deciding settings and the same data file
     # (whose hash load_prepared computed when it checked the file against its sidecar).
@@ -164,21 +193,32 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         opt.load_state_dict(resumed["optimizer"])
-        sched.load_state_dict(resumed["scheduler"])
+        if sched is not None:
+            sched.load_state_dict(resumed["scheduler"])
         defense.load_state_dict(resumed["defense"])
         set_rng_state(resumed["rng"], gen)
-        history, start = list(resumed["history"]), int(resumed["epoch"])
+        history, start, best = list(resumed["history"]), int(resumed["epoch"]), resumed["best"]
         log.info("resuming from %s after epoch %d", checkpoint, start)
     bar = tqdm(range(start, train["epochs"]), desc="train target", mininterval=5)
     for epoch in bar:
         defense.start_epoch(model, x_train, y_train, epoch, train["batch_size"])  # e.g. CEM's K-means
         mean_loss = train_epoch(model, defense, opt, x_train, y_train, train, gen, epoch, channels_last)
         epoch_loss = mean_loss.item()  # one host sync per epoch
-        sched.step(epoch_loss)
+        if sched is not None:
+            sched.step(epoch_loss)
         record = {"epoch": epoch + 1, "train_loss": epoch_loss, "lr": opt.param_groups[0]["lr"]}
         if (epoch + 1) % train["eval_every"] == 0 or epoch + 1 == train["epochs"]:
-            record["test_acc"] = accuracy(target, x_test, y_test, train["batch_size"], amp, channels_last)
-            bar.set_postfix(loss=f"{epoch_loss:.4f}", acc=f"{record['test_acc']:.4f}")
+            if held.numel():
+                record["val_acc"] = accuracy(target, x_val, y_val, train["batch_size"], amp, channels_last)
+            if selection == "best_test":  # the authors' protocol: the test split picks the model
+                record["test_acc"] = accuracy(target, x_test, y_test, train["batch_size"], amp, channels_last)
+            score = record.get(SELECTION_METRIC.get(selection, ""))
+            if score is not None and epoch + 1 > train["select_after"] and (best is None or score > best["score"]):
+                state = {k: v.detach().clone() for k, v in defense.unwrap(model).state_dict().items()}
+                best = {"epoch": epoch + 1, "score": score, "state": state}
+            bar.set_postfix(
+                loss=f"{epoch_loss:.4f}", **{k: f"{record[k]:.4f}" for k in ("val_acc", "test_acc") if k in record}
+            )
         history.append(record)
         log.info("epoch %s", record)
         if checkpoint is not None and epoch + 1 < train["epochs"]:
@@ -189,14 +229,19 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
                     "epoch": epoch + 1,
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
+                    "scheduler": None if sched is None else sched.state_dict(),
                     "defense": defense.state_dict(),
                     "rng": rng_state(gen),
                     "history": history,
+                    "best": best,
                 },
             )
 
-    test_acc = history[-1]["test_acc"]
+    if best is not None:
+        defense.unwrap(model).load_state_dict(best["state"])
+    selected_epoch = train["epochs"] if best is None else best["epoch"]
+    # The final report: the only time the test split is seen under last / best_validation.
+    test_acc = accuracy(target, x_test, y_test, train["batch_size"], amp, channels_last)
     meta = {
         "protocol": settings.get("protocol", "rigorous"),
         "dataset": settings["dataset"],
@@ -204,13 +249,24 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
         "defense": settings["defense"],
         "arch_type": arch_type(settings),
         "defense_type": defense_type(settings),
-        "seed": int(settings["seed"]),
+        "seed": seed,
         "arch_settings": settings.get("arch_settings", {}),
         "defense_settings": settings.get("defense_settings", {}),
         "num_classes": data.num_classes,
         "image_shape": list(data.image_shape),
         "edge_params": count_params(defense.unwrap(model).edge),
         "test_acc": test_acc,
+        "selection": {
+            "rule": selection,
+            "select_after": int(train["select_after"]),
+            "epoch": selected_epoch,
+            "val_acc": history[selected_epoch - 1].get("val_acc"),
+            "test_acc": test_acc,
+        },
+        "split_sizes": {"train": int(fit.numel()), "validation": int(held.numel()), "test": int(y_test.numel())},
+        # Dataset indices of the held-out images (positions in data.splits['train'] seeded by
+        # ``seed``, ciprivacy.data.prepared.holdout_split), so later stages can leave them out.
+        "validation_index": data.splits["train"][held].tolist(),
         "history": history,
         "defense_report": defense.report(),
         "device": str(device),  # a run-time setting, not in params: recorded where it ran
@@ -218,7 +274,13 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
     target.meta = meta
     save_torch({"state_dict": defense.unwrap(model).state_dict(), "meta": meta}, model_path)
     remove_checkpoint(checkpoint)
-    log.info("test accuracy %.4f, edge parameters %d", test_acc, meta["edge_params"])
+    log.info(
+        "test accuracy %.4f (epoch %d, %s), edge parameters %d",
+        test_acc,
+        selected_epoch,
+        selection,
+        meta["edge_params"],
+    )
     return target
 
 

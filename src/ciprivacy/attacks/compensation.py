@@ -76,12 +76,14 @@ def compensation_attack(
     settings: dict,
     gen: torch.Generator,
     resume: Resume | None = None,
+    train_split: torch.Tensor | None = None,
 ):
     """The black-box inverse-network attack on the compensated features; the inverse network is
     sized from the observed (compensated) feature shape as usual, so on the CNN it is the
     black-box attacker of the unprotected 256 x 16 x 16 edge. ``settings`` are the inverse
     network's (as for blackbox/graybox)."""
-    return SCENARIOS.get("blackbox").attack(CompensatedTarget.of(target), aux, test, settings, gen, resume=resume)
+    blackbox = SCENARIOS.get("blackbox").attack
+    return blackbox(CompensatedTarget.of(target), aux, test, settings, gen, resume=resume, train_split=train_split)
 
 
 SCENARIOS.register(SCENARIO)(

@@ -17,10 +17,11 @@ import copy
 import logging
 import math
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import nn
 from tqdm import tqdm
 
@@ -31,6 +32,7 @@ from ciprivacy.signature import (
     Betas,
     Ge,
     Int,
+    Interval,
     NonNegativeFloat,
     NonNegativeInt,
     OpenUnit,
@@ -42,6 +44,12 @@ from ciprivacy.signature import (
 log = logging.getLogger(__name__)
 
 
+# Which split's MSE picks the kept state (``selection``) and drives the scheduler
+# (``scheduler_on``): a held-out part of the auxiliary split, the test split, or the
+# classifier's training split (the authors' train_inversion.py:524-532).
+SELECTION_SPLIT = {"best_validation": "validation", "best_test": "test", "best_train_split": "train_split"}
+
+
 class InverseSettings(Strict):
     """An inverse-network attack's settings (``attacks.blackbox``, ``attacks.graybox``)."""
 
@@ -49,15 +57,50 @@ class InverseSettings(Strict):
     batch_size: PositiveInt
     lr: PositiveFloat
     betas: Betas
+    amsgrad: bool  # Adam's AMSGrad variant
     scheduler_factor: OpenUnit
-    scheduler_patience: NonNegativeInt
-    eval_every: PositiveInt  # test MSE every N epochs; the best state is kept
+    # ReduceLROnPlateau patience, or one per architecture (the registry name, e.g. vgg16)
+    scheduler_patience: NonNegativeInt | dict[str, NonNegativeInt]
+    scheduler_on: Literal["validation", "test"]  # whose MSE the scheduler steps on
+    eval_every: PositiveInt  # the selection (and scheduler) MSE every N epochs
+    validation_fraction: Annotated[float, Interval(ge=0, lt=1)]  # of the auxiliary split, held out of training
+    selection: Literal["best_validation", "best_test", "best_train_split"]  # which split's MSE keeps the state
+    # A link that draws noise: queried anew each epoch (fresh), or once per image with a fixed
+    # seed and the answers reused (fixed: the authors' precomputed feature files, utilis.py:65-90).
+    perturbation: Literal["fresh", "fixed"]
+    # mirror: our InverseNet sized from the assumed edge (width, extra_convs, match_depth);
+    # authors: their generator for the target where their code has one (attacks/authors_inverse.py)
+    architecture: Literal["mirror", "authors"]
     width: PositiveFloat  # hidden channels relative to the mirrored edge
     extra_convs: NonNegativeInt  # 3x3 conv blocks added per stage
     match_depth: bool  # mirror the layers a defense added to the edge (gray-box knowledge)
     amp: bool
     query_cache_gb: NonNegativeFloat  # run-time: keep a deterministic link's answers up to this size
     metric_batch: Annotated[Int, Ge(7)]  # test batch of the paper's PSNR/SSIM
+
+    @model_validator(mode="after")
+    def _validation_part_when_used(self) -> InverseSettings:
+        uses = self.selection == "best_validation" or self.scheduler_on == "validation"
+        if uses and self.validation_fraction <= 0:
+            raise ValueError("selection or scheduler_on uses the validation part: set validation_fraction > 0")
+        return self
+
+
+def patience_for(patience: int | dict[str, int], arch: str) -> int:
+    """The scheduler patience for architecture ``arch`` (a number, or one per architecture)."""
+    if isinstance(patience, int):
+        return patience
+    if arch not in patience:
+        raise ValueError(f"scheduler_patience has no entry for architecture {arch!r}; it has {sorted(patience)}")
+    return int(patience[arch])
+
+
+# Fixed draws of a noisy link: one seed per split, derived from the attack's seed.
+DRAW_SALT = {"aux": 1, "validation": 2, "test": 3, "train_split": 4}
+
+
+def draw_seed(settings: dict[str, Any], split: str) -> int:
+    return 1000 * int(settings.get("seed", 0)) + DRAW_SALT[split]
 
 
 def _refine(c: int) -> list[nn.Module]:
@@ -147,9 +190,14 @@ def reconstruct(
     rows = torch.arange(images.shape[0], device=images.device)
     for x, idx in iterate_batches(images, rows, batch_size):
         with autocast(images.device, amp):
-            z = observe(to_layout(x, channels_last)) if answers is None else answers[idx]
+            z = observe(to_layout(x, channels_last)) if answers is None else take(answers, idx, images.device)
             out.append(generator(to_layout(z, channels_last)).float().contiguous())
     return torch.cat(out)
+
+
+def take(answers: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``answers[idx]`` on ``device``; answers too large for the device are kept on the host."""
+    return answers[idx.to(answers.device)].to(device, non_blocking=True)
 
 
 def _mse(
@@ -167,23 +215,33 @@ def _mse(
 
 @torch.no_grad()
 def query_once(
-    observe: Callable[[torch.Tensor], torch.Tensor], aux_images: torch.Tensor, settings: dict[str, Any]
+    observe: Callable[[torch.Tensor], torch.Tensor],
+    aux_images: torch.Tensor,
+    settings: dict[str, Any],
+    seed: int = 0,
 ) -> torch.Tensor | None:
-    """The link's output for every image (the auxiliary split, or the test split the attacker is
-    scored on every epoch), computed once, or None where it must be queried anew each epoch: a
-    link that draws noise (two queries of the same images differ; the attacker then sees fresh
-    noise every epoch), or answers larger than ``query_cache_gb``.
+    """The link's output for every image (the auxiliary split, or a split the attacker is scored
+    on every epoch), computed once, or None where it must be queried anew each epoch.
+
+    With ``perturbation: fixed`` a link that draws noise is queried once per image under the
+    random seed ``seed`` (the random state is left as it was) and that one draw is reused
+    every epoch, as the authors trained on one precomputed feature file; answers larger than
+    ``query_cache_gb`` are then kept on the host. Otherwise (``fresh``) a link that draws
+    noise (two queries of the same images differ) is queried anew every epoch, and so are
+    answers larger than ``query_cache_gb``.
 
     For a deterministic link this is the same attack: the black-box attacker queries its
     auxiliary data and trains on the answers. It saves the edge's forward pass in every epoch
     after the first, about half of the training FLOPs and most of the evaluation's on the CNN.
     """
     limit_gb = float(settings.get("query_cache_gb", 0))
-    if limit_gb <= 0:
+    fixed = settings.get("perturbation", "fresh") == "fixed"
+    if limit_gb <= 0 and not fixed:
         return None
     device, amp = aux_images.device, bool(settings["amp"])
     channels_last = bool(settings.get("channels_last", False))
     batch = settings["batch_size"]
+    devices = [device] if device.type == "cuda" else []
 
     def ask(x: torch.Tensor) -> torch.Tensor:
         with autocast(device, amp):
@@ -192,20 +250,23 @@ def query_once(
     probe = to_float(aux_images[:batch])
     # The probe leaves the RNG as it found it: a noisy link's draws, and a resumed run's, stay
     # those of a run without it.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=devices):
         first, again = ask(probe), ask(probe)
-    if not torch.equal(first, again):
+    size_gb = aux_images.shape[0] * first[0].numel() * first.element_size() / 2**30
+    if not fixed and not torch.equal(first, again):
         log.info("the link is stochastic: the inverse network queries it anew every epoch")
         return None
-    size_gb = aux_images.shape[0] * first[0].numel() * first.element_size() / 2**30
-    if size_gb > limit_gb:
+    if not fixed and size_gb > limit_gb:
         log.info(
             "the link's answers (%.1f GiB) exceed query_cache_gb = %g: queried anew every epoch", size_gb, limit_gb
         )
         return None
-    answers = torch.empty((aux_images.shape[0], *first.shape[1:]), dtype=first.dtype, device=device)
-    for x, idx in iterate_batches(aux_images, torch.arange(aux_images.shape[0], device=device), batch):
-        answers[idx] = ask(x)
+    home = device if size_gb <= limit_gb else torch.device("cpu")
+    answers = torch.empty((aux_images.shape[0], *first.shape[1:]), dtype=first.dtype, device=home)
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for x, idx in iterate_batches(aux_images, torch.arange(aux_images.shape[0], device=device), batch):
+            answers[idx.to(home)] = ask(x).to(home)
     return answers
 
 
@@ -229,7 +290,7 @@ def inverse_epoch(
     for x, idx in iterate_batches(aux_images, rows, settings["batch_size"], shuffle=True, gen=gen):
         x = to_layout(x, channels_last)
         with autocast(device, amp):  # the queries to the edge too: half of this stage's FLOPs
-            z = to_layout(observe(x) if answers is None else answers[idx], channels_last)
+            z = to_layout(observe(x) if answers is None else take(answers, idx, device), channels_last)
             loss = F.mse_loss(generator(z).float(), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -247,18 +308,36 @@ def train_inverse_network(
     settings: dict[str, Any],
     gen: torch.Generator,
     resume: Resume | None = None,
+    validation_images: torch.Tensor | None = None,
+    train_split_images: torch.Tensor | None = None,
 ) -> tuple[nn.Module, list[dict[str, float]]]:
-    """Train G on (observe(x'), x') pairs of the auxiliary split; keep the state with the
-    lowest test MSE (the paper keeps the strongest attacker).
+    """Train G on (observe(x'), x') pairs of ``aux_images``; every ``eval_every`` epochs score
+    it on the splits ``settings`` name and keep the state with the lowest MSE on the
+    ``selection`` split (``validation_images``, held out of the auxiliary data; the test split;
+    or the classifier's ``train_split_images``), stepping the scheduler on the ``scheduler_on``
+    split's MSE. A split neither names is never queried: under the rigorous settings no test
+    image reaches selection or the scheduler.
 
     With ``resume`` the state after every epoch is written to ``resume.path``, and a rerun
     under the same ``resume.key`` continues from it to the weights an uninterrupted run ends
     with; the caller removes the file once its outputs are written.
     """
+    splits = {"validation": validation_images, "test": test_images, "train_split": train_split_images}
+    select_on, sched_on = SELECTION_SPLIT[settings["selection"]], settings["scheduler_on"]
+    scored = list(dict.fromkeys([select_on, sched_on]))
+    for name in scored:
+        if splits[name] is None or not splits[name].shape[0]:
+            raise ValueError(f"the inverse network is scored on the {name} split, but none was given")
     channels_last = bool(settings.get("channels_last", False))
     module_layout(generator, channels_last)
     params = list(generator.parameters())
-    opt = torch.optim.Adam(params, lr=settings["lr"], betas=tuple(settings["betas"]), **fused_optimizer_kwargs(params))
+    opt = torch.optim.Adam(
+        params,
+        lr=settings["lr"],
+        betas=tuple(settings["betas"]),
+        amsgrad=bool(settings["amsgrad"]),
+        **fused_optimizer_kwargs(params),
+    )
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=settings["scheduler_factor"], patience=settings["scheduler_patience"]
     )
@@ -272,26 +351,22 @@ def train_inverse_network(
         best_mse, best_state = resumed["best_mse"], resumed["best_state"]
         history, start = list(resumed["history"]), int(resumed["epoch"])
         log.info("resuming the inverse network from %s after epoch %d", resume.path, start)
-    answers, test_answers = query_once(observe, aux_images, settings), query_once(observe, test_images, settings)
+    answers = query_once(observe, aux_images, settings, draw_seed(settings, "aux"))
+    scored_answers = {name: query_once(observe, splits[name], settings, draw_seed(settings, name)) for name in scored}
+    amp = bool(settings["amp"])
     bar = tqdm(range(start, settings["epochs"]), desc="inverse network", mininterval=5)
     for epoch in bar:
         train_mse = inverse_epoch(generator, observe, aux_images, opt, settings, gen, answers)
         record = {"epoch": epoch + 1, "train_mse": train_mse.item()}  # one host sync per epoch
         if (epoch + 1) % settings["eval_every"] == 0 or epoch + 1 == settings["epochs"]:
-            test_mse = _mse(
-                generator,
-                observe,
-                test_images,
-                settings["batch_size"],
-                bool(settings["amp"]),
-                channels_last,
-                test_answers,
-            )
-            sched.step(test_mse)
-            record["test_mse"] = test_mse
-            if test_mse < best_mse:
-                best_mse, best_state = test_mse, copy.deepcopy(generator.state_dict())
-            bar.set_postfix(test_mse=f"{test_mse:.5f}", best=f"{best_mse:.5f}")
+            for name in scored:
+                record[f"{name}_mse"] = _mse(
+                    generator, observe, splits[name], settings["batch_size"], amp, channels_last, scored_answers[name]
+                )
+            sched.step(record[f"{sched_on}_mse"])
+            if record[f"{select_on}_mse"] < best_mse:
+                best_mse, best_state = record[f"{select_on}_mse"], copy.deepcopy(generator.state_dict())
+            bar.set_postfix(mse=f"{record[f'{select_on}_mse']:.5f}", best=f"{best_mse:.5f}")
         history.append(record)
         log.info("epoch %s", record)
         if resume is not None and epoch + 1 < settings["epochs"]:

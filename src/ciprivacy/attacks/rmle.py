@@ -1,8 +1,15 @@
 """White-box rMLE (He et al. 2019): find x whose edge features match the observed z.
 
-minimise_x  ||f_e(x) - z||^2 / dim(z) + tv_weight * TV(x),  x in [0, 1].
-The loss is summed over independent per-sample losses, so a whole batch of targets is
-optimised at once and the result does not depend on the batch size.
+Two objectives, both settings:
+
+- ours (``loss: per_sample``, ``tv: l1``): sum over samples of ||f_e(x) - z||^2 / dim(z) +
+  tv_weight * TV_l1(x), x projected into [0, 1] after every step. Independent per-sample
+  losses, so a whole batch is optimised at once and the result does not depend on batching.
+- the authors' (white_box_attack.py:103-115, 164-175): mean over B x C x H x W of the squared
+  feature error + lambda_TV * sqrt(TV2), TV2 the per-image mean of squared vertical plus squared
+  horizontal differences averaged over the batch; x clamped into [0, 1] only at the end (185).
+  One scalar per batch: the batch is coupled through sqrt(TV2), so results depend on which
+  images share a batch.
 """
 
 from __future__ import annotations
@@ -25,13 +32,20 @@ class RmleSettings(Strict):
     optimizer: Literal["adam", "sgd"]
     lr: PositiveFloat
     momentum: Annotated[float, Interval(ge=0, lt=1)]  # sgd only
+    loss: Literal["per_sample", "batch_mean"]  # feature error: summed per-sample means, or one batch mean
+    tv: Literal["l1", "sqrt_squared"]  # the image prior: per-sample L1 TV, or the authors' sqrt of squared TV
     tv_weight: NonNegativeFloat
     init: Literal["normal", "uniform", "gray"]
-    clamp: bool  # project x into [0, 1] after every step
+    clamp: Literal["every_step", "end"]  # project x into [0, 1] after every step (and at the start), or at the end
     batch_size: PositiveInt  # targets optimised at once
     num_images: PositiveInt | None  # test images attacked; None = the whole test split
     amp: bool
     metric_batch: Annotated[Int, Ge(7)]  # test batch of the paper's PSNR/SSIM (its SSIM window spans 7 images)
+
+
+def coupled(settings: dict[str, Any]) -> bool:
+    """Whether the objective couples the images of a batch (its result depends on the batching)."""
+    return settings["loss"] == "batch_mean" or settings["tv"] == "sqrt_squared"
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -41,8 +55,24 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return dh + dw
 
 
+def squared_total_variation(x: torch.Tensor) -> torch.Tensor:
+    """The authors' TV (white_box_attack.py:103-115), one scalar for the batch: the per-image mean
+    of squared vertical differences plus that of squared horizontal ones, averaged over images."""
+    dh = (x[:, :, 1:, :] - x[:, :, :-1, :]).pow(2).flatten(1).mean(1)
+    dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).pow(2).flatten(1).mean(1)
+    return (dh + dw).mean()
+
+
+def rmle_objective(feat: torch.Tensor, z: torch.Tensor, x: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
+    """The scalar rMLE minimises for a batch: feature error plus the weighted image prior."""
+    error = (feat.float() - z).pow(2)
+    match = error.mean() if settings["loss"] == "batch_mean" else error.flatten(1).mean(1).sum()
+    prior = squared_total_variation(x).sqrt() if settings["tv"] == "sqrt_squared" else total_variation(x).sum()
+    return match + settings["tv_weight"] * prior
+
+
 def initial_images(shape: tuple[int, ...], init: str, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    if init == "normal":  # the authors' start: N(0, 1) noise (clamped into [0, 1] by the first projection)
+    if init == "normal":  # the authors' start: N(0, 1) noise (white_box_attack.py:158; unclamped with clamp: end)
         x = torch.randn(shape, generator=gen)
     elif init == "uniform":
         x = torch.rand(shape, generator=gen)
@@ -72,7 +102,8 @@ def rmle_reconstruct(
     x = to_layout(
         initial_images((z.shape[0], *image_shape), settings["init"], gen, device), settings.get("channels_last", False)
     )
-    if settings["clamp"]:
+    every_step = settings["clamp"] == "every_step"
+    if every_step:
         x.clamp_(0, 1)
     x.requires_grad_(True)
     if settings["optimizer"] == "adam":
@@ -85,12 +116,11 @@ def rmle_reconstruct(
     for _ in tqdm(range(settings["iterations"]), desc="rMLE", mininterval=5, disable=not progress):
         with autocast(device, settings["amp"]):
             feat = edge(x)
-        match = (feat.float() - z).pow(2).flatten(1).mean(1)
-        loss = (match + settings["tv_weight"] * total_variation(x)).sum()
+        loss = rmle_objective(feat, z, x, settings)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if settings["clamp"]:
+        if every_step:
             with torch.no_grad():
                 x.clamp_(0, 1)
     return x.detach().clamp(0, 1)

@@ -19,6 +19,7 @@ from ciprivacy.config.layers import deep_merge, merge_layers, workflow_layers
 from ciprivacy.config.variants import (
     arch_block,
     defense_block,
+    defense_train,
     recut_base,
     recut_pairs,
     reuses_unprotected_model,
@@ -38,6 +39,7 @@ __all__ = [
     "deep_merge",
     "default_gpu_jobs",
     "defense_block",
+    "defense_train",
     "effective_config",
     "evaluation_settings",
     "merge_layers",

@@ -258,6 +258,13 @@ def _check_defenses(config: dict[str, Any], problems: list[Problem]) -> None:
             config["defenses"][name] = {**reserved, **typed}
         if entry.get("cem") is not None:
             config["defenses"][name]["cem"] = _overrides(Cem, entry["cem"], ("defenses", name, "cem"), problems)
+        if entry.get("train") is not None:
+            where = ("defenses", name, "train")
+            config["defenses"][name]["train"] = _overrides(TargetTraining, entry["train"], where, problems)
+            if DEFENSES.get(kind).uses_unprotected_model:
+                problems.append(
+                    Problem(where, f"{kind} reuses the unprotected model, so it trains nothing of its own to override")
+                )
 
 
 def _check_attacks(config: dict[str, Any], problems: list[Problem], used: set[str]) -> None:
@@ -357,6 +364,35 @@ def _check_names(config: dict[str, Any], problems: list[Problem]) -> set[str]:
     return used
 
 
+def _check_target_training(config: dict[str, Any], problems: list[Problem]) -> None:
+    """The training settings each target of an enabled experiment gets (target_training, then
+    ``archs.<a>.train``, then ``defenses.<d>.train``) check as a whole: a combination the parts
+    alone do not show (``select_after`` past the epochs a defense trains) names both entries."""
+    from ciprivacy.config.jobs import target_settings
+    from ciprivacy.experiments import CEM_SUFFIX, defense_names
+
+    pairs = {
+        (arch, defense)
+        for exp in config["experiments"].values()
+        if exp["enabled"] and exp["kind"] != "latency"
+        for arch in exp["archs"]
+        for defense in defense_names(exp)
+    }
+    for arch, defense in sorted(pairs):
+        train = target_settings(config, "", arch, defense, 0)["train"]
+        try:
+            TargetTraining.model_validate(train)
+        except ValidationError as err:
+            for error in err.errors():
+                message = _problem(error, (), TargetTraining).message
+                problems.append(
+                    Problem(
+                        ("defenses", defense.removesuffix(CEM_SUFFIX), "train"),
+                        f"with archs.{arch}.train and target_training, the training settings {message}",
+                    )
+                )
+
+
 def _check_buildable(config: dict[str, Any], problems: list[Problem]) -> None:
     """Every architecture in use builds at its datasets' image size (split_block in range, a
     side the network takes), on PyTorch's meta device: shapes only, no memory."""
@@ -431,6 +467,7 @@ def _check_one(layers: list[Layer], problems: list[Problem]) -> dict[str, Any]:
     guarded(_check_attacks, used)
     guarded(_check_priors, used)
     if not problems:  # building needs sound names and settings
+        _check_target_training(config, problems)
         _check_buildable(config, problems)
     return config
 

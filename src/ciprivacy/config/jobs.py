@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from ciprivacy.config.layers import deep_merge
-from ciprivacy.config.variants import arch_block, defense_block
+from ciprivacy.config.variants import arch_block, defense_block, defense_train
 from ciprivacy.runtime import ATTACK_RUNTIME_KEYS, RUNTIME_KEYS
 
 
@@ -103,11 +103,11 @@ def target_settings(
     ``dataset``, ``arch`` and ``defense`` (the config names),
     ``arch_type`` and ``defense_type`` (their registry entries, plug-in suffix included),
     ``seed``, ``arch_settings`` (the builder's arguments), ``defense_settings`` (the defense's,
-    with the plug-in's under its name) and ``train`` (target_training with the architecture's
-    overrides)."""
+    with the plug-in's under its name) and ``train``: target_training, with the architecture's
+    overrides (``archs.<a>.train``) and then the defense's (``defenses.<d>.train``) laid over it."""
     arch_type, arch_merged = arch_block(config, arch)
     defense_type, defense_merged = defense_block(config, defense)
-    train = {**config["target_training"], **arch_merged["train"]}
+    train = {**config["target_training"], **arch_merged["train"], **defense_train(config, defense)}
     return canonical(
         {
             "protocol": protocol,

@@ -18,6 +18,7 @@ from ciprivacy.signature import (
     Betas,
     Ge,
     Int,
+    Interval,
     NonNegativeFloat,
     NonNegativeInt,
     OpenUnit,
@@ -128,12 +129,31 @@ class TargetTraining(Strict):
     lr: PositiveFloat
     betas: Betas
     weight_decay: NonNegativeFloat
+    amsgrad: bool  # Adam's AMSGrad variant
+    # ReduceLROnPlateau on the epoch's training loss, or a constant lr (YAML reads a bare off as false)
+    scheduler: Annotated[Literal["train_loss", "off"], BeforeValidator(lambda v: "off" if v is False else v)]
     scheduler_factor: OpenUnit
     scheduler_patience: NonNegativeInt
     hflip: bool
     color_jitter: Probability
     amp: bool
-    eval_every: PositiveInt
+    eval_every: PositiveInt  # the selection metric every N epochs (and after the last)
+    # Held out of the train split (seeded, class-stratified); the model trains on the rest. 0 = none.
+    validation_fraction: Annotated[float, Interval(ge=0, lt=1)]
+    # Which state is kept: the last, or the best accuracy on the held-out part / the test split.
+    selection: Literal["last", "best_validation", "best_test"]
+    select_after: NonNegativeInt  # epochs before (and at) which no state is selected
+
+    @model_validator(mode="after")
+    def _selection_is_possible(self) -> TargetTraining:
+        if self.selection == "best_validation" and self.validation_fraction <= 0:
+            raise ValueError("selection best_validation needs validation_fraction > 0 (a part to select on)")
+        if self.selection != "last" and self.select_after >= self.epochs:
+            raise ValueError(
+                f"select_after is {self.select_after} but training runs {self.epochs} epochs: "
+                "no epoch could be selected"
+            )
+        return self
 
 
 class Cem(Strict):
@@ -150,11 +170,28 @@ class Mine(Strict):
     epochs: PositiveInt
     batch_size: Annotated[Int, Ge(2)]
     lr: PositiveFloat
-    report: Literal["best", "last"]
+    optimizer: Literal["adam", "adamw"]
+    betas: Betas | dict[Name, Betas]  # one pair, or one per architecture (registry name)
+    weight_decay: NonNegativeFloat
+    # ReduceLROnPlateau in mode min on the evaluation estimate (the authors'), or none
+    scheduler: Annotated[Literal["plateau", "off"], BeforeValidator(lambda v: "off" if v is False else v)]
+    scheduler_factor: OpenUnit
+    scheduler_patience: NonNegativeInt
+    # best / last evaluation value, or the evaluation value at the epoch the held-out part picks
+    report: Literal["best", "last", "validation"]
+    validation_fraction: Annotated[float, Interval(ge=0, lt=1)]  # of the training split, held out of training
+    restarts: PositiveInt  # independent critic initialisations; mi is their mean
+    estimate: Literal["pooled", "per_batch_mean"]  # one DV bound over the set, or the mean of per-batch bounds
     eval_every: PositiveInt
     max_train: Annotated[Int, Ge(2)] | None
     z_placement: Literal["top_left", "centre"]
     normalize_x: bool
+
+    @model_validator(mode="after")
+    def _validation_part_when_reported(self) -> Mine:
+        if self.report == "validation" and self.validation_fraction <= 0:
+            raise ValueError("report validation needs validation_fraction > 0 (a held-out part to choose the epoch)")
+        return self
 
 
 class Evaluation(Strict):

@@ -13,8 +13,10 @@ from ciprivacy.defenses import DEFENSES
 from ciprivacy.experiments import CEM_SUFFIX
 from ciprivacy.models import without_split
 
-# Keys of a defenses entry that are not the defense's own settings.
-DEFENSE_RESERVED = ("base", "cem")
+# Keys of a defenses entry that are not the defense's own settings: ``base`` (the entry it
+# varies), ``cem`` (the plug-in's overrides) and ``train`` (overrides of target_training for
+# this defense's targets, laid over the architecture's).
+DEFENSE_RESERVED = ("base", "cem", "train")
 
 
 def base_chain(config: dict[str, Any], kind: str, name: str) -> list[str]:
@@ -85,10 +87,18 @@ def defense_block(config: dict[str, Any], name: str) -> tuple[str, dict[str, Any
     """
     plugin = name.endswith(CEM_SUFFIX)
     kind, entry = defense_entry(config, name[: -len(CEM_SUFFIX)] if plugin else name)
+    entry.pop("train", None)
     own_cem = entry.pop("cem", None) or {}
     if not plugin:
         return kind, entry
     return kind + CEM_SUFFIX, {**entry, "cem": deep_merge(config["cem"], own_cem)}
+
+
+def defense_train(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The ``train`` overrides of a defense name (inherited through ``base``; ``noise+cem`` has
+    noise's): target_training keys this defense trains with, over the architecture's."""
+    plugin = name.endswith(CEM_SUFFIX)
+    return dict(defense_entry(config, name[: -len(CEM_SUFFIX)] if plugin else name)[1].get("train") or {})
 
 
 def reuses_unprotected_model(config: dict[str, Any], defense: str) -> bool:

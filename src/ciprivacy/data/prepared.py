@@ -151,6 +151,18 @@ def stratified_split(
     return {name: torch.sort(torch.cat(parts)).values for name, parts in out.items()}
 
 
+def holdout_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, held out) positions into ``labels``: a seeded, class-stratified ``fraction`` held
+    out (labels -1, images of no class of ours, count as one class), both sorted. The same
+    labels, fraction and seed give the same positions; the global random state is untouched.
+    ``fraction`` 0 holds out nothing."""
+    positions = torch.arange(labels.numel())
+    if fraction <= 0:
+        return positions, positions[:0]
+    parts = stratified_split(labels.cpu(), {"kept": 1 - fraction, "held_out": fraction}, seed)
+    return parts["kept"], parts["held_out"]
+
+
 def read_source(block: dict[str, Any], resolution: int, channels: int) -> RawImages:
     """Call the registered source a (dataset or aux_source) block names, with its options."""
     source = SOURCES.get(block["source"])

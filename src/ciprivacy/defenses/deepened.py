@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,14 +42,33 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
+class ParallelResidualEdge(nn.Module):
+    """The authors' EncoderWithResidualEdge / DecoderWithResidualEdge (target_model_packages.py:
+    744-794): two parallel branches on C channels, summed, y = Conv(x) + Conv(SiLU(Conv(x)))
+    (3x3 convs with bias, no identity skip, nothing after the sum), then ReLU(BN(Conv_{C->C'}(y)))."""
+
+    def __init__(self, channels: int, out_channels: int):
+        super().__init__()
+        c = channels
+        self.conv2ed = nn.Conv2d(c, c, 3, padding=1)
+        self.encoder = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))
+        self.out = nn.Sequential(nn.Conv2d(c, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.out(self.conv2ed(x) + self.encoder(x)))
+
+
 @DEFENSES.register("ae")
 @dataclass(kw_only=True, eq=False)
 class AutoencoderDefense(Defense):
     """Azizian & Bajic 2024: an encoder deepens the edge and halves the channels of z, a
     decoder in the cloud restores them; loss = CE + l1_weight * mean|z|.
 
-    Encoder on C channels: conv3x3 C->C, SiLU, residual(conv3x3 C->C, SiLU, conv3x3 C->C),
-    SiLU, conv3x3 C->C/2, BN, ReLU. On the CNN (C = 256) the edge has 2,365,056 parameters.
+    ``layout: sequential`` (ours): encoder on C channels conv3x3 C->C, SiLU, residual(conv3x3
+    C->C, SiLU, conv3x3 C->C), SiLU, conv3x3 C->C/2, BN, ReLU; decoder conv3x3 C/2->C, BN, ReLU.
+    ``layout: parallel`` (the authors' code): ``ParallelResidualEdge`` C -> C/2 on the edge and
+    C/2 -> C in the cloud (738,432 parameters on the CNN). Either way the CNN's edge (C = 256)
+    has 2,365,056 parameters, the paper's count.
     """
 
     family = "network design & IB"
@@ -56,20 +76,24 @@ class AutoencoderDefense(Defense):
     extra_edge_layers = 4
 
     l1_weight: NonNegativeFloat
+    layout: Literal["sequential", "parallel"] = "sequential"
 
     def build(self, arch, num_classes, image_shape, arch_settings) -> SplitModel:
         base = super().build(arch, num_classes, image_shape, arch_settings)
         c = _shape(base.edge, image_shape)[0]
-        encoder = nn.Sequential(
-            nn.Conv2d(c, c, 3, padding=1),
-            nn.SiLU(),
-            Residual(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))),
-            nn.SiLU(),
-            nn.Conv2d(c, c // 2, 3, padding=1),
-            nn.BatchNorm2d(c // 2),
-            nn.ReLU(inplace=True),
-        )
-        decoder = nn.Sequential(*conv_bn_relu(c // 2, c, 3))
+        if self.layout == "parallel":
+            encoder, decoder = ParallelResidualEdge(c, c // 2), ParallelResidualEdge(c // 2, c)
+        else:
+            encoder = nn.Sequential(
+                nn.Conv2d(c, c, 3, padding=1),
+                nn.SiLU(),
+                Residual(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, c, 3, padding=1))),
+                nn.SiLU(),
+                nn.Conv2d(c, c // 2, 3, padding=1),
+                nn.BatchNorm2d(c // 2),
+                nn.ReLU(inplace=True),
+            )
+            decoder = nn.Sequential(*conv_bn_relu(c // 2, c, 3))
         return SplitModel(nn.Sequential(base.edge, encoder), nn.Sequential(decoder, base.cloud))
 
     def compensation_module(self, model: SplitModel) -> nn.Module:
@@ -105,9 +129,11 @@ class SiftFunnel(Defense):
     compensation module (two 3x3 convs back to the plain z's channels, Triplet Attention) in
     front of the plain cloud (upsampling when z is smaller than the plain split's features).
     VGG16 with 4 x 32 x 32 z: 41,512. Loss (eq. 15): lambda1 KL(f(x) || LS(y)) + lambda2 L_dCor(x, z)
-    + lambda3 L_Pearson(z) + tau mean|z|, with L_dCor the paper's eq. 12 ratio, which is
-    Szekely's dCor squared (``distance_correlation(..., squared=True)``), and L_Pearson over all
-    C^2 channel pairs (eq. 13); each term can be switched off.
+    + lambda3 L_Pearson(z) + tau ||z||_1, with L_dCor the paper's eq. 12 ratio, which is
+    Szekely's dCor squared (``distance_correlation(..., squared=True)``), L_Pearson over all
+    C^2 channel pairs (eq. 13) and ||z||_1 per sample, averaged over the batch; each term can be
+    switched off. The authors'
+    code differs in three forms, each a setting: ``label_smoothing``, ``l1`` and ``pearson_std``.
 
     Ablation switches (Table 6), both true by default (the full defense):
 
@@ -132,6 +158,14 @@ class SiftFunnel(Defense):
     lambda2: NonNegativeFloat  # weight of L_dCor(x, z)
     lambda3: NonNegativeFloat  # weight of L_Pearson(z)
     tau: NonNegativeFloat  # weight of the L1 term on z
+    # LS(y) (eq. 14): paper = 1 - alpha + alpha/K on the true class, alpha/K elsewhere; authors =
+    # 1 - alpha and alpha/(K - 1) (project_infodr_v4.py:119-124)
+    label_smoothing: Literal["paper", "authors"] = "paper"
+    # the L1 term: norm = eq. 15's ||z||_1 (summed over z's elements, averaged over the batch);
+    # mean = the authors' mean |z| over the batch's elements (project_infodr_v4.py:264)
+    l1: Literal["norm", "mean"] = "norm"
+    # sigma in L_Pearson: biased (eq. 13), or the authors' unbiased torch.std (project_infodr_v4.py:173)
+    pearson_std: Literal["biased", "unbiased"] = "biased"
     funnel_reduction: tuple[PositiveInt, PositiveInt]
     z_channels: dict[str, PositiveInt]
     z_downsampling: dict[str, PositiveInt]
@@ -202,9 +236,13 @@ class SiftFunnel(Defense):
         return model.cloud[0]
 
     def smoothed_labels(self, y: torch.Tensor) -> torch.Tensor:
-        """LS(y): 1 - alpha + alpha / K on the true class, alpha / K elsewhere."""
+        """LS(y): 1 - alpha + alpha / K on the true class and alpha / K elsewhere (eq. 14), or
+        the authors' 1 - alpha and alpha / (K - 1) (``label_smoothing: authors``)."""
         k, alpha = self.num_classes, self.alpha
-        return F.one_hot(y, k).float() * (1 - alpha) + alpha / k
+        onehot = F.one_hot(y, k).float()
+        if self.label_smoothing == "authors":
+            return onehot * (1 - alpha) + (1 - onehot) * alpha / (k - 1)
+        return onehot * (1 - alpha) + alpha / k
 
     def loss_terms(self, model: SplitModel, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         z = model.edge(x)
@@ -219,9 +257,10 @@ class SiftFunnel(Defense):
         if self.terms.dcor:
             terms["dcor"] = self.lambda2 * distance_correlation(x, z, squared=True)  # eq. 12 (dCor^2)
         if self.terms.pearson:
-            terms["pearson"] = self.lambda3 * channel_pearson_penalty(z)
+            terms["pearson"] = self.lambda3 * channel_pearson_penalty(z, std=self.pearson_std)
         if self.terms.l1:
-            terms["l1"] = self.tau * z.float().abs().mean()
+            magnitude = z.float().abs()
+            terms["l1"] = self.tau * (magnitude.flatten(1).sum(1).mean() if self.l1 == "norm" else magnitude.mean())
         return terms
 
     def loss(self, model, x, y, epoch):

@@ -43,14 +43,25 @@ def distance_correlation(x: torch.Tensor, z: torch.Tensor, eps: float = 1e-9, sq
     return dcor2 if squared else (dcor2 + eps).sqrt()
 
 
-def channel_pearson_penalty(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def channel_pearson_penalty(z: torch.Tensor, eps: float = 1e-6, std: str = "biased") -> torch.Tensor:
     """L_Pearson (eq. 13): the squared Pearson correlations between the channels of z, each
     channel taken over its H*W positions, averaged over all C x C channel pairs (diagonal
     included, 1/C^2, as eq. 13 and the authors' code) and over samples. The diagonal adds 1/C
-    for every non-constant channel, so the value lies in [1/C, 1] (0 only for constant z)."""
+    for every non-constant channel, so the value lies in [1/C, 1] (0 only for constant z).
+
+    ``std``: ``biased`` is the correlation itself (eq. 13's sigma, over H*W); ``unbiased`` is
+    the authors' pearson_correlation_loss (project_infodr_v4.py:167-181): the biased
+    covariance over H*W divided by torch.std (unbiased, over H*W - 1) products + 1e-12, so
+    every correlation is scaled by (HW - 1) / HW (0.996 on 16 x 16)."""
     n, c = z.shape[:2]
     v = z.float().reshape(n, c, -1)
     v = v - v.mean(-1, keepdim=True)
+    if std == "unbiased":
+        sd = v.std(-1, keepdim=True)
+        corr = (v @ v.transpose(1, 2)) / v.shape[-1] / (sd @ sd.transpose(1, 2) + 1e-12)
+        return corr.pow(2).mean()
+    if std != "biased":
+        raise ValueError(f"pearson std must be 'biased' or 'unbiased', got {std!r}")
     v = v / (v.norm(dim=-1, keepdim=True) + eps)
     corr = v @ v.transpose(1, 2)  # n x c x c
     return corr.pow(2).mean()

@@ -80,19 +80,15 @@ def paper_quality(original: torch.Tensor, reconstructed: torch.Tensor, batch_siz
         log.warning(
             "%d images: the paper's SSIM needs at least %d (its window spans images); ssim_paper is NaN", n, SSIM_WINDOW
         )
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed))).numpy()
-    a = original.detach().double().cpu().numpy()[order]
-    b = reconstructed.detach().double().cpu().clamp(0, 1).numpy()[order]
-    bounds = list(range(0, n, batch_size)) + [n]
-    if len(bounds) > 2 and bounds[-1] - bounds[-2] < SSIM_WINDOW:
-        del bounds[-2]
+    a = original.detach().double().cpu().numpy()
+    b = reconstructed.detach().double().cpu().clamp(0, 1).numpy()
     psnr, ssim = [], []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        mse = float(((a[lo:hi] - b[lo:hi]) ** 2).mean())
+    for idx in paper_batches(n, batch_size, seed):
+        mse = float(((a[idx] - b[idx]) ** 2).mean())
         with np.errstate(divide="ignore"):
             psnr.append(10 * np.log10(1.0 / mse) if mse > 0 else np.inf)
-        if hi - lo >= SSIM_WINDOW:
-            ssim.append(structural_similarity(a[lo:hi], b[lo:hi], data_range=1.0, channel_axis=1))
+        if len(idx) >= SSIM_WINDOW:
+            ssim.append(structural_similarity(a[idx], b[idx], data_range=1.0, channel_axis=1))
     return {
         "mse_paper": float(channels * ((a - b) ** 2).mean()),
         "psnr_paper": float(np.mean(psnr)),

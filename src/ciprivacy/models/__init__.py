@@ -1,6 +1,5 @@
 """Target architectures, each split into an edge part and a cloud part."""
 
-from ciprivacy.models import cnn, resnet, vgg  # noqa: F401  (register the architectures)
 from ciprivacy.models.base import (
     ARCHS,
     Normalize,
@@ -11,6 +10,9 @@ from ciprivacy.models.base import (
     plain_edge,
     without_split,
 )
+from ciprivacy.registry import import_submodules
+
+import_submodules(__name__, __path__)  # each module registers its architectures: a new one is a new file
 
 __all__ = [
     "ARCHS",

@@ -7,6 +7,6 @@ Every prior offers the interface of ``Prior``: ``z_dim``, ``w_dim``, ``num_ws``,
 
 from ciprivacy.priors import dcgan, stylegan2  # noqa: F401  (register the families)
 from ciprivacy.priors.base import PRIORS, GANTrainer, Prior, to_unit
-from ciprivacy.priors.train import load_prior, prior_settings, train_prior
+from ciprivacy.priors.train import fit_prior, load_prior, prior_settings, train_prior
 
-__all__ = ["GANTrainer", "PRIORS", "Prior", "load_prior", "prior_settings", "to_unit", "train_prior"]
+__all__ = ["GANTrainer", "PRIORS", "Prior", "fit_prior", "load_prior", "prior_settings", "to_unit", "train_prior"]

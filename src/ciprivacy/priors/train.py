@@ -133,18 +133,18 @@ def schedule(settings: dict[str, Any], n_aux: int, trainer: GANTrainer) -> tuple
     return int(total), max(per_epoch, int(settings["record_every"]))
 
 
-def train_prior(data_path: str, output_path: str, settings: dict[str, Any], checkpoint: str | None = None) -> Prior:
-    """Train the prior ``settings['family']`` on the 'aux' split of a prepared dataset; write
-    state dict + metadata. With ``checkpoint`` the state is written there every record interval
-    and a rerun continues from it; the file is removed once the prior is written."""
-    configure_job()
+def fit_prior(
+    aux: torch.Tensor, settings: dict[str, Any], checkpoint: str | None = None, key: dict | None = None
+) -> tuple[Prior, dict[str, Any]]:
+    """Train the prior ``settings['family']`` (checked and completed by ``prior_settings``) on
+    uint8 ``aux`` images on the device, seeded with ``settings['seed']``; returns the prior (in
+    eval mode) and its metadata. With ``checkpoint`` the state is written there every record
+    interval under ``key``, and a call with the same key continues from it."""
     settings = prior_settings(settings)
-    device = pick_device(settings["device"])
+    device = aux.device
     gen = seed_everything(int(settings["seed"]))
-    aux = load_prepared(data_path).split("aux")[0].to(device)
     trainer = PRIORS.get(settings["family"])(tuple(aux.shape[1:]), settings, device)
     total, interval = schedule(settings, aux.shape[0], trainer)
-    key = {"prior": without_runtime(settings), "data_sha256": file_sha256(data_path)} if checkpoint else None
     history: list[dict[str, float]] = []
     start = 0
     resumed = load_checkpoint(checkpoint, key)
@@ -183,6 +183,19 @@ def train_prior(data_path: str, output_path: str, settings: dict[str, Any], chec
         **quality(prior, aux),
         "device": str(device),  # a run-time setting: recorded where it ran
     }
+    return prior, meta
+
+
+def train_prior(data_path: str, output_path: str, settings: dict[str, Any], checkpoint: str | None = None) -> Prior:
+    """Train the prior ``settings['family']`` on the 'aux' split of a prepared dataset; write
+    state dict + metadata. With ``checkpoint`` the state is written there every record interval
+    and a rerun continues from it; the file is removed once the prior is written."""
+    configure_job()
+    settings = prior_settings(settings)
+    device = pick_device(settings["device"])
+    aux = load_prepared(data_path).split("aux")[0].to(device)
+    key = {"prior": without_runtime(settings), "data_sha256": file_sha256(data_path)} if checkpoint else None
+    prior, meta = fit_prior(aux, settings, checkpoint, key)
     save_torch({"state_dict": prior.state_dict(), "meta": meta}, output_path)
     remove_checkpoint(checkpoint)
     log.info("prior %s written to %s: %s", settings["family"], output_path, {k: meta[k] for k in ("final",)})

@@ -34,7 +34,9 @@ from ciprivacy.reporting.results import (
 
 log = logging.getLogger(__name__)
 
-ID_COLUMNS = ["protocol", "family", "defense", "arch", "gen_attack", "status", "n_seeds"]
+# family and label: the row group and the row name the Markdown, LaTeX and HTML tables show (from
+# the defense's class, so a plug-in's row carries its own).
+ID_COLUMNS = ["protocol", "family", "label", "defense", "arch", "gen_attack", "status", "n_seeds"]
 # (column, scenario, metric); the Gen columns take the scenario from the row's gen_attack.
 VALUE_COLUMNS = [
     ("test_acc_pct", TARGET_SCENARIO, "test_acc_pct"),
@@ -154,7 +156,8 @@ def _row(stats: pd.DataFrame, dataset: str, arch: str, defense: str, gen_attack:
     """One table row: means over seeds (with `<column>_std`, `<column>_ci_low` and `_ci_high`)
     and the marks (MARK_COLUMNS), or a 'not run' row."""
     sel = stats[(stats["dataset"] == dataset) & (stats["arch"] == arch) & (stats["defense"] == defense)]
-    row = {"family": L.family(defense), "defense": defense, "arch": arch, "gen_attack": gen_attack}
+    row = {"family": L.family(defense), "label": L.label(defense), "defense": defense, "arch": arch}
+    row["gen_attack"] = gen_attack
     if sel.empty:
         return {**row, "status": NOT_RUN, "n_seeds": 0}
     row["status"] = "ran"

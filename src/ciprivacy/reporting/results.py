@@ -110,8 +110,8 @@ def is_zero(value: float, lo: float, hi: float) -> bool:
     return value is not None and not math.isnan(value) and value <= 0
 
 
-def _evaluation_rows(path: str) -> list[dict]:
-    record, per_image = load_json(path), _per_image(path)
+def _evaluation_rows(record: dict) -> list[dict]:
+    per_image = record.get("per_image")
     keys = _keys(record)
     rows, intervals = [], {}
     if per_image is not None:
@@ -129,8 +129,7 @@ def _evaluation_rows(path: str) -> list[dict]:
     return rows
 
 
-def _mi_rows(path: str) -> list[dict]:
-    record = load_json(path)
+def _mi_rows(record: dict) -> list[dict]:
     interval = tuple(record["mi_ci95"]) if record.get("mi_ci95") is not None else ST.NO_INTERVAL
     keys = _keys(record)
     zero = float(is_zero(record["mi"], *interval))
@@ -248,8 +247,8 @@ def failure_rows(record: dict, per_image: pd.DataFrame | None, baselines: Baseli
     return rows
 
 
-def _attack_rows(path: str, baselines: Baselines) -> list[dict]:
-    record, per_image = load_json(path), _per_image(path)
+def _attack_rows(record: dict, baselines: Baselines) -> list[dict]:
+    per_image = record.get("per_image")
     intervals = score_intervals(per_image, record.get("metric_batch"))
     rows = [
         _row(_keys(record), record["scenario"], m, record[m], intervals.get(m, ST.NO_INTERVAL))
@@ -259,6 +258,45 @@ def _attack_rows(path: str, baselines: Baselines) -> list[dict]:
     return rows + failure_rows(record, per_image, baselines)
 
 
+def tidy_records(
+    evaluations: Iterable[dict],
+    mi: Iterable[dict],
+    attacks: Iterable[dict],
+    metas: Iterable[dict] = (),
+    baselines: Baselines | None = None,
+) -> pd.DataFrame:
+    """The tidy frame of result records: evaluation.json's, mi.json's, each attack's
+    metrics.json's and the models' metadata (their split depth), as dicts, with the failure
+    baselines' rows. A record's ``per_image`` (its per_image.csv as a frame), where there is one,
+    gives its intervals and marks (module docstring). test_acc is stored in percent
+    (`test_acc_pct`), as the paper prints it."""
+    baselines = baselines if baselines is not None else Baselines(())
+    rows = []
+    for record in evaluations:
+        rows += _evaluation_rows(record)
+    for record in mi:
+        rows += _mi_rows(record)
+    for record in attacks:
+        rows += _attack_rows(record, baselines)
+    rows += baselines.rows()
+    for meta in metas:
+        depth = _split_depth(meta.get("arch_settings", {}))
+        if depth is not None:
+            rows.append(_row(_keys(meta), TARGET_SCENARIO, "split", depth))
+    if not rows:
+        raise ValueError("no results to tidy: no evaluation, MI or attack results were given")
+    frame = pd.DataFrame(rows)[[*TIDY_COLUMNS, *INTERVAL_COLUMNS]]
+    frame["seed"] = frame["seed"].astype(int)
+    for column in ("value", *INTERVAL_COLUMNS):
+        frame[column] = frame[column].astype(float)
+    return frame.sort_values(TIDY_COLUMNS[:-1]).reset_index(drop=True)
+
+
+def _with_per_image(path: str | Path) -> dict:
+    """A result file's record, with its per_image.csv (if its run wrote one) under ``per_image``."""
+    return {**load_json(path), "per_image": _per_image(path)}
+
+
 def tidy_frame(
     evaluations: Iterable[str],
     mi_files: Iterable[str],
@@ -266,31 +304,16 @@ def tidy_frame(
     model_files: Iterable[str] = (),
     baseline_files: Iterable[str] = (),
 ) -> pd.DataFrame:
-    """Rows from evaluation.json, mi.json, each attack's metrics.json, model.pt's metadata (its
-    split depth) and the failure baselines' baselines.json, with intervals and marks from the
-    per_image.csv beside each (module docstring). test_acc is stored in percent
-    (`test_acc_pct`), as the paper prints it."""
-    baselines = Baselines(baseline_files)
-    rows = []
-    for path in evaluations:
-        rows += _evaluation_rows(path)
-    for path in mi_files:
-        rows += _mi_rows(path)
-    for path in attack_files:
-        rows += _attack_rows(path, baselines)
-    rows += baselines.rows()
-    for path in model_files:
-        meta = load_torch(path)["meta"]
-        depth = _split_depth(meta.get("arch_settings", {}))
-        if depth is not None:
-            rows.append(_row(_keys(meta), TARGET_SCENARIO, "split", depth))
-    if not rows:
-        raise ValueError("no results to tidy: no evaluation, MI or attack files were given")
-    frame = pd.DataFrame(rows)[[*TIDY_COLUMNS, *INTERVAL_COLUMNS]]
-    frame["seed"] = frame["seed"].astype(int)
-    for column in ("value", *INTERVAL_COLUMNS):
-        frame[column] = frame[column].astype(float)
-    return frame.sort_values(TIDY_COLUMNS[:-1]).reset_index(drop=True)
+    """``tidy_records`` of evaluation.json, mi.json, each attack's metrics.json (each with the
+    per_image.csv beside it), model.pt's metadata (its split depth) and the failure baselines'
+    baselines.json, read from their files."""
+    return tidy_records(
+        map(_with_per_image, evaluations),
+        map(load_json, mi_files),
+        map(_with_per_image, attack_files),
+        (load_torch(path)["meta"] for path in model_files),
+        Baselines(baseline_files),
+    )
 
 
 def write_tidy(evaluations, mi_files, attack_files, model_files, output: str, baseline_files=()) -> pd.DataFrame:
