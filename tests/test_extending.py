@@ -11,10 +11,13 @@ from test_workflow import ROOT
 import ciprivacy.api as cp
 from ciprivacy.attacks import SCENARIOS
 from ciprivacy.models import ARCHS, create_model
-from ciprivacy.reporting.results import ATTACK_METRICS, TIDY_COLUMNS
+from ciprivacy.reporting.results import ATTACK_METRICS, INTERVAL_COLUMNS, TIDY_COLUMNS
 
 DOC = ROOT / "docs" / "extending.md"
-TARGET_MEASURES = {"test_acc_pct", "delta_z", "edge_params", "mi", "cem_mi_bound"}
+TARGET_MEASURES = {
+    *("test_acc_pct", "delta_z", "edge_params", "mi", "cem_mi_bound"),
+    *("chance_pct", "learned", "mi_indistinguishable_from_zero"),  # the marks beside them
+}
 
 
 def doc_block(tag: str) -> str:
@@ -42,7 +45,7 @@ def test_the_docs_api_example_runs_every_scenario_and_measure_on_a_toy_split_mod
     names = dict(toy)
     edge_before = {k: v.clone() for k, v in names["edge"].state_dict().items()}
     table = run_doc_block("api", names)["table"]
-    assert list(table.columns) == TIDY_COLUMNS
+    assert list(table.columns) == [*TIDY_COLUMNS, *INTERVAL_COLUMNS]
     assert set(table["scenario"]) == {"target", "whitebox", "blackbox", "graybox"}
     measured = table.groupby("scenario")["metric"].agg(set)
     assert measured["target"] == TARGET_MEASURES

@@ -226,10 +226,12 @@ def evaluate(
 
     Returns:
         The long table of the workflow's results_long.csv: columns ``protocol`` (``api``),
-        ``dataset``, ``arch``, ``defense``, ``scenario``, ``seed``, ``metric``, ``value``.
+        ``dataset``, ``arch``, ``defense``, ``scenario``, ``seed``, ``metric``, ``value``,
+        ``ci_low``, ``ci_high`` (a 95 % interval where one is known: MINE's restarts).
         Scenario ``target`` holds the measures of the model and its link (``test_acc_pct``,
         ``delta_z``, ``edge_params``, ``mi``, ``cem_mi_bound``; ``cem_mse_bound`` when the link
-        adds Gaussian noise), each attack's scenario its ``mse``, ``psnr``, ``ssim`` and
+        adds Gaussian noise) and their marks (``chance_pct``, ``learned``,
+        ``mi_indistinguishable_from_zero``), each attack's scenario its ``mse``, ``psnr``, ``ssim`` and
         ``mse_paper``, ``psnr_paper``, ``ssim_paper``. ``table.pivot_table(index="scenario",
         columns="metric", values="value")`` is the wide view. ``table.attrs["skipped"]`` maps
         each scenario that did not run to why; ``table.attrs["records"]`` holds the full

@@ -118,3 +118,15 @@ def read_sha256(sidecar: str | os.PathLike) -> str | None:
     fields = Path(sidecar).read_text().split()
     digest = fields[0].lower() if fields else ""
     return digest if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest) else None
+
+
+def save_csv(frame, path: str | os.PathLike, float_format: str = "%.10g") -> None:
+    """A pandas frame as CSV, written to a temporary file and renamed (``float_format``: 10
+    significant digits keeps per-image files small and every mean to 1e-10)."""
+    path, tmp = _atomic_target(path)
+    try:
+        frame.to_csv(tmp, index=False, float_format=float_format)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -7,33 +7,81 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pandas as pd
 import torch
 
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import iterate_batches
 from ciprivacy.data.prepared import holdout_split
-from ciprivacy.io import save_json
+from ciprivacy.io import save_csv, save_json
 from ciprivacy.metrics.cem import cem_metrics
-from ciprivacy.metrics.features import effective_information, feature_shape
+from ciprivacy.metrics.features import feature_shape, nonzero_per_sample
 from ciprivacy.metrics.mine import CRITICS, estimate_mi, restart_summary
 from ciprivacy.models import count_params
 from ciprivacy.models.base import Normalize, normalization_for
-from ciprivacy.precision import module_layout, to_layout
+from ciprivacy.precision import autocast, module_layout, to_layout
 from ciprivacy.runtime import configure_job, pick_device, seed_everything
-from ciprivacy.target import Target, accuracy, load_target
+from ciprivacy.target import Target, load_target
 
 log = logging.getLogger(__name__)
 
 
-def target_measures(target: Target, x_test: torch.Tensor, y_test: torch.Tensor, settings: dict[str, Any]) -> dict:
-    """Test accuracy of the deployed pipeline and the feature measures (delta(z), z's shape,
-    |theta_edge|, the accountant's epsilon, the CEM measures) on uint8 test images on the
-    device. ``settings``: the ``evaluation`` block (``channels_last`` optional)."""
+@torch.no_grad()
+def correct_per_image(
+    target: Target, images: torch.Tensor, labels: torch.Tensor, batch_size: int, amp: bool, channels_last: bool = False
+) -> torch.Tensor:
+    """Whether the deployed pipeline classifies each image right (bool, one per image, on the
+    CPU): ``ciprivacy.target.accuracy`` image by image, the same forward passes in the same order."""
+    target.model.eval()
+    out = []
+    for x, y in iterate_batches(images, labels, batch_size):
+        x = to_layout(x, channels_last)
+        with autocast(images.device, amp):
+            logits = target.defense.forward(target.model, x)
+        out.append((logits.argmax(1) == y).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
+def chance_levels(labels: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """The accuracy a model that learned nothing reaches on these labels: 1 / K (a uniform guess)
+    and the majority class's share (always answering it)."""
+    counts = torch.bincount(labels.cpu(), minlength=num_classes)
+    return {"chance_uniform": 1.0 / num_classes, "chance_majority": counts.max().item() / max(1, labels.numel())}
+
+
+def per_image_measures(
+    target: Target, x_test: torch.Tensor, y_test: torch.Tensor, settings: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """Per test image: whether it is classified right (``correct``) and delta(z)'s count of
+    non-zero features for it (``nonzero``), from which the reports bootstrap their intervals."""
     channels_last = bool(settings.get("channels_last", False))
     return {
+        "correct": correct_per_image(
+            target, x_test, y_test, settings["batch_size"], bool(settings["amp"]), channels_last
+        ),
+        "nonzero": nonzero_per_sample(target.observe, x_test, settings["batch_size"]),
+    }
+
+
+def target_measures(
+    target: Target,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    settings: dict[str, Any],
+    per_image: dict[str, torch.Tensor] | None = None,
+) -> dict:
+    """Test accuracy of the deployed pipeline and the feature measures (delta(z), z's shape,
+    |theta_edge|, the accountant's epsilon, the CEM measures) on uint8 test images on the
+    device, with the chance levels of the test labels. ``settings``: the ``evaluation`` block
+    (``channels_last`` optional); ``per_image``: ``per_image_measures``'s, when already computed."""
+    per_image = per_image if per_image is not None else per_image_measures(target, x_test, y_test, settings)
+    n = max(1, y_test.numel())
+    num_classes = int(target.meta.get("num_classes", int(y_test.max().item()) + 1 if y_test.numel() else 1))
+    return {
         **target.ident,
-        "test_acc": accuracy(target, x_test, y_test, settings["batch_size"], bool(settings["amp"]), channels_last),
-        "delta_z": effective_information(target.observe, x_test, settings["batch_size"]),
+        "test_acc": per_image["correct"].sum().item() / n,
+        "delta_z": per_image["nonzero"].sum().item() / n,
+        **chance_levels(y_test, num_classes),
         "z_shape": feature_shape(target.observe, x_test),
         "edge_params": count_params(target.model.edge),
         "epsilon": target.meta.get("defense_report", {}).get("epsilon"),
@@ -41,16 +89,29 @@ def target_measures(target: Target, x_test: torch.Tensor, y_test: torch.Tensor, 
     }
 
 
-def evaluate_target(model_path: str, data_path: str, output: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """Test accuracy of the deployed pipeline and the feature measures on the test split."""
+def evaluate_target(
+    model_path: str, data_path: str, output: str, settings: dict[str, Any], per_image_path: str | None = None
+) -> dict[str, Any]:
+    """Test accuracy of the deployed pipeline and the feature measures on the test split
+    (``target_measures``). ``per_image_path`` (a CSV) gets, per test image, its index, label,
+    whether it was classified right and delta(z)'s count for it."""
     configure_job()
     device = pick_device(settings.get("device", "auto"))
     seed_everything(int(settings["seed"]))
     target = load_target(model_path, device, bool(settings.get("channels_last", False)))
     data = load_prepared(data_path)
     x_test, y_test = (t.to(device) for t in data.split("test"))
-    result = target_measures(target, x_test, y_test, settings)
+    per_image = per_image_measures(target, x_test, y_test, settings)
+    result = target_measures(target, x_test, y_test, settings, per_image)
     result["device"] = str(device)  # a run-time setting, not in params: recorded where it ran
+    if per_image_path is not None:
+        table = {
+            "test_index": data.splits["test"].numpy(),
+            "label": y_test.cpu().numpy(),
+            "correct": per_image["correct"].to(torch.int8).numpy(),
+            "nonzero": per_image["nonzero"].numpy(),
+        }
+        save_csv(pd.DataFrame(table), per_image_path)
     save_json(result, output)
     log.info("evaluation: %s", result)
     return result

@@ -52,6 +52,7 @@ PCONFIG = {p: S.effective_config(config, p) for p in PROTOCOLS}
 TARGET = PLAN.TARGET
 TARGET_DIR = PLAN.target_dir(OUT)
 ATTACK_DIR = PLAN.attack_dir(OUT)
+BASELINE_DIR = PLAN.baseline_dir(OUT)
 TARGET_NAME = "{dataset}-{arch}-{defense}-seed{seed}"
 
 
@@ -191,6 +192,18 @@ def attack_inputs(wc):
     }
 
 
+def baseline_params(wc):
+    return PLAN.baseline_settings(EXPERIMENTS, SEEDS, config, wc.protocol, wc.dataset)
+
+
+def baseline_inputs(wc):
+    """The prior of the GLASS attacks on the dataset, if any: its image is a baseline too."""
+    return {
+        name: f"{OUT}/priors/{wc.dataset}.pt"
+        for name in PLAN.baseline_inputs(EXPERIMENTS, SEEDS, wc.protocol, wc.dataset)
+    }
+
+
 def mine_params(wc):
     return S.mine_settings(PCONFIG[wc.protocol], int(wc.seed))
 
@@ -217,10 +230,23 @@ def shown(path, caption, category, **labels):
 
 
 def run_files(wc, experiment=None):
-    """The results of one protocol's targets and attacks (of one experiment, or all)."""
+    """The results of one protocol's targets and attacks (of one experiment, or all), with
+    their per-image values and the failure baselines of the datasets attacked."""
     protocol = getattr(wc, "protocol", None)
     found, seeds = EXPERIMENTS, SEEDS
     return {
+        "target_images": PLAN.target_files(
+            found, seeds, OUT, "per_image.csv", experiment, protocol
+        ),
+        "attack_images": PLAN.attack_files(
+            found, seeds, OUT, "per_image.csv", experiment, protocol
+        ),
+        "baselines": PLAN.baseline_files(
+            found, seeds, OUT, "baselines.json", experiment, protocol
+        ),
+        "baseline_images": PLAN.baseline_files(
+            found, seeds, OUT, "per_image.csv", experiment, protocol
+        ),
         "evaluations": PLAN.target_files(
             found, seeds, OUT, "evaluation.json", experiment, protocol
         ),

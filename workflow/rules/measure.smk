@@ -1,7 +1,7 @@
 # Test-split measurements of one target in one job: accuracy, delta(z) and the CEM measures
-# (evaluation.json), and the MINE estimate of I(x; z) (mi.json). One job instead of two saves a
-# process start and a model/data load per target; a changed MINE or evaluation setting reruns
-# both, and the evaluation part takes seconds.
+# (evaluation.json; per test image in per_image.csv), and the MINE estimate of I(x; z) (mi.json).
+# One job instead of two saves a process start and a model/data load per target; a changed MINE
+# or evaluation setting reruns both, and the evaluation part takes seconds.
 
 
 rule measure_target:
@@ -11,6 +11,8 @@ rule measure_target:
     output:
         evaluation=f"{TARGET_DIR}/evaluation.json",
         mi=f"{TARGET_DIR}/mi.json",
+        # Per test image: correct or not, delta(z)'s count; the reports bootstrap intervals from them.
+        per_image=f"{TARGET_DIR}/per_image.csv",
     log:
         f"{OUT}/logs/measure_target/{{protocol}}/{TARGET}.log",
     benchmark:

@@ -19,4 +19,5 @@ with job_log(snakemake.log[0]):
         attacker_path=snakemake.output.get("attacker"),
         checkpoint=snakemake.params.checkpoint,
         inputs={name: snakemake.input[name] for name in entry.inputs},
+        per_image_path=snakemake.output.per_image,
     )

@@ -7,5 +7,5 @@ i, o, p = snakemake.input, snakemake.output, snakemake.params
 evaluation = with_runtime(p.evaluation, snakemake.config, "evaluation")
 mine = with_runtime(p.mine, snakemake.config, "mine")
 with job_log(snakemake.log[0]):
-    evaluate_target(i.model, i.data, o.evaluation, evaluation)
+    evaluate_target(i.model, i.data, o.evaluation, evaluation, per_image_path=o.per_image)
     measure_mi(i.model, i.data, o.mi, mine)

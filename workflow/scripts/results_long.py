@@ -3,4 +3,4 @@ from ciprivacy.runtime import job_log
 
 i = snakemake.input
 with job_log(snakemake.log[0]):
-    write_tidy(i.evaluations, i.mi, i.attacks, i.models, snakemake.output.csv)
+    write_tidy(i.evaluations, i.mi, i.attacks, i.models, snakemake.output.csv, baseline_files=i.baselines)

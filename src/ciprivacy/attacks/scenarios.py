@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 from pydantic import BaseModel
 from torch import nn
@@ -41,8 +42,8 @@ from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import to_float
 from ciprivacy.data.prepared import holdout_split
 from ciprivacy.defenses.base import split_plugins
-from ciprivacy.io import file_sha256, save_json, save_torch
-from ciprivacy.metrics.image import paper_batches, paper_quality, reconstruction_quality
+from ciprivacy.io import file_sha256, save_csv, save_json, save_torch
+from ciprivacy.metrics.image import paper_batches, paper_quality, per_image_scores, reconstruction_quality
 from ciprivacy.models import ARCHS, default_split_block, plain_edge
 from ciprivacy.registry import Registry
 from ciprivacy.runtime import configure_job, pick_device, seed_everything, without_runtime
@@ -273,7 +274,15 @@ def attack_target(
         **reconstruction_quality(original, rec),
         **paper_quality(original, rec, settings["metric_batch"], settings["seed"]),
     }
-    result = {**target.ident, "scenario": scenario, "attack": entry.method, "attacked_images": n, **quality, **extra}
+    result = {
+        **target.ident,
+        "scenario": scenario,
+        "attack": entry.method,
+        "attacked_images": n,
+        "metric_batch": settings["metric_batch"],  # batch of the *_paper metrics (per_image.csv regroups by it)
+        **quality,
+        **extra,
+    }
     log.info(
         "%s attack: mse %.5f psnr %.2f ssim %.4f (as the paper computes them: mse %.5f psnr %.2f ssim %.4f)",
         scenario,
@@ -297,12 +306,15 @@ def run_attack(
     attacker_path: str | None = None,
     checkpoint: str | None = None,
     inputs: dict[str, str] | None = None,
+    per_image_path: str | None = None,
 ) -> dict[str, Any]:
     """Attack the test split of a trained target; write metrics, a few sample pairs, the attacker.
 
     With ``checkpoint`` (a path) a killed attack resumes where it stopped (the inverse network
     after its last finished epoch, rMLE after its last finished batch); the file is removed
     once the outputs are written. ``inputs`` are the further files the scenario reads (by name).
+    ``per_image_path`` (a CSV) gets each attacked test image's scores (``per_image_scores``), from
+    which the reports bootstrap their intervals.
     """
     configure_job()
     SCENARIOS.get(scenario)  # an unknown name fails before anything is loaded
@@ -328,6 +340,10 @@ def run_attack(
         },
         samples_path,
     )
+    if per_image_path is not None:
+        n = result["attacked_images"]
+        scores = per_image_scores(to_float(test[:n]), rec, settings["metric_batch"], settings["seed"])
+        save_csv(pd.DataFrame({"test_index": data.splits["test"][:n].numpy(), **scores}), per_image_path)
     if attacker_path is not None:
         if state is None:
             raise ValueError(f"scenario {scenario!r} trains no attacker model to write to {attacker_path}")

@@ -94,3 +94,69 @@ def paper_quality(original: torch.Tensor, reconstructed: torch.Tensor, batch_siz
         "psnr_paper": float(np.mean(psnr)),
         "ssim_paper": float(np.mean(ssim)) if ssim else float("nan"),
     }
+
+
+def ssim_counted(position, size):
+    """Whether the batch SSIM averages the image at ``position`` of a batch of ``size`` images
+    (numbers or arrays): scikit-image crops (window - 1) / 2 = 3 voxels from each end of every
+    axis of the SSIM map before its mean, the image axis of an N x C x H x W batch too, so the
+    first and last 3 images of a batch count nothing (their voxels only feed their neighbours'
+    windows)."""
+    pad = (SSIM_WINDOW - 1) // 2
+    return (np.asarray(position) >= pad) & (np.asarray(position) < np.asarray(size) - pad)
+
+
+def paper_contributions(
+    original: torch.Tensor, reconstructed: torch.Tensor, batch_size: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Each image's part in ``paper_quality``'s batch metrics, from which ``ciprivacy.metrics.stats``
+    recomputes them and their intervals. Per image, in the input's order:
+
+    - ``mse_paper``: its squared error summed over the colour channels, averaged over pixels (the
+      paper's MSE is the mean of these); a batch's PSNR is 10 log10(C / their batch mean);
+    - ``ssim_paper_share``: the mean of the batch SSIM map's voxels centred in this image
+      (``structural_similarity(..., channel_axis=1, full=True)`` on its batch, over its C x
+      (H - 6) x (W - 6) voxels away from the image border, the ones the SSIM averages);
+    - ``paper_batch`` and ``paper_position``: its batch among ``paper_batches(n, batch_size, seed)``
+      and its place in it. The batch SSIM is exactly the mean of the shares of the images at the
+      positions ``ssim_counted`` keeps (each counts the same number of voxels).
+
+    A share is computed with the image's neighbours in its original batch (the SSIM windows span
+    3 images either side; the first and last 3 of a batch see reflected neighbours), so the
+    shares of neighbours are correlated: the batch, not the image, is the unit their intervals
+    resample. Fewer than 7 images give NaN shares, as ``paper_quality`` gives a NaN SSIM.
+    """
+    from skimage.metrics import structural_similarity
+
+    if original.shape != reconstructed.shape:
+        raise ValueError(
+            f"shapes differ: original {tuple(original.shape)} vs reconstruction {tuple(reconstructed.shape)}"
+        )
+    n = original.shape[0]
+    a = original.detach().double().cpu().numpy()
+    b = reconstructed.detach().double().cpu().clamp(0, 1).numpy()
+    pad = (SSIM_WINDOW - 1) // 2
+    share = np.full(n, np.nan)
+    batch = np.zeros(n, dtype=np.int64)
+    position = np.zeros(n, dtype=np.int64)
+    for k, idx in enumerate(paper_batches(n, batch_size, seed)):
+        batch[idx], position[idx] = k, np.arange(len(idx))
+        if len(idx) >= SSIM_WINDOW:
+            _, full = structural_similarity(a[idx], b[idx], data_range=1.0, channel_axis=1, full=True)
+            share[idx] = full[:, :, pad:-pad, pad:-pad].mean(axis=(1, 2, 3))
+    return {
+        "mse_paper": a.shape[1] * ((a - b) ** 2).reshape(n, -1).mean(1),
+        "ssim_paper_share": share,
+        "paper_batch": batch,
+        "paper_position": position,
+    }
+
+
+def per_image_scores(original: torch.Tensor, reconstructed: torch.Tensor, metric_batch: int, seed: int) -> dict:
+    """One value per image, in the input's order: MSE, PSNR and SSIM per image
+    (``per_image_quality``), and its parts of the paper's batch metrics (``paper_contributions``:
+    channel-summed MSE, share of its batch's SSIM map, its batch and position there)."""
+    return {
+        **per_image_quality(original, reconstructed),
+        **paper_contributions(original, reconstructed, metric_batch, seed),
+    }

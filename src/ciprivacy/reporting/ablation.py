@@ -46,7 +46,8 @@ COMPENSATION_LABEL = "SiftFunnel, attack on the cloud compensation features"
 GEN_ROWS = ("graybox", "blackbox")
 
 VALUE_COLUMNS = ["test_acc_pct", "test_acc_change", "gen_mse", "gen_psnr", "gen_ssim", "mi", "delta_z", "edge_params"]
-ID_COLUMNS = ["variant", "defense", "arch", "gen_attack", "status", "n_seeds"]
+ID_COLUMNS = ["protocol", "variant", "defense", "arch", "gen_attack", "status", "n_seeds"]
+MARK_COLUMNS = ["chance_pct", "at_chance", "mi_zero", "gen_failed"]
 HEADERS = {**P.HEADERS, "test_acc_change": "Δ acc vs SiftFunnel (pts)"}
 LATEX_HEADERS = {**P.LATEX_HEADERS, "test_acc_change": r"$\Delta$acc"}
 GEN_LABELS = {"graybox": "gray-box", "blackbox": "black-box", COMPENSATION: "inverse network on compensated features"}
@@ -66,15 +67,18 @@ def _variants(stats: pd.DataFrame, dataset: str, arch: str) -> list[tuple[str, s
 
 def ablation_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
     """Table 6 for one dataset/arch: per variant a gray-box row (all columns) and a black-box
-    row (Gen columns only), then the compensation-feature attack row; means over seeds, with
-    `<column>_std` beside them. Δ acc is against the full SiftFunnel."""
+    row (Gen columns only), then the compensation-feature attack row and the failure baselines
+    (scored as the black-box attack is); means over seeds, with `<column>_std` and the interval
+    `<column>_ci_low` / `_ci_high` beside them, and the marks. Δ acc is against the full
+    SiftFunnel."""
     stats = seed_stats(as_paper_protocol(tidy))
     rows = []
     for defense, label in _variants(stats, dataset, arch):
         for i, gen_attack in enumerate(GEN_ROWS):
             rows.append({"variant": label, **P._row(stats, dataset, arch, defense, gen_attack, gen_only=i > 0)})
     rows.append({"variant": COMPENSATION_LABEL, **P._row(stats, dataset, arch, FULL, COMPENSATION, gen_only=True)})
-    frame = pd.DataFrame(rows)
+    rows += [{"variant": P.baseline_label(r["defense"]), **r} for r in P.baseline_rows(stats, dataset)]
+    frame = pd.DataFrame(rows).assign(protocol=P._protocol(tidy))
     for column in VALUE_COLUMNS:
         if column not in frame:
             frame[column] = np.nan
@@ -93,33 +97,29 @@ def ablation_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
         & (stats["scenario"] == COMPENSATION)
     ]
     if compensated.empty:
-        frame.loc[frame.index[-1], ["status", "n_seeds"]] = [P.NOT_RUN, 0]
-    stds = [f"{c}_std" for c in VALUE_COLUMNS if c != "test_acc_change"]
-    return frame.reindex(columns=[*ID_COLUMNS, *VALUE_COLUMNS, *stds])
+        row = frame.index[frame["gen_attack"] == COMPENSATION][0]
+        frame.loc[row, ["status", "n_seeds"]] = [P.NOT_RUN, 0]
+    measured = [c for c in VALUE_COLUMNS if c != "test_acc_change"]
+    stds = [f"{c}_std" for c in measured]
+    intervals = [f"{c}_{b}" for c in measured for b in ("ci_low", "ci_high")]
+    return frame.reindex(columns=[*ID_COLUMNS, *VALUE_COLUMNS, *stds, *intervals, *MARK_COLUMNS])
 
 
 def _best_mask(frame: pd.DataFrame) -> pd.DataFrame:
-    """True where a value is the best of its column (privacy direction, as in Tables 2-5)."""
-    mask = pd.DataFrame(False, index=frame.index, columns=frame.columns)
-    for column in VALUE_COLUMNS:
-        if column not in P.BEST:
-            continue
-        values = pd.to_numeric(frame[column], errors="coerce")
-        if values.notna().sum() < 2:
-            continue
-        best = values.max() if P.BEST[column] else values.min()
-        mask[column] = np.isclose(values, best, rtol=1e-12, atol=0) & values.notna()
-    return mask
+    """Bold cells: the best of its column in the privacy direction, as in Tables 2-5
+    (``paper_tables.best_mask``: only when its interval clears the runner-up's)."""
+    return P.best_mask(frame, {c: P.BEST[c] for c in VALUE_COLUMNS if c in P.BEST})
 
 
 def _label(row: pd.Series, first: bool) -> str:
-    if row["gen_attack"] == COMPENSATION or first:
+    if row["gen_attack"] == COMPENSATION or row["status"] == P.BASELINE_STATUS or first:
         return row["variant"]
     return f"{row['variant']} (black-box Gen)"
 
 
-def display_frame(frame: pd.DataFrame, bold=lambda s: f"**{s}**") -> pd.DataFrame:
-    """Formatted strings: means, best in bold, '—' for no value, 'not run' for missing runs."""
+def display_frame(frame: pd.DataFrame, bold=lambda s: f"**{s}**", grey=lambda s: s) -> pd.DataFrame:
+    """Formatted strings: means with intervals and marks (``paper_tables.cell_text``), best in
+    bold, '—' for no value, 'not run' for missing runs."""
     mask = _best_mask(frame)
     first = ~frame.duplicated(subset=["variant"], keep="first")
     out = pd.DataFrame(index=frame.index)
@@ -134,8 +134,7 @@ def display_frame(frame: pd.DataFrame, bold=lambda s: f"**{s}**") -> pd.DataFram
             elif value is None or (isinstance(value, float) and math.isnan(value)):
                 cells.append("—")
             else:
-                text = P.mean_and_spread(frame, column, i, P.FORMATS[column])
-                cells.append(bold(text) if mask[column].iloc[i] else text)
+                cells.append(P.cell_text(frame, column, i, P.FORMATS[column], bold, grey, mask[column].iloc[i]))
         out[HEADERS[column]] = cells
     out["Seeds"] = [str(n) if s != P.NOT_RUN else "—" for n, s in zip(frame["n_seeds"], frame["status"])]
     return out
@@ -165,28 +164,32 @@ def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
         r"\midrule",
     ]
     groups = {FULL: 0, **{d: 1 for d in STRUCTURE_VARIANTS}, **{d: 2 for d in LOSS_TERM_VARIANTS}}
-    row_groups = [4 if g == COMPENSATION else groups.get(d, 3) for d, g in zip(frame["defense"], frame["gen_attack"])]
+    row_groups = [
+        5 if s == P.BASELINE_STATUS else 4 if g == COMPENSATION else groups.get(d, 3)
+        for d, g, s in zip(frame["defense"], frame["gen_attack"], frame["status"])
+    ]
     lines += P.latex_rows(shown, row_groups, escape=_latex)
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}", ""]
     return "\n".join(lines)
 
 
 def write_ablation_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str) -> pd.DataFrame:
-    """`<stem>.csv` (means and standard deviations), `.md`, `.tex` and `.html`."""
+    """`<stem>.csv` (means, standard deviations, interval bounds, marks), `.md`, `.tex`, `.html`."""
     frame = ablation_table(tidy, dataset, arch)
-    ran = frame.loc[frame["status"] != P.NOT_RUN, "n_seeds"]
+    ran = frame.loc[~frame["status"].isin([P.NOT_RUN, P.BASELINE_STATUS]), "n_seeds"]
     runs = (
-        f"Means over {'/'.join(map(str, sorted(set(ran))))} seed(s); standard deviations in the CSV."
+        f"Means over {'/'.join(map(str, sorted(set(ran))))} seed(s); interval bounds and standard deviations in "
+        "the CSV."
         if len(ran)
         else "No run."
     )
-    title = f"{Path(stem).name}: SiftFunnel ablation on {dataset} / {arch}"
+    title = f"{Path(stem).name}: SiftFunnel ablation on {dataset} / {arch}, {P._protocol(tidy)} protocol"
     caption = (
         "The paper's Table 6: SiftFunnel with one part removed at a time (the Information Funnel or the Attention "
         "Blocks of the edge; the KL/label-smoothing, dCor, Pearson or ℓ1 term of the loss), against the generator "
         "attack: gray-box, with the black-box result on the row below. The last row attacks the features after the "
         "cloud's compensation module of the full SiftFunnel (an attacker who knows the cloud). Δ acc against the full "
-        f"SiftFunnel. {P.PROTOCOL_NOTE} {runs} {P.BEST_RULE}"
+        f"SiftFunnel. {P.PROTOCOL_NOTE} {runs} {P.BEST_RULE} {P.INTERVAL_NOTE}"
     )
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(f"{stem}.csv", index=False)
@@ -195,9 +198,10 @@ def write_ablation_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str)
         fh.write(f"## {title}\n\n{caption}\n\n{shown.to_markdown(index=False)}\n")
     with open(f"{stem}.tex", "w") as fh:
         fh.write(to_latex(frame, f"{title}. {caption}", Path(stem).name))
-    html_shown = display_frame(frame, bold=lambda s: f"\x00{s}\x01")
+    html_shown = display_frame(frame, bold=lambda s: f"\x00{s}\x01", grey=lambda s: f"\x02{s}\x03")
     body = html_shown.to_html(index=False, escape=True, border=0, classes="results")
     body = body.replace("\x00", "<b>").replace("\x01", "</b>")
+    body = body.replace("\x02", '<span class="chance">').replace("\x03", "</span>")
     with open(f"{stem}.html", "w") as fh:
         fh.write(P.HTML_PAGE.format(title=html.escape(title), caption=html.escape(caption), body=body))
     return frame

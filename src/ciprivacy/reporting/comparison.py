@@ -11,7 +11,7 @@ import pandas as pd
 
 from ciprivacy.reporting import layout as L
 from ciprivacy.reporting.paper_tables import HTML_PAGE, PROTOCOL_NOTE
-from ciprivacy.reporting.results import as_paper_protocol, seed_stats
+from ciprivacy.reporting.results import as_paper_protocol, seed_stats, without_baselines
 
 MATCH = ["dataset", "arch", "defense", "scenario", "metric"]
 ID_COLUMNS = ["table", *MATCH, "paper"]
@@ -28,17 +28,27 @@ def load_paper(path: str | None = None) -> pd.DataFrame:
 
 def paper_comparison(tidy: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
     """Outer join on (dataset, arch, defense, scenario, metric): each paper number beside every
-    protocol's (``<protocol>``, ``<protocol>_std``, ``<protocol>_seeds``, ``<protocol>_difference``
-    = ours - paper) and ``closer``, the protocol whose value is nearest the paper's. Paper rows no
-    protocol ran are 'not run'; our numbers the paper has no counterpart for are 'no paper value'."""
+    protocol's (``<protocol>``, its 95 % interval ``<protocol>_ci_low`` / ``_ci_high`` (see
+    ``results.seed_stats``), ``<protocol>_std``, ``<protocol>_seeds``, ``<protocol>_difference`` =
+    ours - paper) and ``closer``, the protocol whose value is nearest the paper's. Paper rows no
+    protocol ran are 'not run'; our numbers the paper has no counterpart for are 'no paper value'.
+    The failure baselines are not compared (the paper has none)."""
     paper = load_paper() if paper is None else paper
-    stats = seed_stats(as_paper_protocol(tidy))
+    stats = seed_stats(without_baselines(as_paper_protocol(tidy)))
     stats = stats[stats["metric"].isin(L.METRICS)]
     protocols = list(dict.fromkeys(stats["protocol"]))
     merged = paper.rename(columns={"value": "paper", "note": "paper_note"})
     for protocol in protocols:
         ours = stats[stats["protocol"] == protocol].drop(columns="protocol")
-        ours = ours.rename(columns={"mean": protocol, "std": f"{protocol}_std", "n_seeds": f"{protocol}_seeds"})
+        ours = ours.rename(
+            columns={
+                "mean": protocol,
+                "ci_low": f"{protocol}_ci_low",
+                "ci_high": f"{protocol}_ci_high",
+                "std": f"{protocol}_std",
+                "n_seeds": f"{protocol}_seeds",
+            }
+        )
         merged = merged.merge(ours, on=MATCH, how="outer")
         merged[f"{protocol}_difference"] = merged[protocol] - merged["paper"]
     merged["table"] = merged["table"].fillna("")
@@ -54,7 +64,9 @@ def paper_comparison(tidy: pd.DataFrame, paper: pd.DataFrame | None = None) -> p
     merged["_order"] = merged["defense"].map(order).fillna(len(order))
     merged["_metric"] = merged["metric"].map({m: i for i, m in enumerate(L.METRICS)})
     merged = merged.sort_values(["status", "table", "dataset", "arch", "_order", "scenario", "_metric"])
-    per_protocol = [c for p in protocols for c in (p, f"{p}_std", f"{p}_seeds", f"{p}_difference")]
+    per_protocol = [
+        c for p in protocols for c in (p, f"{p}_ci_low", f"{p}_ci_high", f"{p}_std", f"{p}_seeds", f"{p}_difference")
+    ]
     return merged[[*ID_COLUMNS, *per_protocol, *TAIL_COLUMNS]].reset_index(drop=True)
 
 
@@ -67,7 +79,10 @@ def write_comparison(tidy: pd.DataFrame, csv_path: str, md_path: str, html_path:
         f"{counts.get('compared', 0)} numbers compared with the paper, {counts.get('no paper value', 0)} of ours have "
         f"no paper counterpart (another dataset/arch, or a scenario the paper does not print), "
         f"{counts.get('not run', 0)} paper numbers not run here. One column per evaluation protocol (its seed mean, "
-        f"standard deviation, seeds and difference = ours - paper); closer = the protocol nearest the paper's number. "
+        f"95 % interval, standard deviation, seeds and difference = ours - paper); closer = the protocol nearest the "
+        f"paper's number. Intervals: bootstrap over test images (the paper's SSIM: Student-t over its batches), MINE "
+        f"restarts for MI, over seeds the t-interval widened by the within-run ones; a paper number inside a "
+        f"protocol's interval is within our measurement error. "
         f"test_acc_pct in percent. {PROTOCOL_NOTE}"
     )
     with open(md_path, "w") as fh:

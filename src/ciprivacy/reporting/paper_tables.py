@@ -1,6 +1,13 @@
 """Tables 2-5 in the paper's layout, from the tidy results: rows grouped by defense family,
-mean over seeds (standard deviations in the CSV), best value per column in bold, and every
-paper row we have no run for marked 'not run'. Written as CSV, Markdown, LaTeX and HTML."""
+mean over seeds with its 95 % interval (standard deviations and interval bounds in the CSV),
+the failure baselines under the attack columns, a best value per column in bold only when its
+interval separates it from the runner-up's, and every paper row we have no run for marked
+'not run'. Written as CSV, Markdown, LaTeX and HTML.
+
+Marks (``cell_text``): '≈0' an MI whose interval contains 0 (never bold, and no MI is bold
+then); '†' the attack failed (it beats no failure baseline, ``results`` module docstring); '‡'
+a privacy number of a model at chance (its accuracy interval reaches chance), left out of the
+bolding, and 'at chance' beside its accuracy."""
 
 from __future__ import annotations
 
@@ -12,14 +19,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ciprivacy.metrics import stats as ST
+from ciprivacy.metrics.baselines import BASELINES
 from ciprivacy.reporting import layout as L
-from ciprivacy.reporting.results import TARGET_SCENARIO, as_paper_protocol, seed_stats
+from ciprivacy.reporting.results import (
+    BASELINE_ARCH,
+    BASELINE_PREFIX,
+    TARGET_SCENARIO,
+    as_paper_protocol,
+    is_learned,
+    is_zero,
+    seed_stats,
+)
 
 log = logging.getLogger(__name__)
 
 # family and label: the row group and the row name the Markdown, LaTeX and HTML tables show (from
 # the defense's class, so a plug-in's row carries its own).
-ID_COLUMNS = ["family", "label", "defense", "arch", "gen_attack", "status", "n_seeds"]
+ID_COLUMNS = ["protocol", "family", "label", "defense", "arch", "gen_attack", "status", "n_seeds"]
 # (column, scenario, metric); the Gen columns take the scenario from the row's gen_attack.
 VALUE_COLUMNS = [
     ("test_acc_pct", TARGET_SCENARIO, "test_acc_pct"),
@@ -79,6 +96,13 @@ LATEX_HEADERS = {
     "edge_params": r"$|\theta_e|\downarrow$",
 }
 BEST = {c: L.HIGHER_IS_BETTER[m] for c, _, m in VALUE_COLUMNS if m is not None}
+# The attack behind each group of columns (the Gen group's is the row's gen_attack).
+ATTACK_GROUPS = {"mle": "whitebox", "gen": "gen", "glass": "glass", "glasspp": "glass++"}
+# Columns that measure privacy: a model at chance leaks nothing trivially, so its are not compared.
+PRIVACY_COLUMNS = {c for c, s, _ in VALUE_COLUMNS if s != TARGET_SCENARIO and s is not None} | {"mi", "delta_z"}
+MARK_COLUMNS = ["chance_pct", "at_chance", "mi_zero", *[f"{g}_failed" for g in ATTACK_GROUPS]]
+BASELINE_FAMILY = "failure baseline"
+BASELINE_STATUS = "baseline"
 FORMATS = {
     "test_acc_pct": "{:.2f}",
     "test_acc_change": "{:+.2f}",
@@ -98,19 +122,39 @@ FORMATS = {
     "edge_params": "{:,.0f}",
 }
 NOT_RUN = "not run"
+INTERVAL_NOTE = (
+    "[lo, hi] = 95 % interval: bootstrap over the test images (1,000 resamples; the paper's SSIM: Student-t over "
+    "its test batches); MI over MINE's restarts where they ran; over several seeds the t-interval of the seed mean "
+    "widened by the within-run ones. Baseline rows: reconstructions without information about x (rMLE's start, "
+    "the auxiliary mean image, a random auxiliary image, the GLASS prior at mean w), scored as each attack scores. "
+    "† failed: the attack beats no baseline beyond the paired interval in MSE or SSIM. ‡ model at chance (accuracy "
+    "interval reaches the larger of 1/K and the majority-class rate): its privacy numbers are not compared. ≈0: "
+    "MI interval contains 0 (or, without one, an estimate <= 0)."
+)
 PROTOCOL_NOTE = (
     "MSE, PSNR and SSIM as the paper computes them (the authors' code): MSE summed over colour channels per pixel; "
     "PSNR and SSIM per shuffled test batch (attacks.<scenario>.metric_batch), SSIM over the batch as one volume. "
     "The per-image values are in summary.csv."
 )
 BEST_RULE = (
-    "Bold: the best value of each column: highest test accuracy and rMLE/Gen MSE; lowest PSNR, SSIM, MI, "
-    "δ(z) and edge parameters."
+    "Bold: the best value of each column (highest test accuracy and rMLE/Gen MSE; lowest PSNR, SSIM, MI, "
+    "δ(z) and edge parameters), only when its interval does not overlap the runner-up's (a value without an "
+    "interval counts as a point); baselines, models at chance and an MI ≈0 take no part."
 )
 
 
+def _stat(sel: pd.DataFrame, scenario: str, metric: str) -> tuple[float, float, float, float]:
+    """(mean, std, ci_low, ci_high) of one measure in seed_stats rows, NaN when absent."""
+    hit = sel[(sel["scenario"] == scenario) & (sel["metric"] == metric)]
+    if hit.empty:
+        return (np.nan,) * 4
+    first = hit.iloc[0]
+    return tuple(float(first.get(k, np.nan)) for k in ("mean", "std", "ci_low", "ci_high"))
+
+
 def _row(stats: pd.DataFrame, dataset: str, arch: str, defense: str, gen_attack: str, gen_only: bool) -> dict:
-    """One table row: means over seeds (and `<column>_std`), or a 'not run' row."""
+    """One table row: means over seeds (with `<column>_std`, `<column>_ci_low` and `_ci_high`)
+    and the marks (MARK_COLUMNS), or a 'not run' row."""
     sel = stats[(stats["dataset"] == dataset) & (stats["arch"] == arch) & (stats["defense"] == defense)]
     row = {"family": L.family(defense), "label": L.label(defense), "defense": defense, "arch": arch}
     row["gen_attack"] = gen_attack
@@ -121,10 +165,39 @@ def _row(stats: pd.DataFrame, dataset: str, arch: str, defense: str, gen_attack:
     for column, scenario, metric in VALUE_COLUMNS:
         if metric is None or (gen_only and scenario != "gen"):
             continue
-        hit = sel[(sel["scenario"] == (gen_attack if scenario == "gen" else scenario)) & (sel["metric"] == metric)]
-        row[column] = float(hit["mean"].iloc[0]) if len(hit) else np.nan
-        row[f"{column}_std"] = float(hit["std"].iloc[0]) if len(hit) else np.nan
+        found = _stat(sel, gen_attack if scenario == "gen" else scenario, metric)
+        row[column], row[f"{column}_std"], row[f"{column}_ci_low"], row[f"{column}_ci_high"] = found
+    for group, scenario in ATTACK_GROUPS.items():
+        if not gen_only or group == "gen":
+            row[f"{group}_failed"] = _stat(sel, gen_attack if scenario == "gen" else scenario, "failed")[0]
+    chance = _stat(sel, TARGET_SCENARIO, "chance_pct")[0]
+    acc, _, acc_lo, _ = _stat(sel, TARGET_SCENARIO, "test_acc_pct")
+    row["chance_pct"] = chance
+    row["at_chance"] = not is_learned(acc, acc_lo, None if math.isnan(chance) else chance)
+    if not gen_only and "mi" in row:
+        row["mi_zero"] = is_zero(row["mi"], row["mi_ci_low"], row["mi_ci_high"])
     return row
+
+
+def baseline_rows(stats: pd.DataFrame, dataset: str, gen_attack: str = "blackbox", **extra) -> list[dict]:
+    """One row per failure baseline scored on ``dataset``: its scores under each attack's column
+    (the Gen columns: scored as ``gen_attack`` is)."""
+    names = sorted(
+        {d for d in stats.loc[stats["dataset"] == dataset, "defense"] if d.startswith(BASELINE_PREFIX)},
+        key=lambda d: (
+            list(BASELINES).index(d[len(BASELINE_PREFIX) :]) if d[len(BASELINE_PREFIX) :] in BASELINES else 99
+        ),
+    )
+    rows = []
+    for name in names:
+        row = _row(stats, dataset, BASELINE_ARCH, name, gen_attack, gen_only=False)
+        row.update(family=BASELINE_FAMILY, status=BASELINE_STATUS, at_chance=False, **extra)
+        rows.append(row)
+    return rows
+
+
+def baseline_label(defense: str) -> str:
+    return BASELINES.get(defense[len(BASELINE_PREFIX) :], f"Baseline: {defense[len(BASELINE_PREFIX) :]}")
 
 
 def _with_change(frame: pd.DataFrame, stats: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -142,13 +215,20 @@ def _with_change(frame: pd.DataFrame, stats: pd.DataFrame, dataset: str) -> pd.D
 
 def _columns(frame: pd.DataFrame) -> pd.DataFrame:
     values = [c for c, _, _ in VALUE_COLUMNS]
-    stds = [f"{c}_std" for c, _, m in VALUE_COLUMNS if m is not None]
-    return frame.reindex(columns=[*ID_COLUMNS, *values, *stds])
+    measured = [c for c, _, m in VALUE_COLUMNS if m is not None]
+    stds = [f"{c}_std" for c in measured]
+    intervals = [f"{c}_{b}" for c in measured for b in ("ci_low", "ci_high")]
+    return frame.reindex(columns=[*ID_COLUMNS, *values, *stds, *intervals, *MARK_COLUMNS])
+
+
+def _protocol(tidy: pd.DataFrame) -> str:
+    """The protocol(s) of a table's results, as its title and CSV name them."""
+    return "/".join(dict.fromkeys(tidy["protocol"])) if "protocol" in tidy and len(tidy) else ""
 
 
 def defense_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
     """Tables 2-4: every defense of the paper on one dataset/arch; AE and SiftFunnel get a
-    gray-box row and a black-box Gen row, as in the paper."""
+    gray-box row and a black-box Gen row, as in the paper; the failure baselines last."""
     stats = seed_stats(as_paper_protocol(tidy))
     rows = []
     # The paper's defenses in its order, then any other that ran here (NoPeek, variants).
@@ -159,40 +239,87 @@ def defense_table(tidy: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
             rows.append(_row(stats, dataset, arch, defense, "blackbox", gen_only=True))
         else:
             rows.append(_row(stats, dataset, arch, defense, "blackbox", gen_only=False))
-    return _columns(_with_change(pd.DataFrame(rows), stats, dataset))
+    rows += baseline_rows(stats, dataset)
+    frame = _with_change(pd.DataFrame(rows), stats, dataset).assign(protocol=_protocol(tidy))
+    return _columns(frame)
 
 
 def arch_table(tidy: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Table 5: SiftFunnel on each architecture (the paper's three, then any other that ran)."""
+    """Table 5: SiftFunnel on each architecture (the paper's three, then any other that ran),
+    the failure baselines last."""
     stats = seed_stats(as_paper_protocol(tidy))
-    ran = sorted(set(stats.loc[(stats["dataset"] == dataset), "arch"]) - set(L.PAPER_ARCHS))
+    ran = sorted(set(stats.loc[(stats["dataset"] == dataset), "arch"]) - set(L.PAPER_ARCHS) - {BASELINE_ARCH})
     rows = []
     for arch in [*L.PAPER_ARCHS, *ran]:
         rows.append(_row(stats, dataset, arch, "siftfunnel", "graybox", gen_only=False))
         rows.append(_row(stats, dataset, arch, "siftfunnel", "blackbox", gen_only=True))
-    return _columns(_with_change(pd.DataFrame(rows), stats, dataset))
+    rows += baseline_rows(stats, dataset)
+    frame = _with_change(pd.DataFrame(rows), stats, dataset).assign(protocol=_protocol(tidy))
+    return _columns(frame)
 
 
-def _best_mask(frame: pd.DataFrame) -> pd.DataFrame:
+def _interval(frame: pd.DataFrame, column: str, i: int) -> tuple[float, float]:
+    """A cell's interval; a cell without one is the point (value, value)."""
+    value = float(frame[column].iloc[i])
+    lo = frame[f"{column}_ci_low"].iloc[i] if f"{column}_ci_low" in frame else np.nan
+    hi = frame[f"{column}_ci_high"].iloc[i] if f"{column}_ci_high" in frame else np.nan
+    return (float(lo), float(hi)) if ST.has_interval(lo, hi) else (value, value)
+
+
+def _flag(frame: pd.DataFrame, column: str, i: int) -> bool:
+    """A boolean mark of row ``i`` (False where it is missing)."""
+    value = frame[column].iloc[i] if column in frame else None
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
+def best_mask(frame: pd.DataFrame, columns: dict[str, bool]) -> pd.DataFrame:
+    """True where a value is bold: the best of its column (``columns``: column -> higher is
+    better) among the runs that take part (not a baseline, not a privacy number of a model at
+    chance, not an MI ≈0), only when its interval does not overlap the runner-up's. A column
+    with an MI ≈0 among its runs has no bold MI."""
     mask = pd.DataFrame(False, index=frame.index, columns=frame.columns)
-    for column, higher in BEST.items():
-        values = pd.to_numeric(frame[column], errors="coerce")
-        if values.notna().sum() < 2:
+    for column, higher in columns.items():
+        if column not in frame:
             continue
-        best = values.max() if higher else values.min()
-        mask[column] = np.isclose(values, best, rtol=1e-12, atol=0) & values.notna()
+        eligible = [
+            i
+            for i in range(len(frame))
+            if pd.notna(pd.to_numeric(frame[column].iloc[i], errors="coerce"))
+            and frame["status"].iloc[i] != BASELINE_STATUS
+            and not (column in PRIVACY_COLUMNS and _flag(frame, "at_chance", i))
+        ]
+        if column == "mi" and any(_flag(frame, "mi_zero", i) for i in eligible):
+            continue
+        if len(eligible) < 2:
+            continue
+        ranked = sorted(eligible, key=lambda i: float(frame[column].iloc[i]), reverse=higher)
+        best, runner = ranked[0], ranked[1]
+        if ST.separated(_interval(frame, column, best), _interval(frame, column, runner)):
+            mask.loc[frame.index[best], column] = True
     return mask
 
 
+def _best_mask(frame: pd.DataFrame) -> pd.DataFrame:
+    return best_mask(frame, BEST)
+
+
 def _label(row: pd.Series, by: str) -> str:
+    if row["status"] == BASELINE_STATUS:
+        return baseline_label(row["defense"])
     name = L.label(row["defense"]) if by == "defense" else row["arch"]
     return f"{name} (black-box Gen)" if row["gen_only"] else name
 
 
-def display_frame(frame: pd.DataFrame, by: str = "defense", bold=lambda s: f"**{s}**") -> pd.DataFrame:
-    """Formatted strings: means, best in bold, '—' for no value, 'not run' for missing runs."""
+def display_frame(
+    frame: pd.DataFrame, by: str = "defense", bold=lambda s: f"**{s}**", grey=lambda s: s
+) -> pd.DataFrame:
+    """Formatted strings: means with their intervals and marks (``cell_text``), bold where
+    ``best_mask`` says, '—' for no value, 'not run' for missing runs; ``grey`` wraps the
+    privacy cells of a model at chance."""
     frame = frame.copy()
-    frame["gen_only"] = frame.duplicated(subset=["defense", "arch"], keep="first")
+    frame["gen_only"] = frame.duplicated(subset=["defense", "arch"], keep="first") & (
+        frame["status"] != BASELINE_STATUS
+    )
     mask = _best_mask(frame)
     columns = [c for c, _, _ in VALUE_COLUMNS]
     out = pd.DataFrame(index=frame.index)
@@ -211,16 +338,53 @@ def display_frame(frame: pd.DataFrame, by: str = "defense", bold=lambda s: f"**{
             elif value is None or (isinstance(value, float) and math.isnan(value)):
                 cells.append("—")
             else:
-                text = mean_and_spread(frame, column, i, FORMATS[column])
-                cells.append(bold(text) if mask[column].iloc[i] else text)
+                cells.append(cell_text(frame, column, i, FORMATS[column], bold, grey, mask[column].iloc[i]))
         out[HEADERS[column]] = cells
     out["Seeds"] = [str(n) if s != NOT_RUN else "—" for n, s in zip(frame["n_seeds"], frame["status"])]
     return out
 
 
+def _group_of(column: str) -> str | None:
+    """The attack group (ATTACK_GROUPS) a column belongs to, if any."""
+    for group in ATTACK_GROUPS:
+        if column.startswith(f"{group}_") and column[len(group) + 1 :] in ("mse", "psnr", "ssim"):
+            return group
+    return None
+
+
+def cell_text(frame: pd.DataFrame, column: str, i: int, fmt: str, bold, grey, is_best: bool) -> str:
+    """One cell: the mean, its interval '[lo, hi]' (or '± std' over seeds where there is no
+    interval), bold when best; '≈0 (...)' for an MI indistinguishable from 0; '†' after the
+    scores of a failed attack ('† k/n' when it failed on some seeds only); '‡' (wrapped in
+    ``grey``) on a privacy number of a model at chance and 'at chance' after its accuracy."""
+    text = mean_and_spread(frame, column, i, fmt)
+    if column == "mi" and _flag(frame, "mi_zero", i):
+        text = f"≈0 ({text})"
+    elif is_best:
+        text = bold(text)
+    group = _group_of(column)
+    failed = frame[f"{group}_failed"].iloc[i] if group and f"{group}_failed" in frame else np.nan
+    if pd.notna(failed) and failed > 0:
+        seeds = int(frame["n_seeds"].iloc[i])
+        text += " †" if failed >= 1 - 1e-9 else f" † {round(failed * seeds)}/{seeds}"
+    if _flag(frame, "at_chance", i):
+        if column in PRIVACY_COLUMNS:
+            text = grey(f"{text} ‡")
+        elif column == "test_acc_pct":
+            text += " at chance"
+    return text
+
+
 def mean_and_spread(frame: pd.DataFrame, column: str, i: int, fmt: str) -> str:
-    """The mean, and '± std' over seeds when more than one seed ran (the CSV holds both)."""
-    text = fmt.format(frame[column].iloc[i])
+    """The mean with its interval '[lo, hi]' where it has one; else '± std' over seeds when more
+    than one seed ran (the CSV holds all three)."""
+    value = frame[column].iloc[i]
+    text = fmt.format(value)
+    lo = frame[f"{column}_ci_low"].iloc[i] if f"{column}_ci_low" in frame else float("nan")
+    hi = frame[f"{column}_ci_high"].iloc[i] if f"{column}_ci_high" in frame else float("nan")
+    if ST.has_interval(lo, hi):
+        plain = fmt.replace("+", "")
+        return f"{text} [{plain.format(lo)}, {plain.format(hi)}]"
     std = frame[f"{column}_std"].iloc[i] if f"{column}_std" in frame else float("nan")
     if frame["n_seeds"].iloc[i] > 1 and isinstance(std, float) and not math.isnan(std):
         text += " ± " + fmt.replace("+", "").format(std)
@@ -240,6 +404,9 @@ def _latex_escape(text: str) -> str:
         ("θ", r"$\theta$"),
         ("↑", r"$\uparrow$"),
         ("↓", r"$\downarrow$"),
+        ("†", r"$^\dagger$"),
+        ("‡", r"$^\ddagger$"),
+        ("≈", r"$\approx$"),
     ):
         text = text.replace(a, b)
     return text
@@ -294,9 +461,10 @@ def to_html(frame: pd.DataFrame, title: str, caption: str, by: str = "defense") 
     defense family (by='defense') or an architecture (by='arch') with a rule above it, as the
     LaTeX table's midrules do; `sub` greys the label of the black-box Gen row under its gray-box
     row (its numbers stay black), so the pair reads as one entry."""
-    shown = display_frame(frame, by=by, bold=lambda s: f"\x00{s}\x01")
+    shown = display_frame(frame, by=by, bold=lambda s: f"\x00{s}\x01", grey=lambda s: f"\x02{s}\x03")
     body = shown.to_html(index=False, escape=True, border=0, classes="results")
     body = body.replace("\x00", "<b>").replace("\x01", "</b>")
+    body = body.replace("\x02", '<span class="chance">').replace("\x03", "</span>")
     key = list(frame["family"] if by == "defense" else frame["arch"])
     sub = list(frame.duplicated(subset=["defense", "arch"], keep="first"))
     head, sep, rows = body.partition("<tbody>")
@@ -330,6 +498,7 @@ table.results td:nth-child(-n+3), table.results th:nth-child(-n+3) {{ text-align
 table.results tr.group td {{ border-top: 2px solid #999; }}
 table.results tr.sub td:nth-child(-n+3) {{ color: #777; }}
 table.results tbody tr:hover td {{ background: #eef3fa; }}
+table.results span.chance {{ color: #999; }}
 p.caption {{ max-width: 70em; color: #333; }}
 </style></head><body>
 <h3>{title}</h3>
@@ -342,7 +511,8 @@ for (const table of document.querySelectorAll("table.results")) {{
   for (let c = 0; c < width; c++) {{
     const values = rows.slice(1).map(r => r.cells[c]).filter(Boolean).map(x => x.textContent.trim())
       .filter(v => v && v !== "\u2014" && v !== "not run");
-    const numeric = values.every(v => /^[-+]?[0-9.,]+(e[-+]?[0-9]+)?%?$/i.test(v));
+    const number = /^(≈0 \\()?[-+]?[0-9.,]+(e[-+]?[0-9]+)?%?( \\[[^\\]]*\\]| ± \\S+)?\\)?( †.*| ‡| at chance)*$/i;
+    const numeric = values.every(v => number.test(v));
     for (const r of rows) if (r.cells[c]) r.cells[c].style.textAlign = numeric ? "right" : "left";
   }}
 }}
@@ -352,10 +522,11 @@ for (const table of document.querySelectorAll("table.results")) {{
 
 
 def write_table(frame: pd.DataFrame, stem: str, title: str, caption: str, by: str = "defense") -> None:
-    """`<stem>.csv` (means and standard deviations), `.md`, `.tex` and `.html`."""
+    """`<stem>.csv` (means, standard deviations, interval bounds and marks), `.md`, `.tex` and
+    `.html`."""
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(f"{stem}.csv", index=False)
-    full_caption = f"{caption} {BEST_RULE}"
+    full_caption = f"{caption} {BEST_RULE} {INTERVAL_NOTE}"
     with open(f"{stem}.md", "w") as fh:
         fh.write(f"## {title}\n\n{full_caption}\n\n")
         fh.write(display_frame(frame, by=by).to_markdown(index=False))
@@ -367,11 +538,11 @@ def write_table(frame: pd.DataFrame, stem: str, title: str, caption: str, by: st
 
 
 def _runs_note(frame: pd.DataFrame) -> str:
-    ran = frame.loc[frame["status"] != NOT_RUN]
+    ran = frame.loc[~frame["status"].isin([NOT_RUN, BASELINE_STATUS])]
     if ran.empty:
         return "No run: every row is 'not run'."
     seeds = sorted(set(ran["n_seeds"]))
-    return f"Means over {'/'.join(map(str, seeds))} seed(s); standard deviations in the CSV."
+    return f"Means over {'/'.join(map(str, seeds))} seed(s); interval bounds and standard deviations in the CSV."
 
 
 def write_defense_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str) -> pd.DataFrame:
@@ -382,7 +553,7 @@ def write_defense_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str) 
         if paper
         else f"the paper's Table 2 layout (the paper has no table for {dataset}/{arch}, so there is nothing to compare)"
     )
-    title = f"{Path(stem).name}: all defenses on {dataset} / {arch}"
+    title = f"{Path(stem).name}: all defenses on {dataset} / {arch}, {_protocol(tidy)} protocol"
     caption = (
         f"Defenses grouped by family, in {where}. rMLE = white-box attack; Gen = black-box inverse network, and for "
         f"AE-based and SiftFunnel the gray-box one with its black-box result on the row below, as in the paper. "
@@ -397,7 +568,7 @@ def write_defense_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str) 
 
 def write_arch_table(tidy: pd.DataFrame, dataset: str, stem: str) -> pd.DataFrame:
     frame = arch_table(tidy, dataset)
-    title = f"{Path(stem).name}: SiftFunnel across architectures on {dataset}"
+    title = f"{Path(stem).name}: SiftFunnel across architectures on {dataset}, {_protocol(tidy)} protocol"
     caption = (
         f"The paper's Table 5 layout: SiftFunnel on each architecture, gray-box Gen attack with the black-box one on "
         f"the row below; Δ acc against the unprotected model of the same architecture. {PROTOCOL_NOTE} "

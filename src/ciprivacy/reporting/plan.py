@@ -5,7 +5,12 @@ Layout under ``out`` = results/<preset>:
 
 - ``data/<dataset>.pt``: the prepared data, shared by every protocol;
 - ``<protocol>/targets/<dataset>/<arch>/<defense>/seed<k>/``: model, evaluation and MI;
+- ``<protocol>/targets/.../per_image.csv`` and ``<protocol>/attacks/.../per_image.csv``: the
+  per-test-image values (correct or not, delta(z)'s count; each image's scores) the reports
+  bootstrap their intervals from;
 - ``<protocol>/attacks/<same>/<scenario>/``: each attack's metrics, samples and attacker;
+- ``<protocol>/baselines/<dataset>/``: the failure baselines (reconstructions without information
+  about x, ``ciprivacy.metrics.baselines``) scored as each attack on the dataset scores, per image;
 - ``<protocol>/experiments/<experiment>/results_long.csv``, ``<protocol>/tables/``,
   ``<protocol>/figures/``: one experiment's tidy results and everything drawn from them;
 - ``<summary>/``: what spans experiments and protocols (every number, the paper comparison, the
@@ -34,6 +39,13 @@ def target_dir(out: str) -> str:
 
 def attack_dir(out: str) -> str:
     return f"{out}/{{protocol}}/attacks/{TARGET}/{{scenario}}"
+
+
+def baseline_dir(out: str) -> str:
+    return f"{out}/{{protocol}}/baselines/{{dataset}}"
+
+
+BASELINE_FILES = ("baselines.json", "per_image.csv")
 
 
 @dataclass(frozen=True)
@@ -129,16 +141,75 @@ def attack_files(found, seeds, out: str, file: str, name: str | None = None, pro
     ]
 
 
+def baseline_pairs(found, seeds, name: str | None = None, protocol: str | None = None) -> list[tuple[str, str]]:
+    """(protocol, dataset) of every dataset attacked under a protocol (by one experiment, or all):
+    one failure-baselines job each."""
+    pairs = [(t["protocol"], t["dataset"]) for t, _ in attacks_of(found, seeds, name)]
+    return [p for p in dict.fromkeys(pairs) if protocol in (None, p[0])]
+
+
+def baseline_files(
+    found, seeds, out: str, file: str, name: str | None = None, protocol: str | None = None
+) -> list[str]:
+    """``file`` (baselines.json, per_image.csv) of the failure baselines of every dataset one
+    experiment (or all) attacks, under one protocol (or all)."""
+    return [
+        f"{baseline_dir(out)}/{file}".format(protocol=p, dataset=d)
+        for p, d in baseline_pairs(found, seeds, name, protocol)
+    ]
+
+
+def baseline_settings(found, seeds, config: dict[str, Any], protocol: str, dataset: str) -> dict[str, Any]:
+    """What the failure baselines of ``dataset`` under ``protocol`` are scored with: one
+    convention (scenario, seed, images attacked, metric batch) per scenario and seed that attacks
+    the dataset, and the white-box attack's start (``attacks.whitebox.init``)."""
+    pconfig = S.effective_config(config, protocol)
+    conventions = {}
+    for t, scenario in attacks_of(found, seeds):
+        if (t["protocol"], t["dataset"]) == (protocol, dataset):
+            attack = S.attack_settings(pconfig, scenario, t["seed"])
+            conventions[scenario, int(t["seed"])] = {
+                "scenario": scenario,
+                "seed": int(t["seed"]),
+                "num_images": attack.get("num_images"),
+                "metric_batch": int(attack["metric_batch"]),
+            }
+    return {
+        "protocol": protocol,
+        "dataset": dataset,
+        "rmle_init": pconfig["attacks"]["whitebox"]["init"],
+        "conventions": [conventions[k] for k in sorted(conventions)],
+    }
+
+
+def baseline_inputs(found, seeds, protocol: str, dataset: str) -> list[str]:
+    """The further inputs (by name) the scenarios attacking the dataset read (a generative prior):
+    the baselines score the prior's own image too."""
+    from ciprivacy.attacks import SCENARIOS
+
+    names = {
+        name
+        for t, s in attacks_of(found, seeds)
+        if (t["protocol"], t["dataset"]) == (protocol, dataset)
+        for name in SCENARIOS.get(s).inputs
+    }
+    return sorted(names)
+
+
 def run_results(found, seeds, out: str) -> list[str]:
     """Every file the per-target jobs of a run write: data, models, measurements and each attack's
-    metrics, samples and (for attacks that train one) attacker: what its manifest records."""
+    metrics, samples, per-image scores and (for attacks that train one) attacker, and the failure
+    baselines: what its manifest records."""
     datasets = sorted({t["dataset"] for t in experiment_targets(found, seeds)})
     files = [f"{out}/data/{d}.pt" for d in datasets] + [f"{out}/data/{d}.pt.sha256" for d in datasets]
-    for file in ("model.pt", "evaluation.json", "mi.json"):
+    for file in ("model.pt", "evaluation.json", "mi.json", "per_image.csv"):
         files += target_files(found, seeds, out, file)
     for t, s in attacks_of(found, seeds):
-        names = ["metrics.json", "samples.pt"] + (["attacker.pt"] if attack_rule(s) == "attack_with_model" else [])
+        names = ["metrics.json", "samples.pt", "per_image.csv"]
+        names += ["attacker.pt"] if attack_rule(s) == "attack_with_model" else []
         files += [f"{attack_dir(out)}/{n}".format(**t, scenario=s) for n in names]
+    for file in BASELINE_FILES:
+        files += baseline_files(found, seeds, out, file)
     return list(dict.fromkeys(files))
 
 
