@@ -284,7 +284,7 @@ def latency_markdown(frame: pd.DataFrame) -> str:
 
 
 def latency_html(frame: pd.DataFrame) -> str:
-    from ciprivacy.reporting.paper_tables import HTML_PAGE
+    from ciprivacy.reporting.table_files import HTML_PAGE
 
     body = _latency_display(frame).to_html(index=False, escape=True, border=0, classes="results")
     return HTML_PAGE.format(title="Edge latency and cost", caption=html.escape(_latency_caption(frame)), body=body)

@@ -17,7 +17,6 @@ that ran is appended after the paper's. Missing runs are rows marked 'not run'.
 
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ciprivacy.reporting import paper_tables as P
+from ciprivacy.reporting import table_files as TF
 from ciprivacy.reporting.results import as_paper_protocol, seed_stats
 
 FULL = "siftfunnel"
@@ -140,37 +140,22 @@ def display_frame(frame: pd.DataFrame, bold=lambda s: f"**{s}**", grey=lambda s:
     return out
 
 
-def _latex(text: str) -> str:
-    return P._latex_escape(text).replace("ℓ", r"$\ell$")
-
-
-def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
-    """A booktabs table: Variant, Gen attack, accuracy, the Gen attack's MSE/PSNR/SSIM, MI,
-    δ(z), edge parameters, seeds; best values in \\textbf; a rule between the structural
-    variants, the loss-term variants and the compensation row."""
-    shown = display_frame(frame, bold=lambda s: f"\x00{s}\x01")
-    spec = "ll" + "r" * (len(shown.columns) - 2)
-    lines = [
-        r"\begin{table*}[t]",
-        r"\centering",
-        r"\scriptsize",
-        rf"\caption{{{_latex(caption)}}}",
-        rf"\label{{tab:{label}}}",
-        rf"\begin{{tabular}}{{{spec}}}",
-        r"\toprule",
-        r" & & & & \multicolumn{3}{c}{Gen attack} & & & & \\",
-        r"\cmidrule(lr){5-7}",
-        "Variant & Gen attack & " + " & ".join(LATEX_HEADERS[c] for c in VALUE_COLUMNS) + r" & Seeds \\",
-        r"\midrule",
-    ]
+def shown_table(frame: pd.DataFrame) -> TF.Shown:
+    """The table as readers see it: a rule between the full SiftFunnel, the structural variants,
+    the loss-term variants, the compensation row and the failure baselines; the Gen attack's
+    spanner in LaTeX."""
     groups = {FULL: 0, **{d: 1 for d in STRUCTURE_VARIANTS}, **{d: 2 for d in LOSS_TERM_VARIANTS}}
     row_groups = [
         5 if s == P.BASELINE_STATUS else 4 if g == COMPENSATION else groups.get(d, 3)
         for d, g, s in zip(frame["defense"], frame["gen_attack"], frame["status"])
     ]
-    lines += P.latex_rows(shown, row_groups, escape=_latex)
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}", ""]
-    return "\n".join(lines)
+    return TF.Shown(
+        display_frame(frame, bold=TF.bold, grey=TF.grey),
+        groups=row_groups,
+        left=2,
+        latex_head=[r" & & & & \multicolumn{3}{c}{Gen attack} & & & & \\", r"\cmidrule(lr){5-7}"],
+        latex_columns=["Variant", "Gen attack", *(LATEX_HEADERS[c] for c in VALUE_COLUMNS), "Seeds"],
+    )
 
 
 def write_ablation_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str) -> pd.DataFrame:
@@ -191,17 +176,5 @@ def write_ablation_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str)
         "cloud's compensation module of the full SiftFunnel (an attacker who knows the cloud). Δ acc against the full "
         f"SiftFunnel. {P.PROTOCOL_NOTE} {runs} {P.BEST_RULE} {P.INTERVAL_NOTE}"
     )
-    Path(stem).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(f"{stem}.csv", index=False)
-    shown = display_frame(frame)
-    with open(f"{stem}.md", "w") as fh:
-        fh.write(f"## {title}\n\n{caption}\n\n{shown.to_markdown(index=False)}\n")
-    with open(f"{stem}.tex", "w") as fh:
-        fh.write(to_latex(frame, f"{title}. {caption}", Path(stem).name))
-    html_shown = display_frame(frame, bold=lambda s: f"\x00{s}\x01", grey=lambda s: f"\x02{s}\x03")
-    body = html_shown.to_html(index=False, escape=True, border=0, classes="results")
-    body = body.replace("\x00", "<b>").replace("\x01", "</b>")
-    body = body.replace("\x02", '<span class="chance">').replace("\x03", "</span>")
-    with open(f"{stem}.html", "w") as fh:
-        fh.write(P.HTML_PAGE.format(title=html.escape(title), caption=html.escape(caption), body=body))
+    TF.write_table_files(frame, stem, title, caption, shown_table(frame))
     return frame

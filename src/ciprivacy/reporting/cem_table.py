@@ -5,7 +5,6 @@ and the marks of Tables 2-5 (``paper_tables.cell_text``); the failure baselines 
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pandas as pd
 from ciprivacy.experiments import CEM_SUFFIX
 from ciprivacy.reporting import layout as L
 from ciprivacy.reporting import paper_tables as P
-from ciprivacy.reporting.paper_tables import HTML_PAGE, _latex_escape
+from ciprivacy.reporting import table_files as TF
 from ciprivacy.reporting.results import BASELINE_ARCH, BASELINE_PREFIX, TARGET_SCENARIO, is_learned, is_zero, seed_stats
 
 SCENARIOS = ("whitebox", "blackbox", "graybox")
@@ -132,25 +131,5 @@ def write_cem_table(tidy: pd.DataFrame, dataset: str, arch: str, stem: str) -> p
         "I(x; z + noise) on the test features; MSE lower bound = what the CEM theorem implies from it "
         "(see ciprivacy.metrics.cem). Means over seeds; MSE and SSIM per image (mean over images). " + P.INTERVAL_NOTE
     )
-    Path(stem).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(f"{stem}.csv", index=False)
-    shown = _display(frame)
-    with open(f"{stem}.md", "w") as fh:
-        fh.write(f"## {title}\n\n{caption}\n\n{shown.to_markdown(index=False)}\n")
-    lines = [
-        r"\begin{table*}[t]",
-        r"\centering",
-        r"\scriptsize",
-        rf"\caption{{{_latex_escape(title + '. ' + caption)}}}",
-        rf"\label{{tab:{Path(stem).name}}}",
-        rf"\begin{{tabular}}{{l{'r' * (len(shown.columns) - 1)}}}",
-        r"\toprule",
-        " & ".join(_latex_escape(c) for c in shown.columns) + r" \\",
-        r"\midrule",
-    ]
-    lines += [" & ".join(_latex_escape(str(c)) for c in row) + r" \\" for row in shown.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}", ""]
-    Path(f"{stem}.tex").write_text("\n".join(lines))
-    body = shown.to_html(index=False, escape=True, border=0, classes="results")
-    Path(f"{stem}.html").write_text(HTML_PAGE.format(title=html.escape(title), caption=html.escape(caption), body=body))
+    TF.write_table_files(frame, stem, title, caption, TF.Shown(_display(frame)))
     return frame

@@ -34,7 +34,7 @@ from scipy.stats import spearmanr
 from ciprivacy.metrics import stats as ST
 from ciprivacy.reporting import layout as L
 from ciprivacy.reporting.ablation import LOSS_TERM_VARIANTS
-from ciprivacy.reporting.paper_tables import HTML_PAGE, PROTOCOL_NOTE
+from ciprivacy.reporting.paper_tables import PROTOCOL_NOTE
 from ciprivacy.reporting.results import (
     KEYS,
     TARGET_SCENARIO,
@@ -46,6 +46,7 @@ from ciprivacy.reporting.results import (
     target_wide,
     without_baselines,
 )
+from ciprivacy.reporting.table_files import HTML_PAGE
 
 HOLDS, FAILS, UNDECIDED, NOT_RUN = "holds", "fails", "undecided", "not run"
 VERDICTS = (HOLDS, FAILS, UNDECIDED, NOT_RUN)

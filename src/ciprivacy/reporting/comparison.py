@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from ciprivacy.reporting import layout as L
-from ciprivacy.reporting.paper_tables import HTML_PAGE, PROTOCOL_NOTE
+from ciprivacy.reporting.paper_tables import PROTOCOL_NOTE
 from ciprivacy.reporting.results import as_paper_protocol, seed_stats, without_baselines
+from ciprivacy.reporting.table_files import HTML_PAGE
 
 MATCH = ["dataset", "arch", "defense", "scenario", "metric"]
 ID_COLUMNS = ["table", *MATCH, "paper"]

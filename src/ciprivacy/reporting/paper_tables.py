@@ -11,7 +11,6 @@ bolding, and 'at chance' beside its accuracy."""
 
 from __future__ import annotations
 
-import html
 import logging
 import math
 from pathlib import Path
@@ -22,6 +21,7 @@ import pandas as pd
 from ciprivacy.metrics import stats as ST
 from ciprivacy.metrics.baselines import BASELINES
 from ciprivacy.reporting import layout as L
+from ciprivacy.reporting import table_files as TF
 from ciprivacy.reporting.results import (
     BASELINE_ARCH,
     BASELINE_PREFIX,
@@ -391,150 +391,38 @@ def mean_and_spread(frame: pd.DataFrame, column: str, i: int, fmt: str) -> str:
     return text
 
 
-def _latex_escape(text: str) -> str:
-    for a, b in (
-        ("\\", r"\textbackslash{}"),
-        ("&", r"\&"),
-        ("%", r"\%"),
-        ("_", r"\_"),
-        ("#", r"\#"),
-        ("—", "--"),
-        ("δ", r"$\delta$"),
-        ("Δ", r"$\Delta$"),
-        ("θ", r"$\theta$"),
-        ("↑", r"$\uparrow$"),
-        ("↓", r"$\downarrow$"),
-        ("†", r"$^\dagger$"),
-        ("‡", r"$^\ddagger$"),
-        ("≈", r"$\approx$"),
-    ):
-        text = text.replace(a, b)
-    return text
-
-
-def to_latex(frame: pd.DataFrame, caption: str, label: str, by: str = "defense") -> str:
-    """A booktabs table in the paper's layout; best values in \\textbf."""
-    shown = display_frame(frame, by=by, bold=lambda s: f"\x00{s}\x01")
-    heads = list(shown.columns)
+def shown_table(frame: pd.DataFrame, by: str = "defense") -> TF.Shown:
+    """The table as readers see it: defense families (by='defense') or architectures (by='arch')
+    apart by a rule; the black-box Gen row under its gray-box row greyed in HTML (its numbers
+    stay black), so the pair reads as one entry; the attacks' column spanners in LaTeX."""
+    cells = display_frame(frame, by=by, bold=TF.bold, grey=TF.grey)
     n_id = 3 if by == "defense" else 2
-    spec = "l" * n_id + "r" * (len(heads) - n_id)
-    lines = [
-        r"\begin{table*}[t]",
-        r"\centering",
-        r"\scriptsize",
-        rf"\caption{{{_latex_escape(caption)}}}",
-        rf"\label{{tab:{label}}}",
-        rf"\begin{{tabular}}{{{spec}}}",
-        r"\toprule",
+    spanners = (
         " & " * (n_id + 2)
         + r"\multicolumn{3}{c}{rMLE (white-box)} & \multicolumn{3}{c}{Gen} & \multicolumn{3}{c}{GLASS} & "
-        + r"\multicolumn{3}{c}{GLASS++} & & & & \\",
-        "".join(rf"\cmidrule(lr){{{n_id + 3 + 3 * g}-{n_id + 5 + 3 * g}}}" for g in range(4)),
-        " & ".join(_latex_escape(h) for h in heads[:n_id])
-        + " & "
-        + " & ".join(LATEX_HEADERS[c] for c, _, _ in VALUE_COLUMNS)
-        + r" & Seeds \\",
-        r"\midrule",
-    ]
-    groups = list(frame["family"]) if by == "defense" else [None] * len(frame)
-    lines += latex_rows(shown, groups)
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table*}", ""]
-    return "\n".join(lines)
-
-
-def latex_rows(shown: pd.DataFrame, groups: list, escape=None) -> list[str]:
-    """Body rows of a booktabs table, a midrule where the group changes; bold marks
-    (\\x00 ... \\x01 from display_frame) become \\textbf."""
-    escape = escape or _latex_escape
-    lines, previous = [], None
-    for i, (_, row) in enumerate(shown.iterrows()):
-        if previous is not None and groups[i] != previous:
-            lines.append(r"\midrule")
-        previous = groups[i]
-        cells = [escape(str(c)).replace("\x00", r"\textbf{").replace("\x01", "}") for c in row]
-        lines.append(" & ".join(cells) + r" \\")
-    return lines
-
-
-def to_html(frame: pd.DataFrame, title: str, caption: str, by: str = "defense") -> str:
-    """HTML_PAGE around the display frame. Rows get classes for the eye only: `group` starts a
-    defense family (by='defense') or an architecture (by='arch') with a rule above it, as the
-    LaTeX table's midrules do; `sub` greys the label of the black-box Gen row under its gray-box
-    row (its numbers stay black), so the pair reads as one entry."""
-    shown = display_frame(frame, by=by, bold=lambda s: f"\x00{s}\x01", grey=lambda s: f"\x02{s}\x03")
-    body = shown.to_html(index=False, escape=True, border=0, classes="results")
-    body = body.replace("\x00", "<b>").replace("\x01", "</b>")
-    body = body.replace("\x02", '<span class="chance">').replace("\x03", "</span>")
-    key = list(frame["family"] if by == "defense" else frame["arch"])
-    sub = list(frame.duplicated(subset=["defense", "arch"], keep="first"))
-    head, sep, rows = body.partition("<tbody>")
-    parts = rows.split("<tr>")
-    for i in range(min(len(key), len(parts) - 1)):
-        classes = [c for c, on in (("group", i > 0 and key[i] != key[i - 1]), ("sub", sub[i])) if on]
-        if classes:
-            parts[i + 1] = f' class="{" ".join(classes)}">' + parts[i + 1]
-        else:
-            parts[i + 1] = ">" + parts[i + 1]
-    body = head + sep + "<tr".join(parts)
-    return HTML_PAGE.format(title=html.escape(title), caption=html.escape(caption), body=body)
-
-
-# Sized for the report viewer's frame (about 1050 px wide beside the sidebar): headers wrap onto
-# two lines so a 15-column paper table fits without sideways scrolling, and stay on top
-# (sticky) while a long table (latency, paper comparison) scrolls. The script aligns each column
-# by its content (text left, numbers right) for every table written with this page (CEM,
-# latency, paper comparison have text beyond the first three columns; a column of only '—' is
-# numeric); without scripts the first three columns are left-aligned.
-HTML_PAGE = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: sans-serif; font-size: 12px; margin: 8px; }}
-table.results {{ border-collapse: collapse; }}
-table.results th, table.results td {{ padding: 2px 6px; border-bottom: 1px solid #ddd; text-align: right;
-  white-space: nowrap; }}
-table.results th {{ white-space: normal; vertical-align: bottom; position: sticky; top: 0; background: #fff;
-  border-bottom: none; box-shadow: inset 0 -2px 0 #444; }}
-table.results td:nth-child(-n+3), table.results th:nth-child(-n+3) {{ text-align: left; }}
-table.results tr.group td {{ border-top: 2px solid #999; }}
-table.results tr.sub td:nth-child(-n+3) {{ color: #777; }}
-table.results tbody tr:hover td {{ background: #eef3fa; }}
-table.results span.chance {{ color: #999; }}
-p.caption {{ max-width: 70em; color: #333; }}
-</style></head><body>
-<h3>{title}</h3>
-<p class="caption">{caption}</p>
-{body}
-<script>
-for (const table of document.querySelectorAll("table.results")) {{
-  const rows = Array.from(table.rows);
-  const width = Math.max(...rows.map(r => r.cells.length));
-  for (let c = 0; c < width; c++) {{
-    const values = rows.slice(1).map(r => r.cells[c]).filter(Boolean).map(x => x.textContent.trim())
-      .filter(v => v && v !== "\u2014" && v !== "not run");
-    const number = /^(≈0 \\()?[-+]?[0-9.,]+(e[-+]?[0-9]+)?%?( \\[[^\\]]*\\]| ± \\S+)?\\)?( †.*| ‡| at chance)*$/i;
-    const numeric = values.every(v => number.test(v));
-    for (const r of rows) if (r.cells[c]) r.cells[c].style.textAlign = numeric ? "right" : "left";
-  }}
-}}
-</script>
-</body></html>
-"""
+        + r"\multicolumn{3}{c}{GLASS++} & & & & \\"
+    )
+    return TF.Shown(
+        cells,
+        groups=list(frame["family"] if by == "defense" else frame["arch"]),
+        sub=list(frame.duplicated(subset=["defense", "arch"], keep="first")),
+        left=n_id,
+        latex_head=[
+            spanners,
+            "".join(rf"\cmidrule(lr){{{n_id + 3 + 3 * g}-{n_id + 5 + 3 * g}}}" for g in range(4)),
+        ],
+        latex_columns=[
+            *(TF.latex_escape(h) for h in list(cells.columns)[:n_id]),
+            *(LATEX_HEADERS[c] for c, _, _ in VALUE_COLUMNS),
+            "Seeds",
+        ],
+    )
 
 
 def write_table(frame: pd.DataFrame, stem: str, title: str, caption: str, by: str = "defense") -> None:
     """`<stem>.csv` (means, standard deviations, interval bounds and marks), `.md`, `.tex` and
     `.html`."""
-    Path(stem).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(f"{stem}.csv", index=False)
-    full_caption = f"{caption} {BEST_RULE} {INTERVAL_NOTE}"
-    with open(f"{stem}.md", "w") as fh:
-        fh.write(f"## {title}\n\n{full_caption}\n\n")
-        fh.write(display_frame(frame, by=by).to_markdown(index=False))
-        fh.write("\n")
-    with open(f"{stem}.tex", "w") as fh:
-        fh.write(to_latex(frame, f"{title}. {full_caption}", Path(stem).name, by=by))
-    with open(f"{stem}.html", "w") as fh:
-        fh.write(to_html(frame, title, full_caption, by=by))
+    TF.write_table_files(frame, stem, title, f"{caption} {BEST_RULE} {INTERVAL_NOTE}", shown_table(frame, by))
 
 
 def _runs_note(frame: pd.DataFrame) -> str:
