@@ -128,3 +128,28 @@ def test_prepared_file_keeps_only_the_images_its_splits_use(tmp_path):
     for i in (0, 17, 39):
         matches = (full.images == prepared.images[i]).flatten(1).all(1).nonzero().flatten()
         assert matches.numel() >= 1 and full.labels[matches[0]] == prepared.labels[i]
+
+
+def test_attacks_take_the_test_split_classes_in_turn():
+    """A prepared split lists each class's images together; the attacks' first n images (and a
+    figure's samples) must spread over the classes, each class's images in split order."""
+    from ciprivacy.data.prepared import PreparedData, classes_in_turn
+
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    assert labels[classes_in_turn(labels)].tolist() == [0, 1, 2, 0, 1, 2, 0, 2, 2]
+    assert classes_in_turn(labels).tolist() == [0, 3, 5, 1, 4, 6, 2, 7, 8]
+    data = PreparedData(
+        images=torch.arange(12, dtype=torch.uint8).view(12, 1, 1, 1),
+        labels=torch.tensor([5, 5, 5, 5, 7, 7, 7, 7, 9, 9, 9, 9]),
+        splits={
+            "train": torch.tensor([0, 4, 8]),
+            "test": torch.tensor([1, 2, 3, 5, 6, 10, 11]),
+            "aux": torch.tensor([7]),
+        },
+        classes=["a"] * 10,
+        meta={},
+    )
+    images, index = data.attacked_test()
+    assert index.tolist() == [1, 5, 10, 2, 6, 11, 3]
+    assert images.flatten().tolist() == index.tolist()
+    assert data.labels[index[:3]].tolist() == [5, 7, 9]

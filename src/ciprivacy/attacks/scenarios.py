@@ -323,7 +323,8 @@ def run_attack(
     target = load_target(model_path, device)
     data = load_prepared(data_path)
     aux = data.split("aux")[0].to(device)
-    test = data.split("test")[0].to(device)
+    test, test_index = data.attacked_test()  # the classes in turn: the first n images spread over them
+    test = test.to(device)
     key = {"attack": without_runtime(settings), "model_sha256": file_sha256(model_path)}
     resume = Resume(checkpoint, key) if checkpoint else None
     # The authors' generator selection scores the classifier's training split (best_train_split).
@@ -336,14 +337,14 @@ def run_attack(
         {
             "original": test[:k].cpu(),
             "reconstructed": rec[:k].mul(255).round().to(torch.uint8).cpu(),
-            "test_index": data.splits["test"][:k],
+            "test_index": test_index[:k],
         },
         samples_path,
     )
     if per_image_path is not None:
         n = result["attacked_images"]
         scores = per_image_scores(to_float(test[:n]), rec, settings["metric_batch"], settings["seed"])
-        save_csv(pd.DataFrame({"test_index": data.splits["test"][:n].numpy(), **scores}), per_image_path)
+        save_csv(pd.DataFrame({"test_index": test_index[:n].numpy(), **scores}), per_image_path)
     if attacker_path is not None:
         if state is None:
             raise ValueError(f"scenario {scenario!r} trains no attacker model to write to {attacker_path}")

@@ -45,6 +45,25 @@ class PreparedData:
         idx = self.splits[name]
         return self.images[idx], self.labels[idx]
 
+    def attacked_test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The test split in the order the attacks take it (``classes_in_turn``): its images and
+        their indices into ``images``. An attack on the first n test images, and the samples a
+        figure shows, then spread over the classes (a split lists each class's images together)."""
+        idx = self.splits["test"][classes_in_turn(self.labels[self.splits["test"]])]
+        return self.images[idx], idx
+
+
+def classes_in_turn(labels: torch.Tensor) -> torch.Tensor:
+    """The order that takes the classes in turn (class 0's first image, class 1's first, ...,
+    then each class's second), each class's images in their given order."""
+    labels = labels.cpu()
+    rank = torch.zeros_like(labels)
+    for c in labels.unique():
+        members = (labels == c).nonzero().flatten()
+        rank[members] = torch.arange(members.numel())
+    classes = labels - labels.min()
+    return torch.argsort(rank * (int(classes.max()) + 1 if labels.numel() else 1) + classes, stable=True)
+
 
 def class_quota(counts: torch.Tensor, max_images: int | None) -> torch.Tensor:
     """Images to keep per class: all, or exactly ``max_images`` shared in proportion to the

@@ -160,15 +160,13 @@ def write_baselines(
     per scenario and seed) and ``per_image_path`` (CSV: per-image scores)."""
     configure_job()
     data = load_prepared(data_path)
-    test, aux = data.split("test")[0], data.split("aux")[0]
+    (test, test_index), aux = data.attacked_test(), data.split("aux")[0]  # the attacks' order
     prior = None
     if prior_path:
         from ciprivacy.priors.train import load_prior
 
         prior = load_prior(prior_path, "cpu")
-    records, per_image = score_baselines(
-        test, data.splits["test"], aux, settings["conventions"], settings["rmle_init"], prior
-    )
+    records, per_image = score_baselines(test, test_index, aux, settings["conventions"], settings["rmle_init"], prior)
     shown = {name: label for name, label in BASELINES.items() if name != "prior_mean" or prior is not None}
     save_csv(per_image, per_image_path)
     save_json(
