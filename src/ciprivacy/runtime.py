@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger("ciprivacy")
 
@@ -174,7 +175,9 @@ def job_log(path: str | os.PathLike | None) -> Iterator[None]:
         old_stderr = sys.stderr
         sys.stderr = fh
         try:
-            yield
+            # Log lines go through tqdm.write: each on a line of its own, not after a bar's \r.
+            with logging_redirect_tqdm(loggers=[root]):
+                yield
         except BaseException:
             log.exception("job failed")
             raise

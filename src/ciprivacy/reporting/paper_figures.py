@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from adjustText import adjust_text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
@@ -143,7 +144,10 @@ def privacy_utility(tidy: pd.DataFrame, dataset: str, arch: str, output: str) ->
     for ax, x, xlabel in zip(
         axes,
         ("best_ssim", "mi"),
-        ("SSIM of the best attack (lower = more private)", "MI estimate (lower = more private)"),
+        (
+            "SSIM of the best attack, per image (lower = more private)",
+            "MI estimate of I(x; z), nats (lower = more private)",
+        ),
     ):
         if frame.empty or x not in frame:
             continue
@@ -160,21 +164,19 @@ def privacy_utility(tidy: pd.DataFrame, dataset: str, arch: str, output: str) ->
             elinewidth=0.8,
             capsize=2,
         )
-        for _, row in stats.iterrows():
-            ax.annotate(
-                row["label"],
-                (row[f"{x}_mean"], row["test_acc_pct_mean"]),
-                xytext=(4, 3),
-                textcoords="offset points",
-                fontsize=7,
-            )
+        texts = [
+            ax.text(row[f"{x}_mean"], row["test_acc_pct_mean"], row["label"], fontsize=7) for _, row in stats.iterrows()
+        ]
+        # Labels of nearby defenses overlapped: adjustText moves them apart, a thin line to each point.
+        adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         handles, labels = ax.get_legend_handles_labels()
         if ax.get_legend() is not None:  # one legend for both panels, outside them (it hid points)
             ax.get_legend().remove()
     seeds = frame["seed"].nunique() if not frame.empty else 0
-    fig.suptitle(f"Privacy vs utility, {dataset} / {arch} ({seeds} seed(s); error bars: std over seeds)", fontsize=10)
+    bars = "error bars: std over seeds" if seeds > 1 else "one seed, so no error bars"
+    fig.suptitle(f"Privacy vs utility, {dataset} / {arch} ({seeds} seed(s); {bars})", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.84 if handles else 1, 1))
     if handles:
         fig.legend(
@@ -185,7 +187,7 @@ def privacy_utility(tidy: pd.DataFrame, dataset: str, arch: str, output: str) ->
 
 # The criteria compared with attack success (issue 8/9): column of target_wide -> axis label.
 CRITERIA = {
-    "mi": "MI estimate of I(x; z)",
+    "mi": "MI estimate of I(x; z) (nats)",
     "delta_z": "δ(z): non-zero elements of z",
     "cem_mi_bound": "CEM bound on I(x; z + noise) (nats)",
 }
@@ -193,8 +195,8 @@ CRITERIA_SHORT = {"mi": "MI", "delta_z": "δ(z)", "cem_mi_bound": "CEM bound"}  
 # Attack metric -> (axis label, the sign of rho a good criterion has): more information in z
 # should mean a better reconstruction, i.e. a lower MSE (rho < 0) and a higher SSIM (rho > 0).
 CRITERIA_ATTACK = {
-    "mse": ("MSE of the best attack\n(higher = more private)", -1),  # two lines: fits a short panel
-    "ssim": ("SSIM of the best attack\n(lower = more private)", +1),
+    "mse": ("MSE of the best attack, per element\n(higher = more private)", -1),  # two lines: fits a short panel
+    "ssim": ("SSIM of the best attack, per image\n(lower = more private)", +1),
 }
 CRITERIA_COLUMNS = [
     "criterion",
@@ -421,7 +423,12 @@ def figure2_depth(tidy: pd.DataFrame, output: str) -> bool:
         _save(fig, output)
         return False
     series = list(depth.groupby(["dataset", "base_arch"]))
-    panels = (("mi", "MI"), ("delta_z", "δ(z)"), ("best_ssim", "best-attack SSIM"), ("best_mse", "best-attack MSE"))
+    panels = (
+        ("mi", "MI (nats)"),
+        ("delta_z", "δ(z)"),
+        ("best_ssim", "best-attack SSIM (per image)"),
+        ("best_mse", "best-attack MSE (per element)"),
+    )
     fig, axes = plt.subplots(len(series), len(panels), figsize=(14, 3.0 * len(series)), squeeze=False)
     for r, ((dataset, base), group) in enumerate(series):
         group = group.sort_values("split")
