@@ -7,6 +7,7 @@ runs its command. Nothing here needs a cluster.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from test_workflow import ROOT, workflow_copy
 from ciprivacy.runtime import claim_gpu_slot
 
 GPU_RULES = {"train_target", "attack", "attack_with_model", "measure_target"}
-CPU_RULES = {"prepare_data", "summary_table", "plot_reconstructions"}
+CPU_RULES = {"prepare_data", "failure_baselines", "summary_table", "plot_reconstructions"}
 # The outputs the test asks for: every per-target rule runs, and two aggregation rules.
 TARGETS = [
     "results/demo/summary/tables/summary.csv",
@@ -237,3 +238,44 @@ def test_gpu_slots_give_concurrent_jobs_different_devices(tmp_path):
         holder.kill()
         holder.wait()
     assert claim_gpu_slot(3, str(tmp_path)) == 0, "a finished job's slot is free again"
+
+
+@pytest.mark.parametrize(
+    "device, gpus, plan",
+    [
+        ("auto", 1, (1, 1)),  # one GPU: one GPU job at a time
+        ("auto", 4, (1, 4)),  # one per GPU
+        ("auto", 0, (0, 1)),  # no GPU: the jobs run on the CPU, only --cores limits them
+        ("cuda", 0, (1, 1)),
+        ("cpu", 2, (0, 2)),
+    ],
+)
+def test_a_local_run_takes_one_gpu_job_per_visible_gpu(device, gpus, plan):
+    from ciprivacy.runtime import local_gpu_plan
+
+    assert local_gpu_plan(device, gpus) == plan
+
+
+def test_a_local_dry_run_plans_gpu_resources_from_this_machine_and_a_cluster_run_asks_for_gpus(tmp_path):
+    from ciprivacy.runtime import local_gpu_plan, visible_gpus
+
+    wf = workflow_copy(tmp_path)
+    (wf / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    configs = ["--configfile", "presets/demo.yaml", "tiny.yaml"]
+    local = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "2", *configs], cwd=wf, capture_output=True, text=True
+    )
+    per_job = local_gpu_plan("auto", visible_gpus())[0]
+    train = re.search(r"rule train_target:\n(?:.*\n)*?\s+resources: (.*)", local.stdout).group(1)
+    assert f"gpu={per_job}" in train, train
+    # A cluster run: each GPU rule asks the scheduler for one, whatever this machine has.
+    cluster = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--executor", "slurm", "--jobs", "5", *configs],
+        cwd=wf,
+        env={**os.environ, "SBATCH_PARTITION": "gpu-test", "SBATCH_ACCOUNT": "testacct"},
+        capture_output=True,
+        text=True,
+    )
+    assert cluster.returncode == 0, cluster.stderr[-3000:]
+    train = re.search(r"rule train_target:\n(?:.*\n)*?\s+resources: (.*)", cluster.stdout).group(1)
+    assert "gpu=1" in train, train

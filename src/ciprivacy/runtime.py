@@ -34,12 +34,17 @@ def without_runtime(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k not in (*RUNTIME_KEYS, *ATTACK_RUNTIME_KEYS)}
 
 
-def default_gpu_jobs() -> int | None:
-    """GPU jobs a local run takes at once unless told (``--resources gpu=N``): one per GPU the
-    machine shows; None where it shows none (device ``auto`` then runs every job on the CPU, and
-    only ``--cores`` limits them)."""
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return count or None
+def visible_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def local_gpu_plan(device: str, gpus: int) -> tuple[int, int]:
+    """(the ``gpu`` resource each training, attack or measuring job declares, the ``gpu`` jobs a
+    local run takes at once unless told with ``--resources gpu=N``) on a machine showing ``gpus``
+    GPUs. One job per GPU, so ``snakemake --cores all`` never stacks every job on one GPU; with
+    no GPU, device ``auto`` runs on the CPU and only ``--cores`` limits the jobs."""
+    per_job = 0 if device == "cpu" or (device == "auto" and gpus == 0) else 1
+    return per_job, max(1, gpus)
 
 
 def pick_device(requested: str = "auto") -> torch.device:

@@ -26,20 +26,17 @@ config.update(S.canonical(_checked))
 # readers get every block documented; the check above has already enforced it.
 validate(config, schema="../schemas/config.schema.json", set_default=False)
 
-# Rules that train, attack or measure declare gpu=GPU_JOB: 1, or 0 when the config runs on the
-# CPU. A local run given no --resources gpu=N runs at most one such job per visible GPU at once,
-# so the plain `snakemake --cores all` never stacks every job on one GPU; on a machine with no
-# GPU, device auto runs on the CPU and only --cores limits the jobs.
+# Rules that train, attack or measure declare gpu=GPU_JOB (ciprivacy.runtime.local_gpu_plan).
+# A run on this machine gives --cores; a cluster run gives --jobs (resource_settings.nodes): the
+# executor itself is not known yet while the Snakefile is read. A cluster run asks for a GPU
+# whatever this machine has, and the scheduler, not a local limit, decides how many run at once.
 GPU_JOB = 0 if config["device"] == "cpu" else 1
-if workflow.local_exec and "gpu" not in workflow.global_resources:
-    _gpus = S.default_gpu_jobs()
-    if _gpus is None and config["device"] == "auto":
-        GPU_JOB = 0
-    workflow.global_resources["gpu"] = _gpus or 1
+if workflow.resource_settings.nodes is None and "gpu" not in workflow.global_resources:
+    GPU_JOB, _limit = S.local_gpu_plan(config["device"], S.visible_gpus())
+    workflow.global_resources["gpu"] = _limit
     if GPU_JOB and workflow.is_main_process:
         print(
-            f"NOTE: at most {workflow.global_resources['gpu'].value} GPU job(s) at once; "
-            "--resources gpu=N to change",
+            f"NOTE: at most {_limit} GPU job(s) at once; --resources gpu=N to change",
             file=sys.stderr,
         )
 

@@ -24,7 +24,7 @@ from ciprivacy.config.variants import (
     recut_pairs,
     reuses_unprotected_model,
 )
-from ciprivacy.runtime import default_gpu_jobs
+from ciprivacy.runtime import local_gpu_plan, visible_gpus
 
 __all__ = [
     "ConfigError",
@@ -37,7 +37,8 @@ __all__ = [
     "dataset_settings",
     "dataset_unavailable",
     "deep_merge",
-    "default_gpu_jobs",
+    "local_gpu_plan",
+    "visible_gpus",
     "defense_block",
     "defense_train",
     "effective_config",
