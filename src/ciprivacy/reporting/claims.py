@@ -337,6 +337,17 @@ def _claim_5(tidy: pd.DataFrame, stats: pd.DataFrame) -> list[dict]:
         left_out = sorted(a for a in group["arch"] if (dataset, a) in chance)
         group = group[~group["arch"].isin(left_out)]
         if group["split"].nunique() < 2:
+            if left_out:  # it ran, but too few depths learned anything to say
+                rows.append(
+                    {
+                        "claim": 5,
+                        "dataset": dataset,
+                        "arch": base,
+                        "verdict": UNDECIDED,
+                        "evidence": "fewer than two split depths above chance; at chance, left out: "
+                        + ", ".join(left_out),
+                    }
+                )
             continue
         rhos = {m: spearmanr(group["split"], group[m]).statistic for m in ("mi", "delta_z", "best_ssim")}
         ok = all(pd.notna(r) and r < 0 for r in rhos.values())
@@ -375,9 +386,11 @@ def _claim_6(stats: pd.DataFrame) -> list[dict]:
             listed += f"; at chance, left out: {', '.join(chance)}"
         dcor = next((r for r in variants if r.defense == "siftfunnel_no_dcor"), None)
         others = [r for r in variants if r is not dcor]
-        if dcor is None:
+        if dcor is None and "siftfunnel_no_dcor" in chance:
+            verdict = UNDECIDED
+        elif dcor is None:
             verdict = NOT_RUN
-            listed = "siftfunnel_no_dcor did not run or is at chance; " + listed
+            listed = "siftfunnel_no_dcor did not run; " + listed
         elif any(o.gen_mse.high < dcor.gen_mse.low for o in others):
             verdict = FAILS
         elif all(dcor.gen_mse.high < o.gen_mse.low for o in others):
