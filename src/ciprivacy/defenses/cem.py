@@ -151,7 +151,7 @@ def class_kmeans(
 
 
 def cem_loss(z: torch.Tensor, y: torch.Tensor, centroids: torch.Tensor, floor: float = VARIANCE_FLOOR) -> torch.Tensor:
-    """The CEM term of one batch (SPEC, "CEM"): each sample joins the nearest centroid of its
+    """The CEM term of one batch: each sample joins the nearest centroid of its
     class; per cluster, v_d = mean squared distance to the centroid in dimension d and
     term = pi * mean_d log(1 + v_d / floor) (= relu(log(v + floor) - log(floor)), as v >= 0),
     pi = the cluster's share of its class in the batch; summed per class, averaged over the

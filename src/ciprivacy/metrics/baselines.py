@@ -1,4 +1,4 @@
-"""Failure baselines (issue 20, section 2): reconstructions that carry no information about x,
+"""Failure baselines: reconstructions that carry no information about x,
 scored on the test split exactly as the attacks' reconstructions are, so that every table can
 show what an attack scores without looking at z at all.
 

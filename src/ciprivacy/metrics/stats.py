@@ -1,4 +1,4 @@
-"""Intervals for every number the tables and claims compare (issue 20, section 3).
+"""Intervals for every number the tables and claims compare.
 
 - Test-image measures (accuracy, MSE / PSNR / SSIM per image, delta(z)): percentile bootstrap
   over the test images, ``B`` resamples (1,000 by default) with a fixed seed, so the same files

@@ -1,4 +1,4 @@
-"""The paper's six headline claims (SPEC.md) checked on our numbers, per protocol. Each check
+"""The paper's six headline claims checked on our numbers, per protocol. Each check
 states its exact rule and the numbers that decide it, with their 95 % intervals; a claim without
 the runs it needs is 'not run'. Numbers are means over seeds (``results.seed_stats``).
 

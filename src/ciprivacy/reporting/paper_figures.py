@@ -185,7 +185,7 @@ def privacy_utility(tidy: pd.DataFrame, dataset: str, arch: str, output: str) ->
     _save(fig, output)
 
 
-# The criteria compared with attack success (issue 8/9): column of target_wide -> axis label.
+# The criteria compared with attack success: column of target_wide -> axis label.
 CRITERIA = {
     "mi": "MI estimate of I(x; z) (nats)",
     "delta_z": "δ(z): non-zero elements of z",

@@ -48,7 +48,7 @@ TARGET_METRICS = {
     "delta_z": "delta_z",
     "edge_params": "edge_params",
     "epsilon": "epsilon",
-    # CEM (issue 9): the Gaussian-mixture bound on I(x; z + noise) and the MSE lower bound it implies.
+    # CEM: the Gaussian-mixture bound on I(x; z + noise) and the MSE lower bound it implies.
     "cem_mi_bound": "cem_mi_bound",
     "cem_mse_bound": "cem_mse_bound",
 }
