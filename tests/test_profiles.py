@@ -8,14 +8,13 @@ runs its command. Nothing here needs a cluster.
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import yaml
-from test_workflow import ROOT, workflow_copy
+from test_workflow import workflow_copy
 
 from ciprivacy.runtime import claim_gpu_slot
 
@@ -131,7 +130,6 @@ def option(args, name):
 def test_slurm_profile_submits_gpu_jobs_with_partition_account_memory_and_time(tmp_path):
     (tmp_path / "wf").mkdir()
     wf = workflow_copy(tmp_path / "wf")
-    shutil.copytree(ROOT / "profiles", wf / "profiles")
     (wf / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     install_standins(tmp_path / "bin")
     state = tmp_path / "state"
@@ -191,7 +189,6 @@ def test_unset_site_variables_stop_the_slurm_profile_before_any_submission(tmp_p
     called; so does polling with sacct a cluster without accounting (ciprivacy.cluster)."""
     (tmp_path / "wf").mkdir()
     wf = workflow_copy(tmp_path / "wf")
-    shutil.copytree(ROOT / "profiles", wf / "profiles")
     (wf / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     install_standins(tmp_path / "bin")
     (tmp_path / "bin" / "scontrol").write_text(

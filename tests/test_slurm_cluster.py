@@ -135,7 +135,6 @@ def slurm_run(cluster, tmp_path_factory):
     """The demo DAG through profiles/slurm on the local cluster, with the training requeued
     part-way; beside it, the same training run locally without interruption."""
     wf = workflow_copy(tmp_path_factory.mktemp("slurm"))
-    shutil.copytree(ROOT / "profiles", wf / "profiles")
     ref = workflow_copy(tmp_path_factory.mktemp("local"))
     for folder in (wf, ref):
         (folder / "tiny.yaml").write_text(yaml.safe_dump(config()))

@@ -23,7 +23,7 @@ def workflow_copy(tmp_path: Path) -> Path:
     """The workflow files in a fresh directory, so results land in tmp and not in the repo."""
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
-    for name in ("workflow", "presets", "envs"):
+    for name in ("workflow", "presets", "envs", "profiles"):
         shutil.copytree(ROOT / name, tmp_path / name)
     return tmp_path
 
@@ -183,7 +183,12 @@ def test_demo_runs_the_main_comparison_and_builds_the_report(tmp_path):
     # A second run has nothing left to do; the report collects everything.
     assert "Nothing to be done" in run(["--cores", "2", "--configfile", "presets/demo.yaml"], wf)
     run(["--configfile", "presets/demo.yaml", "--report", "results/demo/report.html"], wf)
-    assert "table2_photos_cnn" in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert "table2_photos_cnn" in report
+    # It opens on the claims and the main comparison (profiles/default: a landing page, not the
+    # rule graph), naming only the categories this run filled.
+    assert "The paper&#x27;s claims on this run" in report or "The paper's claims on this run" in report
+    assert "table5_" not in report and "figure2_" not in report  # not in this run
 
 
 # Every other experiment of demo-all.yaml at toy sizes and with smaller grids: each one's tables and

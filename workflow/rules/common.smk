@@ -211,6 +211,7 @@ def evaluation_params(wc):
 
 # Aggregation (report.smk): tables, figure pairs and the files each aggregate reads.
 TABLES = PLAN.table_specs(EXPERIMENTS)
+MAIN_TABLE = PLAN.main_table(TABLES)
 FIGURE_PAIRS = PLAN.figure_pairs(EXPERIMENTS)
 LATENCY = [name for name, exp in EXPERIMENTS.items() if exp.kind == "latency"]
 PER_PROTOCOL = f"{OUT}/{{protocol}}"

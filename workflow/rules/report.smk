@@ -85,6 +85,25 @@ rule summary_page:
         "../scripts/summary_page.py"
 
 
+rule glance:
+    input:
+        claims=f"{SUMMARY}/tables/claims.csv",
+        tables=[f"{OUT}/{p}/tables/{MAIN_TABLE}.csv" for p in PROTOCOLS if MAIN_TABLE],
+    output:
+        html=shown(
+            f"{SUMMARY}/tables/{PLAN.GLANCE}.html", "glance", "0 Claims and comparison"
+        ),
+    log:
+        f"{SUMMARY}/logs/{PLAN.GLANCE}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    params:
+        table=MAIN_TABLE,
+        protocols=[p for p in PROTOCOLS if MAIN_TABLE],
+    script:
+        "../scripts/glance.py"
+
+
 rule provenance:
     input:
         models=PLAN.target_files(EXPERIMENTS, SEEDS, OUT, "model.pt"),

@@ -260,6 +260,12 @@ def experiment_outputs(found: dict[str, Experiment], name: str, out: str) -> lis
 
 
 SUMMARY_TABLES = ("paper_comparison", "claims")
+GLANCE = "at_a_glance"
+
+
+def main_table(specs: dict[str, TableSpec]) -> str | None:
+    """The table the report opens on beside the claims: the first in the paper's Table 2 layout."""
+    return next((name for name, spec in specs.items() if spec.kind == "defenses"), None)
 
 
 def summary_outputs(found: dict[str, Experiment], summary: str) -> list[str]:
@@ -272,6 +278,7 @@ def summary_outputs(found: dict[str, Experiment], summary: str) -> list[str]:
         f"{summary}/tables/results_long.csv",
         f"{summary}/provenance.json",
         *[f"{summary}/tables/{t}.{ext}" for t in SUMMARY_TABLES for ext in ("csv", "md", "html")],
+        f"{summary}/tables/{GLANCE}.html",
         f"{summary}/figures/criteria.png",
     ]
 
