@@ -163,6 +163,47 @@ def retain_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
+class LineLog:
+    """A job's stderr in its log file, line by line: a progress bar redraws itself after a carriage
+    return, which a terminal shows in place but a file keeps as one ever longer line with the log
+    messages inside it; here each drawing becomes a line of its own and the blank clearing
+    vanishes."""
+
+    def __init__(self, fh) -> None:
+        self.fh = fh
+        self.pending = ""
+        self.recent: list[str] = []
+
+    def write(self, text: str) -> int:
+        parts = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        self.pending += parts[0]
+        for part in parts[1:]:
+            self._emit()
+            self.pending = part
+        return len(text)
+
+    def _emit(self) -> None:
+        line = self.pending.rstrip()
+        # A bar redrawn unchanged right after a log message it made room for is not repeated.
+        if line.strip() and line not in self.recent:
+            self.fh.write(line + "\n")
+            self.recent = [*self.recent[-1:], line]
+        self.pending = ""
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def close_line(self) -> None:
+        self._emit()
+        self.fh.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.fh.fileno()
+
+
 @contextlib.contextmanager
 def job_log(path: str | os.PathLike | None) -> Iterator[None]:
     """Send logging, warnings and progress bars (stderr) of one job to its log file."""
@@ -172,13 +213,14 @@ def job_log(path: str | os.PathLike | None) -> Iterator[None]:
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", buffering=1) as fh:
-        handler = logging.StreamHandler(fh)
+        lines = LineLog(fh)
+        handler = logging.StreamHandler(lines)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         old_stderr = sys.stderr
-        sys.stderr = fh
+        sys.stderr = lines
         try:
             # Log lines go through tqdm.write: each on a line of its own, not after a bar's \r.
             with logging_redirect_tqdm(loggers=[root]):
@@ -187,5 +229,6 @@ def job_log(path: str | os.PathLike | None) -> Iterator[None]:
             log.exception("job failed")
             raise
         finally:
+            lines.close_line()
             sys.stderr = old_stderr
             root.removeHandler(handler)
