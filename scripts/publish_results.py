@@ -1,6 +1,7 @@
 """Copy a finished run's headline files into docs/results/<preset>/, where the repository keeps
-them (results/ is not tracked): the claims, the paper comparison, each protocol's main table and
-its Figure 4 and privacy-utility plot.
+them (results/ is not tracked): the claims, the paper comparison, each protocol's main table (as
+Markdown to read and CSV, with every interval and mark, to compute with) and its Figure 4 and
+privacy-utility plot.
 
     python scripts/publish_results.py cifar10-cpu table2_cifar10_cnn figure4_cifar10-cnn privacy_utility_cifar10-cnn
 """
@@ -21,10 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", default="summary", help="the run's summary folder (config `summary`)")
     args = parser.parse_args(argv)
     run, dest = ROOT / "results" / args.preset, ROOT / "docs" / "results" / args.preset
-    wanted = {run / args.summary / "tables" / f"{name}.md": f"{name}.md" for name in ("claims", "paper_comparison")}
+    wanted = {
+        run / args.summary / "tables" / f"{name}.{ext}": f"{name}.{ext}"
+        for name in ("claims", "paper_comparison")
+        for ext in ("md", "csv")
+    }
     protocols = sorted(p.name for p in run.iterdir() if (p / "tables").is_dir() and p.name != args.summary)
     for protocol in protocols:
-        wanted[run / protocol / "tables" / f"{args.table}.md"] = f"{args.table}_{protocol}.md"
+        for ext in ("md", "csv"):
+            wanted[run / protocol / "tables" / f"{args.table}.{ext}"] = f"{args.table}_{protocol}.{ext}"
         for figure in args.figures:
             wanted[run / protocol / "figures" / f"{figure}.png"] = f"{figure}_{protocol}.png"
     missing = [str(path) for path in wanted if not path.exists()]
