@@ -476,14 +476,16 @@ HTML_CAPTION = (
 VERDICT_COLOURS = {HOLDS: "#d8f0d8", FAILS: "#f6d5d5", UNDECIDED: "#fff1c7", NOT_RUN: "#eeeeee"}
 
 
+def verdict_cell(verdict: str) -> str:
+    """A table cell with the verdict in bold on its colour."""
+    return f'<td style="background:{VERDICT_COLOURS.get(verdict, "#fff")}"><b>{html.escape(verdict)}</b></td>'
+
+
 def _claims_html(frame: pd.DataFrame) -> str:
     """The HTML body: first one line per claim counting its verdicts (the answer at a glance),
     then one section per claim with its statement and rule once (not repeated on every row, as
     one flat table did) and a table of verdict, dataset, arch and evidence."""
     esc = html.escape
-
-    def verdict_cell(verdict: str) -> str:
-        return f'<td style="background:{VERDICT_COLOURS.get(verdict, "#fff")}"><b>{esc(verdict)}</b></td>'
 
     head = "".join(f"<th>{esc(h)}</th>" for h in ("claim", "statement", *VERDICTS))
     lines, sections = [], []

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ciprivacy.reporting.claims import VERDICT_COLOURS
+from ciprivacy.reporting.claims import verdict_cell
+from ciprivacy.reporting.paper_tables import ATTACK_GROUPS
 
 # (column in a Table 2 layout csv, header, format): the numbers a reader compares first.
 COLUMNS = [
@@ -23,12 +24,7 @@ COLUMNS = [
     ("mi", "MI (nats)↓", "{:.3g}"),
     ("delta_z", "δ(z)↓", "{:,.0f}"),
 ]
-FAILED_MARK = {
-    "mle_ssim": "mle_failed",
-    "gen_ssim": "gen_failed",
-    "glass_ssim": "glass_failed",
-    "glasspp_ssim": "glasspp_failed",
-}
+FAILED_MARK = {f"{group}_ssim": f"{group}_failed" for group in ATTACK_GROUPS}
 NOTE = (
     "SSIM as the paper computes it (over each test batch as one volume); MI is MINE's estimate "
     "in nats. † the attack beats no failure baseline (a reconstruction that carries no "
@@ -55,8 +51,7 @@ def _verdict(group: pd.DataFrame) -> str:
     esc = html.escape
     verdicts = group["verdict"].tolist()
     if len(set(verdicts)) == 1:
-        v = verdicts[0]
-        return f'<td style="background:{VERDICT_COLOURS.get(v, "#fff")}"><b>{esc(v)}</b></td>'
+        return verdict_cell(verdicts[0])
     parts = [f"{esc(str(r.dataset))}/{esc(str(r.arch))}: <b>{esc(r.verdict)}</b>" for r in group.itertuples()]
     return f'<td class="statement">{"<br>".join(parts)}</td>'
 
