@@ -1,7 +1,22 @@
-"""Privacy and usability measures of section 6.2."""
+"""Privacy and usability measures of section 6.2.
 
-from ciprivacy.metrics.features import effective_information, feature_shape
-from ciprivacy.metrics.image import reconstruction_quality
-from ciprivacy.metrics.mine import CRITICS, dv_bound, estimate_mi
+The names below load on first use, so the report jobs that only need ``metrics.stats`` do not
+import torch (about 2 s per job)."""
 
-__all__ = ["CRITICS", "dv_bound", "effective_information", "estimate_mi", "feature_shape", "reconstruction_quality"]
+import importlib
+
+_HOMES = {
+    "CRITICS": "mine",
+    "dv_bound": "mine",
+    "estimate_mi": "mine",
+    "effective_information": "features",
+    "feature_shape": "features",
+    "reconstruction_quality": "image",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

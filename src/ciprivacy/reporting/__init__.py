@@ -1,6 +1,14 @@
-"""Tables and figures built from the JSON results the measuring rules write."""
+"""Tables and figures built from the JSON results the measuring rules write.
 
-from ciprivacy.reporting.figures import plot_reconstructions
-from ciprivacy.reporting.tables import SUMMARY_COLUMNS, summarize
+The names below load on first use: a report job imports only the modules it needs."""
 
-__all__ = ["SUMMARY_COLUMNS", "plot_reconstructions", "summarize"]
+import importlib
+
+_HOMES = {"plot_reconstructions": "figures", "SUMMARY_COLUMNS": "tables", "summarize": "tables"}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from scipy.stats import spearmanr
 
 from ciprivacy.metrics import stats as ST
 from ciprivacy.reporting import layout as L
@@ -349,6 +348,8 @@ def _claim_5(tidy: pd.DataFrame, stats: pd.DataFrame) -> list[dict]:
                     }
                 )
             continue
+        from scipy.stats import spearmanr  # here: scipy.stats takes a second to import
+
         rhos = {m: spearmanr(group["split"], group[m]).statistic for m in ("mi", "delta_z", "best_ssim")}
         ok = all(pd.notna(r) and r < 0 for r in rhos.values())
         evidence = "; ".join(f"rho(depth, {m}) = {r:.2f}" for m, r in rhos.items()) + f" over {len(group)} depths"
