@@ -20,6 +20,7 @@ include: "workflow/rules/target.smk"
 include: "workflow/rules/prior.smk"
 include: "workflow/rules/attack.smk"
 include: "workflow/rules/measure.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/integrity.smk"
 

@@ -54,6 +54,8 @@ TINY = {
     "attacks": {"whitebox": {"iterations": 2, "num_images": 4}, "blackbox": {"epochs": 1}, "graybox": {"epochs": 1}},
     "mine": {"epochs": 1, "max_train": 16, "batch_size": 8},
     "threads": 1,
+    # config.yaml's default for clusters (the demo's `target` runs a target's parts in one job).
+    "job_grouping": "scenario",
 }
 
 SBATCH = r"""

@@ -38,7 +38,7 @@ def assert_every_run_recorded_and_clean(out: Path, summary: str, figures) -> Non
     """Provenance lists every model and attack, the figures are drawn, no job log has a traceback."""
     runs = json.loads((out / summary / "provenance.json").read_text())["runs"]
     assert len(runs) == len(list(out.glob("*/targets/**/model.pt"))) + len(list(out.glob("*/attacks/**/metrics.json")))
-    trained = [r for r in runs if r["rule"] in ("train_target", "attack", "attack_with_model")]
+    trained = [r for r in runs if r["rule"] in ("train_target", "attack", "attack_with_model", "evaluate_target")]
     assert trained and all(r["device"]["used"] for r in trained)  # each job records where it ran
     for name in figures:
         assert (out / f"rigorous/figures/{name}.png").stat().st_size > 5_000, name
@@ -132,15 +132,35 @@ def test_one_experiment_alone_plans_only_its_targets(tmp_path):
     assert trained == {"cnn", "resnet18"} and recut == {"cnn_split1", "cnn_split3", "cnn_split4", "resnet18_split4"}
 
 
-def test_one_generative_prior_per_dataset_serves_every_glass_attack(tmp_path):
-    out = run(["-n", "--cores", "1", "--configfile", "presets/demo.yaml"], workflow_copy(tmp_path))
-    priors = re.findall(r"rule train_prior:\n(?:.*\n)*?\s+wildcards: dataset=(\w+)", out)
-    glass = re.findall(
-        r"wildcards: protocol=\w+, dataset=photos, arch=\w+, defense=[\w+]+, seed=0, scenario=glass", out
+def planned_jobs(out: str) -> list[dict[str, str]]:
+    """The jobs of a dry run's log: rule, input and output lines."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:localrule|rule) \w+:)", out):
+        head = re.match(r"(?:localrule|rule) (\w+):", block)
+        if head:
+            field = {k: (re.search(rf"^\s+{k}: (.*)$", block, re.M) or [None, ""])[1] for k in ("input", "output")}
+            jobs.append({"rule": head.group(1), **field})
+    return jobs
+
+
+@pytest.mark.parametrize("grouping", ["target", "scenario"])
+def test_one_generative_prior_per_dataset_serves_every_glass_attack(tmp_path, grouping):
+    out = run(
+        ["-n", "--cores", "1", "--configfile", "presets/demo.yaml", "--config", f"job_grouping={grouping}"],
+        workflow_copy(tmp_path),
     )
-    assert priors == ["photos"]
+    jobs = planned_jobs(out)
+    priors = [job for job in jobs if job["rule"] == "train_prior"]
+    glass = [
+        (job, name)
+        for job in jobs
+        for name in re.findall(r"attacks/photos/\w+/[\w+]+/seed0/(glass\+?\+?)/metrics.json", job["output"])
+    ]
+    assert [job["output"] for job in priors] == ["results/demo/priors/photos.pt"]
     assert len(glass) == 2 * 11  # GLASS and GLASS++ on each of the demo's eleven defenses
-    assert out.count("results/demo/priors/photos.pt") >= len(glass)  # every one reads the same prior
+    assert all("results/demo/priors/photos.pt" in job["input"] for job, _ in glass)  # all read the one prior
+    # One job per target and scenario, or one per target for all its measurements and attacks.
+    assert len({id(job) for job, _ in glass}) == (22 if grouping == "scenario" else 11)
 
 
 @pytest.mark.slow

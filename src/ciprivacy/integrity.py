@@ -37,8 +37,9 @@ from ciprivacy.io import file_sha256, load_json, save_json
 
 MANIFEST_VERSION = 1
 # Folders under a results tree that hold no results: job logs and timings change on every run,
-# checkpoints live only while a job runs.
-NOT_RESULTS = ("logs", "benchmarks", "checkpoints")
+# checkpoints live only while a job runs, the cache holds second names of results
+# (job_grouping: target, ciprivacy.target_evaluation).
+NOT_RESULTS = ("logs", "benchmarks", "checkpoints", "cache")
 LOCK_NAME = ".lock"
 
 

@@ -1,58 +1,58 @@
 # Two rules serve every threat scenario (ciprivacy.attacks.SCENARIOS, plug-ins included): one
 # for the attacks that optimise inputs or latents (rMLE, GLASS), one for those that train an
-# attacker network, which they also write (the inverse networks).
+# attacker network, which they also write (the inverse networks). One job per target and
+# scenario; under job_grouping: target a target's attacks run in one job (evaluate.smk).
+if not GROUPED:
 
+    rule attack:
+        input:
+            unpack(attack_inputs),
+            model=f"{TARGET_DIR}/model.pt",
+            data=f"{OUT}/data/{{dataset}}.pt",
+        output:
+            metrics=f"{ATTACK_DIR}/metrics.json",
+            samples=f"{ATTACK_DIR}/samples.pt",
+            # Each attacked test image's scores: the reports bootstrap their intervals from them.
+            per_image=f"{ATTACK_DIR}/per_image.csv",
+        log:
+            f"{OUT}/logs/attack/{{protocol}}/{TARGET}/{{scenario}}.log",
+        benchmark:
+            f"{OUT}/benchmarks/attack/{{protocol}}/{TARGET}/{{scenario}}.tsv"
+        wildcard_constraints:
+            scenario=_alternatives(
+                s for s in SCENARIO_NAMES if PLAN.attack_rule(s) == "attack"
+            ),
+        conda:
+            "../../envs/pipeline.yaml"
+        threads: config["threads"]
+        resources:
+            gpu=GPU_JOB,
+            runtime=retry_runtime(60),
+        params:
+            settings=attack_params,
+            # Not an output: a killed job leaves it behind and the rerun resumes from it.
+            checkpoint=f"{OUT}/checkpoints/{{protocol}}/{TARGET}/{{scenario}}.pt",
+        script:
+            "../scripts/attack.py"
 
-rule attack:
-    input:
-        unpack(attack_inputs),
-        model=f"{TARGET_DIR}/model.pt",
-        data=f"{OUT}/data/{{dataset}}.pt",
-    output:
-        metrics=f"{ATTACK_DIR}/metrics.json",
-        samples=f"{ATTACK_DIR}/samples.pt",
-        # Each attacked test image's scores: the reports bootstrap their intervals from them.
-        per_image=f"{ATTACK_DIR}/per_image.csv",
-    log:
-        f"{OUT}/logs/attack/{{protocol}}/{TARGET}/{{scenario}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/attack/{{protocol}}/{TARGET}/{{scenario}}.tsv"
-    wildcard_constraints:
-        scenario=_alternatives(
-            s for s in SCENARIO_NAMES if PLAN.attack_rule(s) == "attack"
-        ),
-    conda:
-        "../../envs/pipeline.yaml"
-    threads: config["threads"]
-    resources:
-        gpu=GPU_JOB,
-        runtime=retry_runtime(60),
-    params:
-        settings=attack_params,
-        # Not an output: a killed job leaves it behind and the rerun resumes from it.
-        checkpoint=f"{OUT}/checkpoints/{{protocol}}/{TARGET}/{{scenario}}.pt",
-    script:
-        "../scripts/attack.py"
-
-
-use rule attack as attack_with_model with:
-    output:
-        metrics=f"{ATTACK_DIR}/metrics.json",
-        samples=f"{ATTACK_DIR}/samples.pt",
-        # Each attacked test image's scores: the reports bootstrap their intervals from them.
-        per_image=f"{ATTACK_DIR}/per_image.csv",
-        attacker=f"{ATTACK_DIR}/attacker.pt",
-    log:
-        f"{OUT}/logs/attack_with_model/{{protocol}}/{TARGET}/{{scenario}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/attack_with_model/{{protocol}}/{TARGET}/{{scenario}}.tsv"
-    wildcard_constraints:
-        scenario=_alternatives(
-            s for s in SCENARIO_NAMES if PLAN.attack_rule(s) == "attack_with_model"
-        ),
-    resources:
-        gpu=GPU_JOB,
-        runtime=retry_runtime(120),
+    use rule attack as attack_with_model with:
+        output:
+            metrics=f"{ATTACK_DIR}/metrics.json",
+            samples=f"{ATTACK_DIR}/samples.pt",
+            # Each attacked test image's scores: the reports bootstrap their intervals from them.
+            per_image=f"{ATTACK_DIR}/per_image.csv",
+            attacker=f"{ATTACK_DIR}/attacker.pt",
+        log:
+            f"{OUT}/logs/attack_with_model/{{protocol}}/{TARGET}/{{scenario}}.log",
+        benchmark:
+            f"{OUT}/benchmarks/attack_with_model/{{protocol}}/{TARGET}/{{scenario}}.tsv"
+        wildcard_constraints:
+            scenario=_alternatives(
+                s for s in SCENARIO_NAMES if PLAN.attack_rule(s) == "attack_with_model"
+            ),
+        resources:
+            gpu=GPU_JOB,
+            runtime=retry_runtime(120),
 
 
 # Failure baselines (ciprivacy.metrics.baselines): reconstructions that carry no information

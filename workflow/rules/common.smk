@@ -189,6 +189,41 @@ def attack_inputs(wc):
     }
 
 
+# job_grouping: target (evaluate.smk): one job measures and attacks a target.
+GROUPED = config["job_grouping"] == "target"
+
+
+def grouped_attack_inputs(wc, scenarios):
+    """Further files the scenarios of a grouped job read, by name (a generative prior)."""
+    return {
+        name: f"{OUT}/priors/{wc.dataset}.pt"
+        for s in scenarios
+        for name in SCENARIOS.get(s).inputs
+    }
+
+
+def grouped_attack_outputs(scenarios):
+    """Each scenario's outputs in a grouped job, named <scenario>:<file>."""
+    files = {
+        "metrics": "metrics.json",
+        "samples": "samples.pt",
+        "per_image": "per_image.csv",
+    }
+    out = {}
+    for s in scenarios:
+        named = {
+            **files,
+            **({"attacker": "attacker.pt"} if SCENARIOS.get(s).trains_attacker else {}),
+        }
+        out.update(
+            {
+                f"{s}:{n}": f"{ATTACK_DIR}/{f}".replace("{scenario}", s)
+                for n, f in named.items()
+            }
+        )
+    return out
+
+
 def baseline_params(wc):
     return PLAN.baseline_settings(EXPERIMENTS, SEEDS, config, wc.protocol, wc.dataset)
 

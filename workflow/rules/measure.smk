@@ -1,33 +1,34 @@
 # Test-split measurements of one target in one job: accuracy, delta(z) and the CEM measures
 # (evaluation.json; per test image in per_image.csv), and the MINE estimate of I(x; z) (mi.json).
 # One job instead of two saves a process start and a model/data load per target; a changed MINE
-# or evaluation setting reruns both, and the evaluation part takes seconds.
+# or evaluation setting reruns both, and the evaluation part takes seconds. Under
+# job_grouping: target the target's attacks join them (evaluate.smk).
+if not GROUPED:
 
-
-rule measure_target:
-    input:
-        model=f"{TARGET_DIR}/model.pt",
-        data=f"{OUT}/data/{{dataset}}.pt",
-    output:
-        evaluation=f"{TARGET_DIR}/evaluation.json",
-        mi=f"{TARGET_DIR}/mi.json",
-        # Per test image: correct or not, delta(z)'s count; the reports bootstrap intervals from them.
-        per_image=f"{TARGET_DIR}/per_image.csv",
-    log:
-        f"{OUT}/logs/measure_target/{{protocol}}/{TARGET}.log",
-    benchmark:
-        f"{OUT}/benchmarks/measure_target/{{protocol}}/{TARGET}.tsv"
-    conda:
-        "../../envs/pipeline.yaml"
-    threads: config["threads"]
-    resources:
-        gpu=GPU_JOB,
-        runtime=retry_runtime(90),
-    params:
-        evaluation=evaluation_params,
-        mine=mine_params,
-    script:
-        "../scripts/measure_target.py"
+    rule measure_target:
+        input:
+            model=f"{TARGET_DIR}/model.pt",
+            data=f"{OUT}/data/{{dataset}}.pt",
+        output:
+            evaluation=f"{TARGET_DIR}/evaluation.json",
+            mi=f"{TARGET_DIR}/mi.json",
+            # Per test image: correct or not, delta(z)'s count; the reports bootstrap intervals from them.
+            per_image=f"{TARGET_DIR}/per_image.csv",
+        log:
+            f"{OUT}/logs/measure_target/{{protocol}}/{TARGET}.log",
+        benchmark:
+            f"{OUT}/benchmarks/measure_target/{{protocol}}/{TARGET}.tsv"
+        conda:
+            "../../envs/pipeline.yaml"
+        threads: config["threads"]
+        resources:
+            gpu=GPU_JOB,
+            runtime=retry_runtime(90),
+        params:
+            evaluation=evaluation_params,
+            mine=mine_params,
+        script:
+            "../scripts/measure_target.py"
 
 
 # Edge latency, FLOPs and parameters of every architecture x defense of a latency experiment,

@@ -236,5 +236,9 @@ class Config(Strict):
     evaluation: Evaluation
     figures: Figures
     threads: PositiveInt
+    # How measurements and attacks are cut into jobs (ciprivacy.target_evaluation): one job per
+    # target (its start-up paid once; each part cached, so a changed setting recomputes only its
+    # part), or one per measurement and per attack scenario (more jobs at once on a cluster).
+    job_grouping: Literal["scenario", "target"] = "scenario"
     protocol: ProtocolList = Field(default_factory=lambda: ["rigorous"])
     protocols: dict[Name, dict[str, Any]] = Field(default_factory=lambda: {"rigorous": {}})

@@ -116,6 +116,34 @@ def attacks_of(found: dict[str, Experiment], seeds: list[int], name: str | None 
     return pairs + [(t, COMPENSATION) for t in compensation_targets(found, seeds, name)]
 
 
+def scenario_sets(found: dict[str, Experiment], seeds: list[int]) -> dict[tuple[str, ...], list[dict]]:
+    """Every target grouped by the scenarios that attack it (sorted; empty for a target that is
+    only measured): under ``job_grouping: target`` one rule per set measures and attacks each of
+    its targets in one job."""
+    scenarios: dict[tuple, set[str]] = {}
+    for t in all_targets(found, seeds):
+        scenarios.setdefault(tuple(t[k] for k in TARGET_KEYS), set())
+    for t, s in attacks_of(found, seeds):
+        scenarios[tuple(t[k] for k in TARGET_KEYS)].add(s)
+    sets: dict[tuple[str, ...], list[dict]] = {}
+    for key, names in scenarios.items():
+        sets.setdefault(tuple(sorted(names)), []).append(dict(zip(TARGET_KEYS, key)))
+    return sets
+
+
+def only_targets(out: str, targets: list[dict]) -> str:
+    """A constraint for the ``protocol`` wildcard (the first of a target's paths) that matches
+    only the paths of ``targets``, their target and attack folders: a lookahead over the rest of
+    the path. The rules of ``scenario_sets`` use it so that each target has one producing rule."""
+    import re
+
+    def rest(pattern: str, t: dict) -> str:
+        return pattern.format(**t, scenario="").split(f"{out}/", 1)[1].rstrip("/")
+
+    paths = sorted({rest(p, t) for t in targets for p in (target_dir(out), attack_dir(out))})
+    return f"(?=(?:{'|'.join(re.escape(p) for p in paths)})/)[A-Za-z0-9_]+"
+
+
 def experiment_targets(found: dict[str, Experiment], seeds: list[int], name: str | None = None) -> list[dict]:
     """The targets of one experiment, or of all of them."""
     return all_targets(found if name is None else {name: found[name]}, seeds)
@@ -201,12 +229,14 @@ def run_results(found, seeds, out: str) -> list[str]:
     metrics, samples, per-image scores and (for attacks that train one) attacker, and the failure
     baselines: what its manifest records."""
     datasets = sorted({t["dataset"] for t in experiment_targets(found, seeds)})
+    from ciprivacy.attacks import SCENARIOS
+
     files = [f"{out}/data/{d}.pt" for d in datasets] + [f"{out}/data/{d}.pt.sha256" for d in datasets]
     for file in ("model.pt", "evaluation.json", "mi.json", "per_image.csv"):
         files += target_files(found, seeds, out, file)
     for t, s in attacks_of(found, seeds):
         names = ["metrics.json", "samples.pt", "per_image.csv"]
-        names += ["attacker.pt"] if attack_rule(s) == "attack_with_model" else []
+        names += ["attacker.pt"] if SCENARIOS.get(s).trains_attacker else []
         files += [f"{attack_dir(out)}/{n}".format(**t, scenario=s) for n in names]
     for file in BASELINE_FILES:
         files += baseline_files(found, seeds, out, file)
@@ -318,6 +348,11 @@ def model_step(config: dict[str, Any], target: dict[str, Any], recut: set[tuple[
     return "train_target"
 
 
+# The rules of ``job_grouping: target`` (one per set of scenarios, ``scenario_sets``) share this
+# name as the folder of their logs and benchmarks and in provenance.
+GROUPED_RULE = "evaluate_target"
+
+
 def attack_rule(scenario: str) -> str:
     """The rule that runs a scenario's attack: ``attack_with_model`` when it trains an attacker
     network (written to attacker.pt), else ``attack``."""
@@ -351,15 +386,19 @@ def provenance_runs(
                 settings=settings,
             )
         )
+    grouped = config["job_grouping"] == "target"
     for t, s in attacks_of(found, seeds):
         name = f"{t['protocol']}/{TARGET.format(**t)}"
-        rule = attack_rule(s)
+        rule = GROUPED_RULE if grouped else attack_rule(s)
         runs.append(
             dict(
                 id=f"{rule}/{name}/{s}",
                 step=rule,
                 outputs=[f"{attack_dir(out)}/metrics.json".format(**t, scenario=s)],
-                benchmark=f"{out}/benchmarks/{rule}/{name}/{s}.tsv",
+                # A grouped job's benchmark covers the target's measurements and every attack.
+                benchmark=f"{out}/benchmarks/{rule}/{name}.tsv"
+                if grouped
+                else f"{out}/benchmarks/{rule}/{name}/{s}.tsv",
                 settings=S.attack_settings(pconfigs[t["protocol"]], s, t["seed"]),
             )
         )
