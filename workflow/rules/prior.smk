@@ -11,6 +11,9 @@ rule train_prior:
         f"{OUT}/logs/train_prior/{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/train_prior/{{dataset}}.tsv"
+    # Every GLASS attack on the dataset waits for it (and under job_grouping: target every
+    # other attack of those targets too): started before the targets' trainings, not after.
+    priority: 10
     conda:
         "../../envs/pipeline.yaml"
     threads: config["threads"]

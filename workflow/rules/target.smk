@@ -9,6 +9,9 @@ rule train_target:
         f"{OUT}/benchmarks/train_target/{{protocol}}/{TARGET}.tsv"
     wildcard_constraints:
         defense="(?!(" + "|".join(POSTHOC) + ")$)[A-Za-z0-9_]+(\\+cem)?",
+    # Models before attacks: every target's attacks wait for its model, and ending with
+    # attacks, which are shorter, leaves fewer cores idle at the end.
+    priority: 5
     conda:
         "../../envs/pipeline.yaml"
     threads: config["threads"]
