@@ -1,5 +1,5 @@
 from ciprivacy.reporting import summarize
-from ciprivacy.runtime import job_log
+from ciprivacy.runtime import end_job_process, job_log
 
 with job_log(snakemake.log[0]):
     summarize(
@@ -9,3 +9,4 @@ with job_log(snakemake.log[0]):
         snakemake.output.csv,
         snakemake.output.md,
     )
+end_job_process()  # outputs written and closed: skip the interpreter teardown
