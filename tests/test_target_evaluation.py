@@ -161,3 +161,44 @@ def test_one_job_per_target_gives_the_numbers_of_one_job_per_part(tiny_photos, t
     assert json.loads(blackbox.read_text()) == json.loads((tmp_path / "alone/blackbox/metrics.json").read_text())
     rerun = json.loads((tmp_path / "rerun/whitebox/metrics.json").read_text())
     assert rerun["mse"] != json.loads((tmp_path / "alone/whitebox/metrics.json").read_text())["mse"]  # one more step
+
+
+def test_each_target_matches_the_rule_of_its_own_set_of_scenarios_only():
+    import re
+
+    from ciprivacy.reporting import plan
+
+    out = "results/demo"
+    t = {"protocol": "rigorous", "dataset": "photos", "arch": "cnn", "seed": 0}
+    mine, other = [{**t, "defense": "noise"}], [{**t, "defense": "noise+cem"}, {**t, "defense": "noise", "seed": 1}]
+    protocol = plan.only_targets(out, mine)
+
+    def matches(target: dict, file: str) -> bool:  # the output pattern as Snakemake matches it
+        pattern = re.escape(f"{out}/") + f"(?P<protocol>{protocol})" + re.escape("/" + file.format(**target))
+        return re.fullmatch(pattern, f"{out}/{target['protocol']}/{file.format(**target)}") is not None
+
+    for file in (
+        "targets/{dataset}/{arch}/{defense}/seed{seed}/mi.json",
+        "attacks/{dataset}/{arch}/{defense}/seed{seed}/glass++/metrics.json",
+    ):
+        assert matches(mine[0], file)
+        assert not any(matches(o, file) for o in other)
+
+
+def test_scenario_sets_cover_every_target_once_with_the_union_of_its_scenarios():
+    from ciprivacy.experiments import experiments
+    from ciprivacy.reporting import plan
+
+    layers = [
+        (n, yaml.safe_load((ROOT / n).read_text()))
+        for n in ("config.yaml", "presets/demo.yaml", "presets/demo-all.yaml")
+    ]
+    config = S.canonical(S.check_config(layers))
+    found, _ = experiments(config, unavailable=lambda name: None)
+    sets = plan.scenario_sets(found, config["seeds"])
+    keys = [tuple(t.values()) for targets in sets.values() for t in targets]
+    assert len(keys) == len(set(keys)) == len(plan.all_targets(found, config["seeds"]))
+    assert ("blackbox", "graybox") in sets  # the ablation's variants: the generator attacks only
+    full = {"protocol": "rigorous", "dataset": "photos", "arch": "cnn", "defense": "siftfunnel", "seed": 0}
+    (scenarios,) = [s for s, targets in sets.items() if full in targets]
+    assert {"compensation", "glass", "whitebox"} <= set(scenarios)  # Table 6's extra attack and Table 2's
