@@ -85,3 +85,24 @@ def test_the_landing_fragment_is_written_from_the_claims_and_main_table_files(tm
     write_glance(str(claims), {"rigorous": ("table2_photos_cnn", str(table))}, str(out))
     text = out.read_text()
     assert "table2_photos_cnn, rigorous protocol" in text and "0.390 †" in text and "10.0 ‡" in text
+
+
+def test_the_landing_table_is_the_main_comparison_under_its_own_protocols():
+    """demo-all: the X-ray study's table sorts first by name, but the main comparison (eleven
+    defenses) is the one the landing page shows, under the protocols its experiment runs."""
+    from pathlib import Path
+
+    import yaml
+
+    from ciprivacy import config as S
+    from ciprivacy.experiments import experiments
+    from ciprivacy.reporting import plan
+
+    root = Path(__file__).resolve().parents[1]
+    names = ("config.yaml", "presets/demo.yaml", "presets/demo-all.yaml")
+    config = S.canonical(S.check_config([(n, yaml.safe_load((root / n).read_text())) for n in names]))
+    found, _ = experiments(config, unavailable=lambda name: None)
+    specs = plan.table_specs(found)
+    assert plan.main_table(specs, found) == "table2_photos_cnn"
+    assert plan.main_table_protocols(specs, found) == ["rigorous", "authors"]
+    assert plan.main_table({}, found) is None and plan.main_table_protocols({}, found) == []

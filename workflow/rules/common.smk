@@ -246,7 +246,8 @@ def evaluation_params(wc):
 
 # Aggregation (report.smk): tables, figure pairs and the files each aggregate reads.
 TABLES = PLAN.table_specs(EXPERIMENTS)
-MAIN_TABLE = PLAN.main_table(TABLES)
+MAIN_TABLE = PLAN.main_table(TABLES, EXPERIMENTS)
+MAIN_PROTOCOLS = PLAN.main_table_protocols(TABLES, EXPERIMENTS)
 FIGURE_PAIRS = PLAN.figure_pairs(EXPERIMENTS)
 LATENCY = [name for name, exp in EXPERIMENTS.items() if exp.kind == "latency"]
 PER_PROTOCOL = f"{OUT}/{{protocol}}"

@@ -88,7 +88,7 @@ rule summary_page:
 rule glance:
     input:
         claims=f"{SUMMARY}/tables/claims.csv",
-        tables=[f"{OUT}/{p}/tables/{MAIN_TABLE}.csv" for p in PROTOCOLS if MAIN_TABLE],
+        tables=[f"{OUT}/{p}/tables/{MAIN_TABLE}.csv" for p in MAIN_PROTOCOLS],
     output:
         html=shown(
             f"{SUMMARY}/tables/{PLAN.GLANCE}.html", "glance", "0 Claims and comparison"
@@ -99,7 +99,7 @@ rule glance:
         "../../envs/pipeline.yaml"
     params:
         table=MAIN_TABLE,
-        protocols=[p for p in PROTOCOLS if MAIN_TABLE],
+        protocols=MAIN_PROTOCOLS,
     script:
         "../scripts/glance.py"
 

@@ -293,9 +293,21 @@ SUMMARY_TABLES = ("paper_comparison", "claims")
 GLANCE = "at_a_glance"
 
 
-def main_table(specs: dict[str, TableSpec]) -> str | None:
-    """The table the report opens on beside the claims: the first in the paper's Table 2 layout."""
-    return next((name for name, spec in specs.items() if spec.kind == "defenses"), None)
+def main_table(specs: dict[str, TableSpec], found: dict[str, Experiment]) -> str | None:
+    """The table the report opens on beside the claims: of the tables in the Table 2-4 layout,
+    the one of the experiment comparing the most defenses (the main comparison), the lowest
+    table name on a tie (table2 before table3). Not the first found: experiments come sorted
+    by name, and demo-all's X-ray study (two defenses) sorts before cifar_cnn."""
+    tables = [(name, spec) for name, spec in specs.items() if spec.kind == "defenses"]
+    if not tables:
+        return None
+    return min(tables, key=lambda t: (-len(found[t[1].experiment].defenses), t[0]))[0]
+
+
+def main_table_protocols(specs: dict[str, TableSpec], found: dict[str, Experiment]) -> list[str]:
+    """The protocols the main table is made under: its experiment's."""
+    name = main_table(specs, found)
+    return list(found[specs[name].experiment].protocols) if name else []
 
 
 def summary_outputs(found: dict[str, Experiment], summary: str) -> list[str]:
