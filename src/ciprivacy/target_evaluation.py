@@ -42,10 +42,15 @@ class Part:
     outputs: Mapping[str, str]
     run: Callable[[], Any]
 
-    def key(self) -> dict[str, Any]:
+    def key(self, hashes: dict[str, str]) -> dict[str, Any]:
+        """Its settings and its inputs' SHA-256; ``hashes`` (path -> hash) is shared by the parts
+        of a job, which all read the model and data: each file is hashed once."""
+        for path in self.inputs.values():
+            if path not in hashes:
+                hashes[path] = file_sha256(path)
         return {
             "settings": json.loads(json.dumps(self.settings, sort_keys=True, default=str)),
-            "inputs_sha256": {name: file_sha256(path) for name, path in sorted(self.inputs.items())},
+            "inputs_sha256": {name: hashes[path] for name, path in sorted(self.inputs.items())},
         }
 
 
@@ -88,10 +93,10 @@ def run_parts(parts: list[Part], cache_dir: str | os.PathLike) -> dict[str, str]
     names = [p.name for p in parts]
     if len(set(names)) != len(names):
         raise ValueError(f"part names must be unique, got {names}")
-    done = {}
+    done, hashes = {}, {}
     for part in parts:
         entry = Path(cache_dir) / part.name
-        key = part.key()
+        key = part.key(hashes)
         if restore(entry, part, key):
             log.info("%s: unchanged settings and inputs, outputs restored from %s", part.name, entry)
             done[part.name] = "cached"

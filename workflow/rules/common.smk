@@ -204,24 +204,11 @@ def grouped_attack_inputs(wc, scenarios):
 
 def grouped_attack_outputs(scenarios):
     """Each scenario's outputs in a grouped job, named <scenario>:<file>."""
-    files = {
-        "metrics": "metrics.json",
-        "samples": "samples.pt",
-        "per_image": "per_image.csv",
+    return {
+        f"{s}:{n}": f"{ATTACK_DIR}/{f}".replace("{scenario}", s)
+        for s in scenarios
+        for n, f in PLAN.attack_outputs(s).items()
     }
-    out = {}
-    for s in scenarios:
-        named = {
-            **files,
-            **({"attacker": "attacker.pt"} if SCENARIOS.get(s).trains_attacker else {}),
-        }
-        out.update(
-            {
-                f"{s}:{n}": f"{ATTACK_DIR}/{f}".replace("{scenario}", s)
-                for n, f in named.items()
-            }
-        )
-    return out
 
 
 def baseline_params(wc):

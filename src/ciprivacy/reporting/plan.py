@@ -116,6 +116,15 @@ def attacks_of(found: dict[str, Experiment], seeds: list[int], name: str | None 
     return pairs + [(t, COMPENSATION) for t in compensation_targets(found, seeds, name)]
 
 
+def attack_outputs(scenario: str) -> dict[str, str]:
+    """An attack's output files by name (ciprivacy.target_evaluation.ATTACK_OUTPUTS): metrics,
+    samples and per-image scores, and the attacker for the scenarios that train one."""
+    from ciprivacy.attacks import SCENARIOS
+
+    files = {"metrics": "metrics.json", "samples": "samples.pt", "per_image": "per_image.csv"}
+    return files | ({"attacker": "attacker.pt"} if SCENARIOS.get(scenario).trains_attacker else {})
+
+
 def scenario_sets(found: dict[str, Experiment], seeds: list[int]) -> dict[tuple[str, ...], list[dict]]:
     """Every target grouped by the scenarios that attack it (sorted; empty for a target that is
     only measured): under ``job_grouping: target`` one rule per set measures and attacks each of
@@ -229,15 +238,11 @@ def run_results(found, seeds, out: str) -> list[str]:
     metrics, samples, per-image scores and (for attacks that train one) attacker, and the failure
     baselines: what its manifest records."""
     datasets = sorted({t["dataset"] for t in experiment_targets(found, seeds)})
-    from ciprivacy.attacks import SCENARIOS
-
     files = [f"{out}/data/{d}.pt" for d in datasets] + [f"{out}/data/{d}.pt.sha256" for d in datasets]
     for file in ("model.pt", "evaluation.json", "mi.json", "per_image.csv"):
         files += target_files(found, seeds, out, file)
     for t, s in attacks_of(found, seeds):
-        names = ["metrics.json", "samples.pt", "per_image.csv"]
-        names += ["attacker.pt"] if SCENARIOS.get(s).trains_attacker else []
-        files += [f"{attack_dir(out)}/{n}".format(**t, scenario=s) for n in names]
+        files += [f"{attack_dir(out)}/{n}".format(**t, scenario=s) for n in attack_outputs(s).values()]
     for file in BASELINE_FILES:
         files += baseline_files(found, seeds, out, file)
     return list(dict.fromkeys(files))
