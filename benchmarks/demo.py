@@ -13,7 +13,6 @@ import argparse
 import base64
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from machine import cpu_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ["dataset", "arch", "defense", "seed", "scenario"]
@@ -29,22 +29,6 @@ METRICS = ["test_acc", "mse", "psnr", "ssim", "mi"]
 BUDGET_S = {"demo": 300, "demo-all": 600}
 WORKFLOW = ("Snakefile", "config.yaml", "workflow", "presets", "envs", "profiles")
 STARTUP = "import snakemake.script, ciprivacy.attacks.scenarios, ciprivacy.target, ciprivacy.measure, ciprivacy.runtime"
-
-
-def cpu_kind() -> str:
-    """The CPU and the matrix instructions PyTorch's CPU kernels can use on it (AMX tiles, AVX-512
-    BF16, or neither): bf16 speed differs about fivefold between them."""
-    flags, model = set(), platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    kind = "AMX" if "amx_bf16" in flags else "AVX-512 BF16" if "avx512_bf16" in flags else "no bf16 units"
-    return f"{model} ({kind}, {os.cpu_count()} logical cores)"
 
 
 def copy_workflow(dest: Path) -> None:

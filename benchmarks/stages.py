@@ -1,5 +1,7 @@
 """Each stage measured twice on the same images: our implementation (in-memory uint8 batches,
-bf16 autocast where supported, channels-last) and the plain reference loop (reference.py).
+bf16 autocast where supported, channels-last) and the plain reference loop (reference.py); with
+``compile``, ours a third time with the workflow's ``compile: true`` (``ours+compile``, its
+first-call compile seconds in ``compile_seconds``).
 
 A stage returns rows of: seconds, images processed, GFLOP per image (counted with
 FlopCounterMode; the same for both, except the inverse network, whose deterministic edge ours
@@ -18,6 +20,7 @@ from machine import flops_of, timed
 
 from ciprivacy.attacks.inverse import InverseNet, inverse_epoch, query_once
 from ciprivacy.attacks.rmle import rmle_reconstruct
+from ciprivacy.compilation import compile_module, compile_split_model
 from ciprivacy.data.batches import to_float
 from ciprivacy.defenses import create_defense
 from ciprivacy.measure import feature_pairs
@@ -41,6 +44,7 @@ class Setup:
     rmle_iterations: int
     rmle_batch: int
     rmle_reference_images: int
+    compile: bool = False
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -56,7 +60,16 @@ def _model(s: Setup):
     return defense, defense.build("cnn", 10, s.shape, {"width": s.width}).to(s.device)
 
 
-def _row(stage: str, impl: str, seconds: float, images: int, flops: float, precision: str, channels_last: bool) -> dict:
+def _row(
+    stage: str,
+    impl: str,
+    seconds: float,
+    images: int,
+    flops: float,
+    precision: str,
+    channels_last: bool,
+    compile_seconds: float | None = None,
+) -> dict:
     return {
         "stage": stage,
         "implementation": impl,
@@ -65,7 +78,18 @@ def _row(stage: str, impl: str, seconds: float, images: int, flops: float, preci
         "gflop_per_image": flops / 1e9,
         "precision": precision,
         "channels_last": channels_last,
+        "compile_seconds": compile_seconds,
     }
+
+
+def _compiled_row(stage: str, s: Setup, warm_up, measure, images: int, flops: float, precision: str) -> list[dict]:
+    """The ``ours+compile`` row: ``warm_up`` (timed: it compiles) then ``measure``; none
+    without ``s.compile``."""
+    if not s.compile:
+        return []
+    compile_seconds = timed(warm_up, s.device, repeats=1)
+    seconds = timed(measure, s.device)
+    return [_row(stage, "ours+compile", seconds, images, flops, precision, s.channels_last, compile_seconds)]
 
 
 def target_training(s: Setup) -> list[dict]:
@@ -82,9 +106,20 @@ def target_training(s: Setup) -> list[dict]:
     _, plain = _model(s)
     ref = timed(lambda: reference.train_classifier_epoch(plain, s.folder, s.batch, s.device), s.device)
     n = s.images.shape[0]
+    if s.compile:
+        compile_split_model(model, model, True, "the benchmark")
     return [
         _row("target_training", "ours", ours, n, flops, s.precision(s.amp), s.channels_last),
         _row("target_training", "reference", ref, n, flops, "fp32", False),
+        *_compiled_row(
+            "target_training",
+            s,
+            lambda: epoch(s.images[: 2 * s.batch], s.labels[: 2 * s.batch]),
+            lambda: epoch(s.images, s.labels),
+            n,
+            flops,
+            s.precision(s.amp),
+        ),
     ]
 
 
@@ -122,9 +157,20 @@ def inverse_training(s: Setup) -> list[dict]:
     plain_edge, plain = _edge(s, False), copy.deepcopy(fresh)
     ref = timed(lambda: reference.train_inverse_epoch(plain_edge, plain, s.folder, s.batch, s.device), s.device)
     n = s.images.shape[0]
+    if s.compile:
+        compile_module(generator, True)
     return [
         _row("inverse_training", "ours", ours, n, flops, s.precision(s.amp), s.channels_last),
         _row("inverse_training", "reference", ref, n, ref_flops, "fp32", False),
+        *_compiled_row(
+            "inverse_training",
+            s,
+            lambda: epoch(s.images[: 2 * s.batch], True),
+            lambda: epoch(s.images, True),
+            n,
+            flops,
+            s.precision(s.amp),
+        ),
     ]
 
 
@@ -156,9 +202,23 @@ def rmle(s: Setup) -> list[dict]:
     reference.rmle_per_image(plain_edge, s.folder, 2, 1, s.device)  # warm-up
     ref = timed(lambda: reference.rmle_per_image(plain_edge, s.folder, s.rmle_iterations, k, s.device), s.device)
     per_image = flops * s.rmle_iterations
+    compiled = {**settings, "compile": True}
+
+    def run_compiled(zz, it):
+        return rmle_reconstruct(edge, zz, s.shape, {**compiled, "iterations": it}, gen, progress=False)
+
     return [
         _row("rmle", "ours", ours, s.rmle_batch, per_image, s.precision(s.amp), s.channels_last),
         _row("rmle", "reference", ref, k, per_image, "fp32", False),
+        *_compiled_row(
+            "rmle",
+            s,
+            lambda: run_compiled(z, 2),
+            lambda: run_compiled(z, s.rmle_iterations),
+            s.rmle_batch,
+            per_image,
+            s.precision(s.amp),
+        ),
     ]
 
 
@@ -194,9 +254,20 @@ def mine(s: Setup) -> list[dict]:
     plain_edge, plain = _edge(s, False), copy.deepcopy(fresh)
     ref = timed(lambda: reference.mine_epoch(plain_edge, plain, s.folder, s.batch, s.device), s.device)
     n = s.images.shape[0]
+    if s.compile:
+        compile_module(critic, True)
     return [
         _row("mine", "ours", ours, n, flops, "fp32", s.channels_last),
         _row("mine", "reference", ref, n, ref_flops, "fp32", False),
+        *_compiled_row(
+            "mine",
+            s,
+            lambda: mine_train_epoch(critic, pairs(s.images[: 2 * s.batch]), opt, gen),
+            lambda: mine_train_epoch(critic, pairs(s.images), opt, gen),
+            n,
+            flops,
+            "fp32",
+        ),
     ]
 
 

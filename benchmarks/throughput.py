@@ -2,13 +2,15 @@
 
     python benchmarks/throughput.py            # sizes of config.yaml (64x64, width 128, batch 128)
     python benchmarks/throughput.py --quick    # tiny sizes, seconds (what the test runs)
+    python benchmarks/throughput.py --compile  # also ours with compile: true (ours+compile rows)
     python benchmarks/throughput.py --demo     # also the demo DAG's wall time
     python benchmarks/throughput.py --demo --amp-compare   # ... twice, bf16 and fp32, tables compared
     python benchmarks/throughput.py --demo-only --amp-compare   # only the demo runs
 
 For target training, inverse-network training, rMLE and MINE it prints images per second of
 ours and of the reference loop (reference.py), their ratio, and the fraction of the measured
-matmul peak reached; then the projected cost of the full config. Writes
+matmul peak reached, headed by the CPU kind (AMX, AVX-512 BF16 or neither) or the GPU; then the
+projected cost of the full config. Writes
 benchmarks/out/throughput.csv, projection.csv and throughput.md.
 """
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +29,7 @@ import stages
 import torch
 import yaml
 from images import smooth_images, write_image_folder
-from machine import matmul_peak
+from machine import cpu_kind, matmul_peak
 
 from ciprivacy.precision import amp_active
 from ciprivacy.runtime import configure_job, pick_device
@@ -42,6 +43,12 @@ def config_sizes() -> tuple[int, int, int]:
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     dataset = cfg["datasets"]["cifar10"]  # the paper's main dataset (Tables 2, 3, 5, 6)
     return dataset["resolution"], cfg["archs"]["cnn"]["model"]["width"], cfg["target_training"]["batch_size"]
+
+
+def machine_kind(device: torch.device) -> str:
+    """The GPU's name, or the CPU with its matrix units (AMX or not): what a fraction of peak
+    is a fraction of."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_kind()
 
 
 def parse_args() -> argparse.Namespace:
@@ -60,6 +67,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--stages", nargs="+", default=list(stages.STAGES), choices=list(stages.STAGES))
     p.add_argument("--no-amp", action="store_true", help="ours in fp32 too")
     p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument(
+        "--compile", action="store_true", help="also ours compiled (compile: true): ours+compile rows, compile seconds"
+    )
     p.add_argument(
         "--malloc",
         choices=["retain", "system"],
@@ -100,6 +110,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFram
             rmle_iterations=args.rmle_iterations,
             rmle_batch=args.rmle_batch,
             rmle_reference_images=args.rmle_reference_images,
+            compile=args.compile,
         )
         rows = []
         for name in args.stages:
@@ -107,6 +118,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFram
             rows += stages.STAGES[name](setup)
     df = pd.DataFrame(rows)
     df.insert(0, "device", device.type)
+    df.insert(1, "machine", machine_kind(device))
     df.insert(1, "malloc", args.malloc)
     df["resolution"], df["width"], df["batch"] = args.resolution, args.width, args.batch
     df["images_per_s"] = df["images"] / df["seconds"]
@@ -130,7 +142,7 @@ def main() -> None:
     configure_job()  # as every job of the workflow starts: threads, allocator
     load = os.getloadavg()
     print(
-        f"{platform.processor() or platform.machine()}, {device}, {torch.get_num_threads()} threads, "
+        f"{machine_kind(device)}, {device}, {torch.get_num_threads()} threads, "
         f"malloc {args.malloc}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         flush=True,
     )
@@ -154,10 +166,12 @@ def main() -> None:
         "speedup_ceiling",
         "gflop_per_image",
         "fraction_of_peak",
+        *(["compile_seconds"] if args.compile else []),
     ]
     md = [
         f"# Throughput on {device.type}, {torch.get_num_threads()} threads, malloc {args.malloc}, "
         f"load average {load[0]:.2f}",
+        f"Machine: {machine_kind(device)}.",
         f"{args.resolution}x{args.resolution} images, CNN width {args.width}, batch {args.batch}, {args.images} images "
         f"per epoch; rMLE {args.rmle_iterations} iterations. Matmul peak: "
         f"{peak['fp32'] / 1e12:.3f} TFLOP/s fp32, {peak['bf16'] / 1e12:.3f} TFLOP/s bf16. speedup_ceiling: "

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ciprivacy.compilation import compile_module, wanted
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import iterate_batches
 from ciprivacy.data.prepared import holdout_split
@@ -174,7 +175,7 @@ def mutual_information(
         run_seed = seed + 1_000_003 * restart
         gen = seed_everything(run_seed)
         critic = CRITICS.get(settings["critic"])(tuple(x_eval.shape[1:]), z_shape, **options)
-        critic = module_layout(critic.to(device), channels_last)
+        critic = compile_module(module_layout(critic.to(device), channels_last), wanted(settings))
         estimate = estimate_mi(
             critic,
             feature_pairs(target.observe, x_fit, batch, True, gen, channels_last, view),

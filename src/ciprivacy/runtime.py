@@ -25,10 +25,10 @@ log = logging.getLogger("ciprivacy")
 
 # Most jobs one GPU takes before pick_device warns and falls back to cuda:0.
 MAX_JOBS_PER_GPU = 16
-# Settings that decide where or how fast a job runs, never what it computes: kept out of a
-# job's params (changing them reruns nothing) and out of its checkpoint key (a killed job
-# resumes under new values of them).
-RUNTIME_KEYS = ("device", "channels_last")
+# Settings that decide where or how fast a job runs, never what it computes (channels_last and
+# compile change float rounding only): kept out of a job's params (changing them reruns
+# nothing) and out of its checkpoint key (a killed job resumes under new values of them).
+RUNTIME_KEYS = ("device", "channels_last", "compile")
 ATTACK_RUNTIME_KEYS = ("query_cache_gb",)
 
 

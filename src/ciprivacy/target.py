@@ -16,6 +16,7 @@ from ciprivacy.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from ciprivacy.compilation import compile_split_model, wanted
 from ciprivacy.data import load_prepared
 from ciprivacy.data.batches import augment, iterate_batches
 from ciprivacy.data.prepared import holdout_split
@@ -177,6 +178,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
 
     opt, sched = _optimizer_and_scheduler(model, train)
     model, opt = defense.setup(model, opt, int(y_train.numel()), train)
+    compile_split_model(defense.unwrap(model), model, wanted(settings), settings["defense"])
     amp = bool(train["amp"])
     target = Target(defense.unwrap(model), defense, {})
     history: list[dict[str, Any]] = []

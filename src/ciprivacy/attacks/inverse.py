@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ciprivacy.checkpoint import Resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ciprivacy.compilation import compile_module, wanted
 from ciprivacy.data.batches import iterate_batches, to_float
 from ciprivacy.precision import autocast, fused_optimizer_kwargs, module_layout, to_layout
 from ciprivacy.signature import (
@@ -329,7 +330,7 @@ def train_inverse_network(
         if splits[name] is None or not splits[name].shape[0]:
             raise ValueError(f"the inverse network is scored on the {name} split, but none was given")
     channels_last = bool(settings.get("channels_last", False))
-    module_layout(generator, channels_last)
+    compile_module(module_layout(generator, channels_last), wanted(settings))
     params = list(generator.parameters())
     opt = torch.optim.Adam(
         params,

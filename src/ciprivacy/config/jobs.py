@@ -2,7 +2,7 @@
 
 Each function returns only what one kind of job uses, with keys sorted, so a job's params
 change exactly when a setting it depends on changes (Snakemake's params trigger). Settings that
-change no result (``device``, ``channels_last``, ``query_cache_gb``, where the raw data lies)
+change no result (``device``, ``channels_last``, ``compile``, ``query_cache_gb``, where the raw data lies)
 are left out of params; the job scripts add them at run time (``with_runtime``).
 """
 
@@ -69,7 +69,7 @@ def dataset_unavailable(config: dict[str, Any], dataset: str) -> str | None:
 def runtime_settings(config: dict[str, Any], kind: str, name: str | None = None) -> dict[str, Any]:
     """The run-time part of a job's settings: ``kind`` is ``dataset`` (``name`` the dataset: its
     placement options), ``attack`` (``name`` the attacks block: ``query_cache_gb``), or any
-    other job (``device``, ``channels_last``)."""
+    other job (``device``, ``channels_last``, ``compile``)."""
     if kind == "dataset":
         from ciprivacy.data.availability import source_parts
 

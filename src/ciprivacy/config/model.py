@@ -220,6 +220,7 @@ class Config(Strict):
     summary: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")] = "summary"
     device: Annotated[str, StringConstraints(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")]
     channels_last: bool
+    compile: bool  # torch.compile of the step functions (ciprivacy.compilation)
     seeds: Annotated[list[NonNegativeInt], MinLen(1), AfterValidator(_unique)]
     scenarios: NameList
     experiments: Annotated[dict[Name, Experiment], MinLen(1)]
