@@ -2,6 +2,13 @@ import pytest
 import torch
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first. Under README's ``-n 2`` each worker pulls the next test when it is
+    done, so the minutes-long workflow runs start at once and the quick tests fill the other
+    core around them, instead of the longest ones running last and alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     torch.set_num_threads(2)

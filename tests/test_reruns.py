@@ -16,6 +16,9 @@ from test_workflow import ROOT, workflow_copy
 from ciprivacy.config import deep_merge
 from ciprivacy.defenses import DEFENSES
 
+# One pytest-xdist worker runs them all: the module's tests share one touched demo DAG (``done``).
+pytestmark = pytest.mark.xdist_group("reruns")
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "presets/demo.yaml", "test.yaml"]
 SEEDS = [0, 1]
 PER_TARGET = {"train_target", "measure_target", "attack", "attack_with_model", "plot_reconstructions"}

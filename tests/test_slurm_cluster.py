@@ -26,6 +26,9 @@ from test_workflow import ROOT, workflow_copy
 
 from ciprivacy.io import load_torch
 
+# One pytest-xdist worker runs them all: both tests read one run on the local cluster (``slurm_run``).
+pytestmark = pytest.mark.xdist_group("slurm_cluster")
+
 UP = ROOT / "scripts" / "slurm" / "local-cluster-up.sh"
 DOWN = ROOT / "scripts" / "slurm" / "local-cluster-down.sh"
 # local-cluster-up.sh: 2 not root, 3 packages out of reach, 4 another cluster's slurm.conf
