@@ -45,14 +45,17 @@ def test_quick_benchmark_writes_csv_markdown_and_projection(tmp_path):
     assert "Projected cost" in (tmp_path / "throughput.md").read_text()
 
 
-def test_benchmark_of_some_stages_leaves_the_others_unprojected(tmp_path):
+def test_benchmark_of_some_stages_leaves_the_others_unprojected_and_times_compilation(tmp_path):
     subprocess.run(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "throughput.py"),
             "--quick",
             "--stages",
-            "mine",
+            "rmle",
+            "--compile",
+            "--device",
+            "cpu",
             "--out",
             str(tmp_path),
         ],
@@ -61,10 +64,15 @@ def test_benchmark_of_some_stages_leaves_the_others_unprojected(tmp_path):
         text=True,
         timeout=300,
     )
-    assert set(pd.read_csv(tmp_path / "throughput.csv")["stage"]) == {"mine"}
+    df = pd.read_csv(tmp_path / "throughput.csv")
+    assert set(df["stage"]) == {"rmle"}
+    assert list(df["implementation"]) == ["ours", "reference", "ours+compile"]
+    compiled = df.set_index("implementation").loc["ours+compile"]
+    assert compiled["compile_seconds"] > 0 and compiled["images_per_s"] > 0
+    assert df["machine"].nunique() == 1 and "logical cores" in df["machine"].iloc[0]  # the CPU kind
     proj = pd.read_csv(tmp_path / "projection.csv").set_index("stage")["hours"]
-    assert proj["mine"] > 0
-    assert proj[["target_training", "inverse_training", "rmle", "total"]].isna().all()
+    assert proj["rmle"] > 0
+    assert proj[["target_training", "inverse_training", "mine", "total"]].isna().all()
 
 
 def test_paper_scale_times_a_training_and_an_inverse_network_as_the_workflow_runs_them(tmp_path):
