@@ -107,7 +107,7 @@ def target_training(s: Setup) -> list[dict]:
     ref = timed(lambda: reference.train_classifier_epoch(plain, s.folder, s.batch, s.device), s.device)
     n = s.images.shape[0]
     if s.compile:
-        compile_split_model(model, model, True, "the benchmark")
+        compile_split_model(model, defense, True)
     return [
         _row("target_training", "ours", ours, n, flops, s.precision(s.amp), s.channels_last),
         _row("target_training", "reference", ref, n, flops, "fp32", False),
@@ -202,10 +202,9 @@ def rmle(s: Setup) -> list[dict]:
     reference.rmle_per_image(plain_edge, s.folder, 2, 1, s.device)  # warm-up
     ref = timed(lambda: reference.rmle_per_image(plain_edge, s.folder, s.rmle_iterations, k, s.device), s.device)
     per_image = flops * s.rmle_iterations
-    compiled = {**settings, "compile": True}
 
     def run_compiled(zz, it):
-        return rmle_reconstruct(edge, zz, s.shape, {**compiled, "iterations": it}, gen, progress=False)
+        return rmle_reconstruct(edge, zz, s.shape, {**settings, "compile": True, "iterations": it}, gen, progress=False)
 
     return [
         _row("rmle", "ours", ours, s.rmle_batch, per_image, s.precision(s.amp), s.channels_last),

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from ciprivacy.defenses import Defense
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +76,15 @@ def compile_function(fn: F, enabled: bool) -> F:
     return torch.compile(fn)
 
 
-def compile_split_model(model: nn.Module, trained: nn.Module, enabled: bool, who: str) -> None:
-    """Compile the edge and the cloud of a split model that is trained as it is; a model a
-    defense wraps (``trained`` is not ``model``: DP-SGD's per-sample-gradient hooks) runs eager,
-    and the log says so."""
+def compile_split_model(trained: nn.Module, defense: Defense, enabled: bool) -> None:
+    """Compile the edge and the cloud of the split model ``trained`` is, when it trains as it
+    is; a model the defense wraps (``defense.unwrap`` finds another inside: DP-SGD's
+    per-sample-gradient hooks) runs eager, and the log says so."""
     if not enabled:
         return
+    model = defense.unwrap(trained)
     if trained is not model:
-        log.info("compile: %s trains a wrapped model (%s); it runs eager", who, type(trained).__name__)
+        log.info("compile: %s trains a wrapped model (%s); it runs eager", defense.name, type(trained).__name__)
         return
     for part in (model.edge, model.cloud):
         compile_module(part, True)

@@ -178,7 +178,7 @@ def train_target(data_path: str, model_path: str, settings: dict[str, Any], chec
 
     opt, sched = _optimizer_and_scheduler(model, train)
     model, opt = defense.setup(model, opt, int(y_train.numel()), train)
-    compile_split_model(defense.unwrap(model), model, wanted(settings), settings["defense"])
+    compile_split_model(model, defense, wanted(settings))
     amp = bool(train["amp"])
     target = Target(defense.unwrap(model), defense, {})
     history: list[dict[str, Any]] = []
