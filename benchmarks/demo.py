@@ -71,10 +71,13 @@ def startup_seconds(repeats: int = 3) -> float:
 PRESET_FILES = {"demo": ["presets/demo.yaml"], "demo-all": ["presets/demo.yaml", "presets/demo-all.yaml"]}
 
 
-def time_preset(preset: str, cores: int) -> dict:
-    """Run the preset's config files in a fresh copy; its wall seconds and its jobs' times."""
-    with tempfile.TemporaryDirectory() as tmp:
-        copy_workflow(Path(tmp))
+def time_preset(preset: str, cores: int, keep: Path | None = None) -> dict:
+    """Run the preset's config files in a fresh copy (in ``keep``, kept, where given); its wall
+    seconds and its jobs' times."""
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch) if keep is None else keep / preset
+        tmp.mkdir(parents=True, exist_ok=keep is None)
+        copy_workflow(tmp)
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", *PRESET_FILES[preset]],
@@ -84,7 +87,7 @@ def time_preset(preset: str, cores: int) -> dict:
         )
         if proc.returncode:
             raise SystemExit(f"{preset} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
-        return {"seconds": time.perf_counter() - start, "jobs": job_times(Path(tmp))}
+        return {"seconds": time.perf_counter() - start, "jobs": job_times(tmp)}
 
 
 def per_rule(jobs: pd.DataFrame, startup: float) -> pd.DataFrame:
@@ -97,13 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", action="append", choices=sorted(BUDGET_S), help="default: demo")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="run in KEEP/<preset> and keep it (logs, results, metadata)")
     args = parser.parse_args(argv)
     print(f"CPU: {cpu_kind()}; load average {os.getloadavg()[0]:.2f} at the start", flush=True)
     startup = startup_seconds()
     print(f"job start-up (imports of one job): {startup:.2f} s", flush=True)
     verdicts = []
     for preset in args.preset or ["demo"]:
-        run_ = time_preset(preset, args.cores)
+        run_ = time_preset(preset, args.cores, args.keep)
         jobs, wall = run_["jobs"], run_["seconds"]
         table = per_rule(jobs, startup)
         budget, total = BUDGET_S[preset], jobs["seconds"].sum()
