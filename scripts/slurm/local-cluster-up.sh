@@ -75,7 +75,7 @@ if [ -e /etc/slurm/slurm.conf ] && ! grep -qxF "$MARK" /etc/slurm/slurm.conf; th
 fi
 mkdir -p "$STATE"/{ctld,spool,log,run,dev} /etc/slurm
 host=$(hostname -s)
-cpus=$(nproc)
+cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc would count OpenMP's limit, not the cores
 real_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
 [ -n "$MEMORY_MB" ] || MEMORY_MB=$((real_mb > 32768 ? real_mb : 32768))
 # Placeholder GPUs: character devices with /dev/null's numbers (1, 3), which slurmd accepts as
