@@ -5,9 +5,10 @@ import torch
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow tests first. Under README's ``-n 2`` each worker pulls the next test when it is
-    done, so the minutes-long workflow runs start at once and the quick tests fill the other
-    core around them, instead of the longest ones running last and alone."""
+    """The slow tests first. Under README's ``-n 2 --dist loadfile`` each worker pulls the next
+    file when it is done, in the order of their first tests, so the files with minutes-long
+    workflow runs start at once and the quick ones fill the other core around them, instead of
+    the longest running last and alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

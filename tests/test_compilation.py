@@ -17,8 +17,8 @@ from ciprivacy.io import load_torch
 from ciprivacy.measure import measure_mi
 from ciprivacy.target import load_target, train_target
 
-# One pytest-xdist worker runs them all: the tests share two trained targets, and the compiled kernels of one process.
-pytestmark = pytest.mark.xdist_group("compilation")
+# The tests share two trained targets and the compiled kernels of one process: README's
+# `--dist loadfile` runs a file's tests on one pytest-xdist worker.
 
 SMALL = {"epochs": 2, "batch_size": 8, "amp": False}
 

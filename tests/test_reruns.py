@@ -16,8 +16,8 @@ from test_workflow import ROOT, workflow_copy
 from ciprivacy.config import deep_merge
 from ciprivacy.defenses import DEFENSES
 
-# One pytest-xdist worker runs them all: the module's tests share one touched demo DAG (``done``).
-pytestmark = pytest.mark.xdist_group("reruns")
+# The module's tests share one touched demo DAG (``done``): README's `--dist loadfile` runs a
+# file's tests on one pytest-xdist worker, so it is built once.
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "presets/demo.yaml", "test.yaml"]
 SEEDS = [0, 1]

@@ -26,8 +26,8 @@ from test_workflow import ROOT, workflow_copy
 
 from ciprivacy.io import load_torch
 
-# One pytest-xdist worker runs them all: both tests read one run on the local cluster (``slurm_run``).
-pytestmark = pytest.mark.xdist_group("slurm_cluster")
+# Both tests read one run on the local cluster (``slurm_run``): README's `--dist loadfile` runs
+# a file's tests on one pytest-xdist worker.
 
 UP = ROOT / "scripts" / "slurm" / "local-cluster-up.sh"
 DOWN = ROOT / "scripts" / "slurm" / "local-cluster-down.sh"
