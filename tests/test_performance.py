@@ -15,6 +15,7 @@ from ciprivacy.defenses import create_defense
 from ciprivacy.measure import feature_pairs
 from ciprivacy.metrics.mine import CRITICS, estimate_mi, evaluate_dv
 from ciprivacy.metrics.mine import train_epoch as mine_epoch
+from ciprivacy.models.layers import BiasApartConvTranspose2d
 from ciprivacy.precision import amp_active, autocast, module_layout
 from ciprivacy.target import train_epoch
 
@@ -59,6 +60,29 @@ def test_channels_last_training_matches_the_default_layout():
         weights.append(model.edge[1][0].weight.detach().contiguous())
     assert torch.allclose(losses[0], losses[1], atol=1e-4)
     assert torch.allclose(weights[0], weights[1], atol=1e-4)
+
+
+def test_transposed_conv_with_its_bias_added_apart_is_the_same_layer():
+    torch.manual_seed(0)
+    plain = torch.nn.ConvTranspose2d(8, 4, 4, 2, 1)
+    apart = BiasApartConvTranspose2d(8, 4, 4, 2, 1)
+    apart.load_state_dict(plain.state_dict())
+    assert list(apart.state_dict()) == list(plain.state_dict())
+    x = torch.randn(3, 8, 5, 5)
+    weights = torch.randn(3, 4, 10, 10)
+    results = []
+    for layer in (plain, apart):
+        xi = x.clone().requires_grad_()
+        out = layer(xi)
+        (out * weights).sum().backward()
+        results.append((out.detach(), xi.grad, layer.weight.grad, layer.bias.grad))
+        assert layer(x, output_size=[11, 11]).shape == (3, 4, 11, 11)
+        with torch.autocast("cpu", torch.bfloat16):
+            assert layer(x).dtype == torch.bfloat16
+    for ours, theirs in zip(results[1], results[0]):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    with torch.autocast("cpu", torch.bfloat16):
+        torch.testing.assert_close(apart(x).float(), plain(x).float(), atol=0.05, rtol=0.02)
 
 
 def test_training_and_attack_loops_never_read_back_to_the_host(monkeypatch):

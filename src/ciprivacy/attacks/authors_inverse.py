@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from ciprivacy.models.layers import BiasApartConvTranspose2d
+
 
 def convt(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, bias: bool = True) -> nn.ConvTranspose2d:
-    """ConvTranspose2d(c_in, c_out, kernel, stride, padding=1): 3x3/1 keeps the side, 4x4/2 doubles it."""
-    return nn.ConvTranspose2d(c_in, c_out, kernel, stride, 1, bias=bias)
+    """ConvTranspose2d(c_in, c_out, kernel, stride, padding=1): 3x3/1 keeps the side, 4x4/2 doubles it
+    (its bias added apart on the CPU, ``BiasApartConvTranspose2d``)."""
+    return BiasApartConvTranspose2d(c_in, c_out, kernel, stride, 1, bias=bias)
 
 
 class Inversion4(nn.Module):

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ciprivacy.checkpoint import Resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ciprivacy.compilation import compile_module, wanted
 from ciprivacy.data.batches import iterate_batches, to_float
+from ciprivacy.models.layers import BiasApartConvTranspose2d
 from ciprivacy.precision import autocast, fused_optimizer_kwargs, module_layout, to_layout
 from ciprivacy.signature import (
     Betas,
@@ -162,11 +163,11 @@ class InverseNet(nn.Module):
         else:  # ratio >= 4: every upsampling but the last is a hidden stage (the authors' Inversion_4)
             for i in range(stages - 1):
                 hidden = max(8, round(base / 2 ** (i + 1)))
-                layers += [nn.ConvTranspose2d(c, hidden, 4, 2, 1), nn.BatchNorm2d(hidden), nn.Tanh()]
+                layers += [BiasApartConvTranspose2d(c, hidden, 4, 2, 1), nn.BatchNorm2d(hidden), nn.Tanh()]
                 for _ in range(extra_convs):
                     layers += _refine(hidden)
                 c = hidden
-        layers += [nn.Conv2d(c, ic, 3, padding=1) if stages == 0 else nn.ConvTranspose2d(c, ic, 4, 2, 1)]
+        layers += [nn.Conv2d(c, ic, 3, padding=1) if stages == 0 else BiasApartConvTranspose2d(c, ic, 4, 2, 1)]
         layers.append(nn.Sigmoid())
         self.net = nn.Sequential(*layers)
 
