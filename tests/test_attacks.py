@@ -398,6 +398,15 @@ def test_a_deterministic_link_is_queried_once_and_trains_the_same_network():
         torch.testing.assert_close(g_cached.state_dict()[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cached_answers_are_kept_in_the_layout_the_generator_reads(channels_last):
+    aux = (smooth_images(32, seed=3) * 255).to(torch.uint8)
+    answers = query_once(tiny_edge(), aux, {**INVERSE, "query_cache_gb": 1, "channels_last": channels_last})
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert answers.is_contiguous(memory_format=layout)
+    assert answers[torch.tensor([3, 1])].is_contiguous(memory_format=layout)  # an epoch's batch, as ``take`` cuts it
+
+
 def test_probing_a_noisy_link_leaves_the_random_state_alone():
     aux = (smooth_images(32, seed=3) * 255).to(torch.uint8)
     link = Counting(tiny_edge(), noise=0.1)

@@ -29,7 +29,7 @@ from ciprivacy.checkpoint import Resume, load_checkpoint, rng_state, save_checkp
 from ciprivacy.compilation import compile_module, wanted
 from ciprivacy.data.batches import iterate_batches, to_float
 from ciprivacy.models.layers import BiasApartConvTranspose2d
-from ciprivacy.precision import autocast, fused_optimizer_kwargs, module_layout, to_layout
+from ciprivacy.precision import autocast, fused_optimizer_kwargs, memory_format, module_layout, to_layout
 from ciprivacy.signature import (
     Betas,
     Ge,
@@ -264,7 +264,9 @@ def query_once(
         )
         return None
     home = device if size_gb <= limit_gb else torch.device("cpu")
-    answers = torch.empty((aux_images.shape[0], *first.shape[1:]), dtype=first.dtype, device=home)
+    # Kept in the layout the generator reads them in, so an epoch's batches are not converted.
+    layout = {"memory_format": memory_format(channels_last)} if first.dim() == 4 else {}
+    answers = torch.empty((aux_images.shape[0], *first.shape[1:]), dtype=first.dtype, device=home, **layout)
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for x, idx in iterate_batches(aux_images, torch.arange(aux_images.shape[0], device=device), batch):
