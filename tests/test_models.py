@@ -43,3 +43,30 @@ def test_unknown_architecture_names_the_known_ones():
     with pytest.raises(KeyError, match="cnn"):
         create_model("resnet999", num_classes=10, image_shape=(3, 64, 64))
     assert "cnn" in ARCHS.names()
+
+
+@pytest.mark.parametrize(
+    "defense, arch", [("unprotected", "cnn"), ("siftfunnel", "resnet18"), ("vib", "cnn"), ("noise+cem", "cnn")]
+)
+def test_a_saved_target_is_rebuilt_without_drawing_initial_weights(defense, arch):
+    import yaml
+
+    from ciprivacy.config import defense_block
+    from ciprivacy.target import build_target, rebuild_target
+
+    kind, settings = defense_block(yaml.safe_load(open("config.yaml")), defense)
+    meta = {"defense": kind, "arch": arch, "num_classes": 4, "image_shape": [3, 32, 32], "defense_settings": settings}
+    torch.manual_seed(0)
+    trained, _ = build_target(meta, 4, (3, 32, 32))
+    state = {k: v.clone() for k, v in trained.state_dict().items()}
+    before = torch.get_rng_state()
+    rebuilt, _ = rebuild_target(meta, state)
+    assert torch.equal(torch.get_rng_state(), before)  # what a job draws next does not depend on the model
+    assert not any(t.is_meta for t in [*rebuilt.parameters(), *rebuilt.buffers()])
+    x = torch.rand(2, 3, 32, 32)
+    trained.eval(), rebuilt.eval()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        expected = trained(x)
+        torch.manual_seed(1)
+        assert torch.equal(rebuilt(x), expected)
