@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -54,7 +56,8 @@ def test_a_saved_target_is_rebuilt_without_drawing_initial_weights(defense, arch
     from ciprivacy.config import defense_block
     from ciprivacy.target import build_target, rebuild_target
 
-    kind, settings = defense_block(yaml.safe_load(open("config.yaml")), defense)
+    config = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
+    kind, settings = defense_block(config, defense)
     meta = {"defense": kind, "arch": arch, "num_classes": 4, "image_shape": [3, 32, 32], "defense_settings": settings}
     torch.manual_seed(0)
     trained, _ = build_target(meta, 4, (3, 32, 32))
