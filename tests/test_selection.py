@@ -7,6 +7,7 @@ import torch
 from conftest import tiny_target_settings
 
 import ciprivacy.target as T
+from ciprivacy import optimizers
 from ciprivacy.data import load_prepared
 from ciprivacy.io import load_torch
 
@@ -93,7 +94,7 @@ def test_the_authors_selection_is_the_best_test_accuracy_after_select_after(tiny
 
 def test_the_scheduler_can_be_off_and_amsgrad_reaches_adam(tiny_photos, tmp_path, monkeypatch):
     made = {"adam": [], "plateau": 0}
-    adam, plateau = torch.optim.Adam, torch.optim.lr_scheduler.ReduceLROnPlateau
+    adam, plateau = optimizers.Adam, torch.optim.lr_scheduler.ReduceLROnPlateau
 
     def recording_adam(*args, **kwargs):
         made["adam"].append(kwargs)
@@ -103,7 +104,7 @@ def test_the_scheduler_can_be_off_and_amsgrad_reaches_adam(tiny_photos, tmp_path
         made["plateau"] += 1
         return plateau(*args, **kwargs)
 
-    monkeypatch.setattr(torch.optim, "Adam", recording_adam)
+    monkeypatch.setattr(optimizers, "Adam", recording_adam)
     monkeypatch.setattr(torch.optim.lr_scheduler, "ReduceLROnPlateau", recording_plateau)
     meta = T.train_target(tiny_photos, str(tmp_path / "m.pt"), settings(scheduler="off", amsgrad=True)).meta
     assert made["adam"][0]["amsgrad"] is True and made["plateau"] == 0

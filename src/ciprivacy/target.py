@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ciprivacy import optimizers
 from ciprivacy.checkpoint import (
     load_checkpoint,
     remove_checkpoint,
@@ -128,7 +129,7 @@ def _optimizer_and_scheduler(model: torch.nn.Module, train: dict[str, Any]):
     """Adam (amsgrad when ``train['amsgrad']``) and, unless ``scheduler`` is off, the paper's
     ReduceLROnPlateau on the epoch's training loss (None when off)."""
     params = list(model.parameters())
-    opt = torch.optim.Adam(
+    opt = optimizers.Adam(
         params,
         lr=train["lr"],
         betas=tuple(train["betas"]),

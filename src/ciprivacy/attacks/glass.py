@@ -38,6 +38,7 @@ from pydantic import Field
 from torch import nn
 from tqdm import tqdm
 
+from ciprivacy import optimizers
 from ciprivacy.attacks.scenarios import SCENARIOS, Scenario
 from ciprivacy.checkpoint import Resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ciprivacy.data.batches import iterate_batches, to_device, to_float
@@ -236,7 +237,7 @@ def _z_stage(forward: Forward, z_obs: torch.Tensor, prior: Prior, s: dict, gens:
     n, r, device = z_obs.shape[0], s["restarts"], z_obs.device
     z = per_image_randn(gens, (r, prior.z_dim), device).flatten(0, 1).requires_grad_(True)
     target = z_obs.float().repeat_interleave(r, 0)
-    opt = torch.optim.Adam([z], lr=s["lr"], eps=s["adam_eps"], amsgrad=s["amsgrad"])
+    opt = optimizers.Adam([z], lr=s["lr"], eps=s["adam_eps"], amsgrad=s["amsgrad"])
     for i in tqdm(range(max(1, s["z_steps"])), desc="GLASS z stage", mininterval=30, disable=not progress):
         with autocast(device, s["amp"]):
             x = prior.synthesis(prior.broadcast(prior.mapping(z)), prior_noise(prior, gens, r, device))
@@ -274,7 +275,7 @@ def _w_stage(
     )
     ws = ws.detach().clone().float().requires_grad_(True)
     adam = {} if pp else {"eps": s["adam_eps"], "amsgrad": s["amsgrad"]}  # GLASS++: plain Adam (GLASS code)
-    opt = torch.optim.Adam([ws], lr=lr, **adam)
+    opt = optimizers.Adam([ws], lr=lr, **adam)
     best_img, best_loss = None, torch.full((ws.shape[0],), math.inf, device=device)
     bar = tqdm(range(max(1, steps)), desc="GLASS++" if pp else "GLASS w+ stage", mininterval=30, disable=not progress)
     for i in bar:
@@ -520,7 +521,7 @@ def train_encoder(
     epoch is written there. Settings: ``ENCODER_DEFAULTS``."""
     s = {**ENCODER_DEFAULTS, **settings}
     device = aux_images.device
-    opt = torch.optim.Adam(encoder.parameters(), lr=s["lr"], eps=s["adam_eps"], amsgrad=s["amsgrad"])
+    opt = optimizers.Adam(encoder.parameters(), lr=s["lr"], eps=s["adam_eps"], amsgrad=s["amsgrad"])
     best, best_state, history, start, steps = math.inf, copy.deepcopy(encoder.state_dict()), [], 0, 0
     resumed = load_checkpoint(resume.path, resume.key) if resume else None
     if resumed is not None and resumed.get("phase") == "encoder":

@@ -25,6 +25,7 @@ from pydantic import model_validator
 from torch import nn
 from tqdm import tqdm
 
+from ciprivacy import optimizers
 from ciprivacy.checkpoint import Resume, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ciprivacy.compilation import compile_module, wanted
 from ciprivacy.data.batches import iterate_batches, to_float
@@ -335,7 +336,7 @@ def train_inverse_network(
     channels_last = bool(settings.get("channels_last", False))
     compile_module(module_layout(generator, channels_last), wanted(settings))
     params = list(generator.parameters())
-    opt = torch.optim.Adam(
+    opt = optimizers.Adam(
         params,
         lr=settings["lr"],
         betas=tuple(settings["betas"]),

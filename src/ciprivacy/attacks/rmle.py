@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ciprivacy import optimizers
 from ciprivacy.compilation import compile_function, wanted
 from ciprivacy.models.fold import fold_batchnorm
 from ciprivacy.precision import amp_active, module_layout, to_layout
@@ -119,9 +120,9 @@ def rmle_reconstruct(
         x.clamp_(0, 1)
     x.requires_grad_(True)
     if settings["optimizer"] == "adam":
-        opt = torch.optim.Adam([x], lr=settings["lr"])
+        opt = optimizers.Adam([x], lr=settings["lr"])
     elif settings["optimizer"] == "sgd":
-        opt = torch.optim.SGD([x], lr=settings["lr"], momentum=settings["momentum"])
+        opt = optimizers.SGD([x], lr=settings["lr"], momentum=settings["momentum"])
     else:
         raise ValueError(f"rmle optimizer must be 'adam' or 'sgd', got {settings['optimizer']!r}")
     z = z.detach().float()

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ciprivacy import optimizers
 from ciprivacy.defenses.base import DEFENSES, Defense
 from ciprivacy.defenses.club import CLUB, PixelLogVar
 from ciprivacy.defenses.dependence import gaussian_kernel, label_kernel, normalized_hsic
@@ -197,7 +198,7 @@ class InfoSCISSORS(Defense):
     def setup(self, model, optimizer, train_size, train):
         device = next(model.parameters()).device
         self.club.to(device)
-        self.club_opt = torch.optim.Adam(self.club.parameters(), lr=self.club_lr)
+        self.club_opt = optimizers.Adam(self.club.parameters(), lr=self.club_lr)
         return model, optimizer
 
     def loss(self, model, x, y, epoch):

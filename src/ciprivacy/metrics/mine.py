@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ciprivacy import optimizers
 from ciprivacy.data.batches import to_device
 from ciprivacy.registry import Registry
 
@@ -177,7 +178,7 @@ def estimate_mi(
         raise ValueError(f"MINE eval_every must be at least 1, got {eval_every}")
     if report == "validation" and validation_pairs is None:
         raise ValueError("MINE report 'validation' needs validation pairs (a held-out part of the training data)")
-    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(optimizer)
+    kind = {"adam": optimizers.Adam, "adamw": optimizers.AdamW}.get(optimizer)
     if kind is None:
         raise ValueError(f"MINE optimizer must be adam or adamw, got {optimizer!r}")
     opt = kind(critic.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay)

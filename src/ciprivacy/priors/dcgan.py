@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ciprivacy import optimizers
 from ciprivacy.precision import autocast
 from ciprivacy.priors.base import PRIORS, GANTrainer, Prior, frozen, power_of_two_side
 
@@ -97,8 +98,8 @@ class DCGANTrainer(GANTrainer):
         s = settings
         self.g = DCGANGenerator(self.image_shape, s["z_dim"], s["width"]).to(device)
         self.d = DCGANDiscriminator(self.image_shape, s["width"], batchnorm=self.critic_batchnorm).to(device)
-        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=s["lr"], betas=tuple(s["betas"]))
-        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=s["lr"], betas=tuple(s["betas"]))
+        self.opt_g = optimizers.Adam(self.g.parameters(), lr=s["lr"], betas=tuple(s["betas"]))
+        self.opt_d = optimizers.Adam(self.d.parameters(), lr=s["lr"], betas=tuple(s["betas"]))
 
     @staticmethod
     def build_prior(arch: dict[str, Any]) -> Prior:

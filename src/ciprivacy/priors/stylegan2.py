@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ciprivacy import optimizers
 from ciprivacy.precision import autocast
 from ciprivacy.priors.base import PRIORS, GANTrainer, Prior, frozen, power_of_two_side
 
@@ -266,8 +267,8 @@ class StyleGAN2Trainer(GANTrainer):
         # G has no lazy term here (no path-length regulariser), so it keeps lr and betas as given.
         c = s["d_reg_every"] / (s["d_reg_every"] + 1)
         b1, b2 = s["betas"]
-        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=s["lr"], betas=(b1, b2))
-        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=s["lr"] * c, betas=(b1**c, b2**c))
+        self.opt_g = optimizers.Adam(self.g.parameters(), lr=s["lr"], betas=(b1, b2))
+        self.opt_d = optimizers.Adam(self.d.parameters(), lr=s["lr"] * c, betas=(b1**c, b2**c))
 
     @staticmethod
     def build_prior(arch: dict[str, Any]) -> Prior:
