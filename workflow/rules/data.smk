@@ -10,9 +10,14 @@ rule prepare_data:
         f"{OUT}/logs/prepare_data/{{dataset}}.log",
     benchmark:
         f"{OUT}/benchmarks/prepare_data/{{dataset}}.tsv"
+    # Every job of the dataset waits for it: run before any other ready job.
+    priority: 20
     conda:
         "../../envs/pipeline.yaml"
-    threads: 2
+    # As many as a training job: with more than the other jobs it waited, on a busy machine,
+    # until all of them had finished (the demo-all's faces started 9 minutes in). Image files
+    # are decoded in threads (ciprivacy.data.sources.read_images).
+    threads: config["threads"]
     resources:
         mem_mb=16000,
     params:
