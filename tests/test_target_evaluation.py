@@ -12,6 +12,7 @@ import yaml
 from conftest import tiny_target_settings
 
 from ciprivacy import config as S
+from ciprivacy import io
 from ciprivacy.attacks import SCENARIOS, run_attack
 from ciprivacy.measure import evaluate_target, measure_mi
 from ciprivacy.target import train_target
@@ -63,6 +64,23 @@ def test_a_part_killed_before_its_key_was_written_is_computed_again(tmp_path):
     run_parts([part], tmp_path / "cache")
     (tmp_path / "cache/a/key.json").unlink()  # killed between the outputs and the key
     assert run_parts([part], tmp_path / "cache") == {"a": "computed"}
+
+
+def test_a_grouped_job_hashes_each_input_once_and_its_parts_reuse_the_hash(tmp_path, monkeypatch):
+    source = tmp_path / "model.bin"
+    source.write_text("v1")
+    digests, seen = [], []
+    real = io.hashlib.file_digest
+    monkeypatch.setattr(io.hashlib, "file_digest", lambda fh, name: digests.append(fh.name) or real(fh, name))
+
+    def part(name: str) -> Part:
+        # A part checks the file it loads, as load_prepared and run_attack do.
+        return Part(name, {}, {"source": str(source)}, {}, lambda: seen.append(io.file_sha256(source)))
+
+    run_parts([part("a"), part("b")], tmp_path / "cache")
+    assert digests == [str(source)] and seen == [io.file_sha256(source)] * 2
+    source.write_text("v2")  # outside a job the file is hashed again
+    assert io.file_sha256(source) != seen[0] and len(digests) == 3
 
 
 def test_part_names_must_be_unique(tmp_path):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ciprivacy.io import file_sha256, save_json
+from ciprivacy.io import file_sha256, known_hashes, save_json
 
 log = logging.getLogger(__name__)
 KEY_FILE = "key.json"
@@ -93,18 +93,20 @@ def run_parts(parts: list[Part], cache_dir: str | os.PathLike) -> dict[str, str]
     names = [p.name for p in parts]
     if len(set(names)) != len(names):
         raise ValueError(f"part names must be unique, got {names}")
-    done, hashes = {}, {}
-    for part in parts:
-        entry = Path(cache_dir) / part.name
-        key = part.key(hashes)
-        if restore(entry, part, key):
-            log.info("%s: unchanged settings and inputs, outputs restored from %s", part.name, entry)
-            done[part.name] = "cached"
-            continue
-        log.info("%s: computing", part.name)
-        part.run()
-        store(entry, part, key)
-        done[part.name] = "computed"
+    hashes: dict[str, str] = {}
+    keys = [part.key(hashes) for part in parts]
+    done = {}
+    with known_hashes(hashes):  # the parts' own checks of the files they load reuse these
+        for part, key in zip(parts, keys):
+            entry = Path(cache_dir) / part.name
+            if restore(entry, part, key):
+                log.info("%s: unchanged settings and inputs, outputs restored from %s", part.name, entry)
+                done[part.name] = "cached"
+                continue
+            log.info("%s: computing", part.name)
+            part.run()
+            store(entry, part, key)
+            done[part.name] = "computed"
     return done
 
 
