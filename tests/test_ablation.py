@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from torchvision.ops import SqueezeExcitation
+from torchvision import ops
 
 from ciprivacy.attacks import run_attack
 from ciprivacy.attacks.compensation import CompensatedTarget, compensation_features
 from ciprivacy.data.batches import to_float
 from ciprivacy.defenses import create_defense
-from ciprivacy.defenses.layers import CBAM, TripletAttention
+from ciprivacy.defenses.layers import CBAM, SqueezeExcitation, TripletAttention
 from ciprivacy.io import load_json, load_torch, save_torch
 from ciprivacy.models import count_params, create_model
 from ciprivacy.reporting import ablation, claims, results
@@ -48,6 +48,18 @@ def test_defaults_keep_the_full_defense():
     assert count_params(model.edge) == count_params(same.edge) == 14_437
     assert defense.extra_edge_layers == explicit.extra_edge_layers == 3
     assert list(model.state_dict()) == list(same.state_dict())  # old model files still load
+
+
+def test_our_squeeze_excitation_block_is_torchvisions_bit_for_bit():
+    ours, theirs = SqueezeExcitation(32, 8), ops.SqueezeExcitation(32, 8)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    theirs.load_state_dict(ours.state_dict())  # a model file of either loads into the other
+    x = torch.randn(3, 32, 5, 5, requires_grad=True)
+    y_ours, y_theirs = ours(x), theirs(x)
+    assert torch.equal(y_ours, y_theirs)
+    g = torch.randn_like(y_ours)
+    grads = [torch.autograd.grad(y, [x, *m.parameters()], g) for y, m in ((y_ours, ours), (y_theirs, theirs))]
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
 
 
 def test_without_funnel_the_edge_keeps_the_plain_last_block_and_the_cloud_is_plain():
