@@ -47,10 +47,11 @@ def test_unknown_architecture_names_the_known_ones():
     assert "cnn" in ARCHS.names()
 
 
+@pytest.mark.parametrize("meta_from", [0, "default"], ids=["on-meta", "by-size"])  # by size: on the CPU here
 @pytest.mark.parametrize(
     "defense, arch", [("unprotected", "cnn"), ("siftfunnel", "resnet18"), ("vib", "cnn"), ("noise+cem", "cnn")]
 )
-def test_a_saved_target_is_rebuilt_without_drawing_initial_weights(defense, arch):
+def test_a_saved_target_is_rebuilt_without_drawing_initial_weights(defense, arch, meta_from):
     import yaml
 
     from ciprivacy.config import defense_block
@@ -63,7 +64,7 @@ def test_a_saved_target_is_rebuilt_without_drawing_initial_weights(defense, arch
     trained, _ = build_target(meta, 4, (3, 32, 32))
     state = {k: v.clone() for k, v in trained.state_dict().items()}
     before = torch.get_rng_state()
-    rebuilt, _ = rebuild_target(meta, state)
+    rebuilt, _ = rebuild_target(meta, state) if meta_from == "default" else rebuild_target(meta, state, meta_from)
     assert torch.equal(torch.get_rng_state(), before)  # what a job draws next does not depend on the model
     assert not any(t.is_meta for t in [*rebuilt.parameters(), *rebuilt.buffers()])
     x = torch.rand(2, 3, 32, 32)

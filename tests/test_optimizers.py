@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 from conftest import tiny_target_settings
 
 from ciprivacy import optimizers
@@ -57,12 +58,16 @@ def test_an_optimizer_records_no_graph_of_its_update():
     assert x.grad_fn is None and x.requires_grad
 
 
-def test_training_and_attacking_a_target_never_import_the_compiler(tiny_photos, tmp_path):
+@pytest.mark.parametrize("defense", ["unprotected", "siftfunnel"])
+def test_training_and_attacking_a_target_never_import_the_compiler(tiny_photos, tmp_path, defense):
     """In a fresh Python, as a job runs: torch._dynamo stays unimported through a target's
     training (Adam, its scheduler, a checkpoint) and a black-box attack (the inverse network's
-    Adam). If PyTorch changes how its optimizers guard their methods, this fails: the pipeline
-    still runs, each job ~1.2 s slower."""
-    settings = tiny_target_settings("unprotected", {}, 1)
+    Adam); SiftFunnel's SE blocks do not import torchvision (which imports torch._dynamo). If
+    PyTorch changes how its optimizers guard their methods, this fails: the pipeline still runs,
+    each job ~1.2 s slower."""
+    with open("config.yaml") as fh:
+        sift = {**yaml.safe_load(fh)["defenses"]["siftfunnel"], "se_reduction": [4, 4], "cbam_ratio": 2}
+    settings = tiny_target_settings(defense, sift if defense == "siftfunnel" else {}, 1)
     script = f"""
 import json, sys, yaml
 from ciprivacy.target import train_target
@@ -74,8 +79,8 @@ attack = {{**block, "epochs": 1, "batch_size": 8, "amp": False, "seed": 0, "devi
           "channels_last": False, "n_samples": 2}}
 out = {str(tmp_path)!r}
 run_attack("blackbox", out + "/model.pt", {str(tiny_photos)!r}, out + "/m.json", out + "/s.pt", attack)
-print("dynamo imported:", "torch._dynamo" in sys.modules)
+print("dynamo imported:", "torch._dynamo" in sys.modules, "torchvision" in sys.modules)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "dynamo imported: False" in done.stdout
+    assert "dynamo imported: False False" in done.stdout

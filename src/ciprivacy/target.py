@@ -294,25 +294,34 @@ def _holds_meta_tensors(model: torch.nn.Module, defense: Defense) -> bool:
     return any(isinstance(t, torch.Tensor) and t.is_meta for t in tensors)
 
 
-def rebuild_target(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> tuple[SplitModel, Defense]:
+# Saved weights from which on a model is rebuilt on the meta device. Drawing initial weights on
+# the CPU took 1.1 s for VGG16 (134M, AMX Xeon) and 0.1 s for ResNet-18 (11M); a build on the
+# meta device that runs a module (a defense's shape inference) imports PyTorch's compiler, 1.0-1.3 s.
+META_REBUILD_MIN_WEIGHTS = 20_000_000
+
+
+def rebuild_target(
+    meta: dict[str, Any], state_dict: dict[str, torch.Tensor], meta_from: int = META_REBUILD_MIN_WEIGHTS
+) -> tuple[SplitModel, Defense]:
     """A saved model with its weights, without drawing initial weights first.
 
-    Built on PyTorch's meta device (shapes only), then given the saved tensors: a VGG16 target's
-    random initialisation took 3.9 s of each load (AMX Xeon), and an evaluation job loads its
-    target once per measurement and attack. Nothing is drawn from the random generator either
-    way, so what a job draws after loading does not depend on the target's size. A model that
-    keeps a tensor outside its state dict (it would stay on the meta device), or that cannot be
-    built there, is built on the CPU under a forked generator."""
+    A model of ``meta_from`` weights or more is built on PyTorch's meta device (shapes only),
+    then given the saved tensors: a VGG16 target's random initialisation took most of each load,
+    and an evaluation job loads its target once per measurement and attack. Smaller ones, and a
+    model that keeps a tensor outside its state dict (it would stay on the meta device) or cannot
+    be built there, are built on the CPU under a forked generator. Either way nothing is drawn
+    from the global generator, so what a job draws after loading does not depend on the target."""
     num_classes, image_shape = meta["num_classes"], tuple(meta["image_shape"])
-    try:
-        with torch.device("meta"):
-            model, defense = build_target(meta, num_classes, image_shape)
-        model.load_state_dict(state_dict, assign=True)
-        if not _holds_meta_tensors(model, defense):
-            # the layout a fresh build's parameters have, which a copying load keeps
-            return model.to(memory_format=torch.contiguous_format), defense
-    except (NotImplementedError, RuntimeError):
-        pass
+    if sum(t.numel() for t in state_dict.values() if isinstance(t, torch.Tensor)) >= meta_from:
+        try:
+            with torch.device("meta"):
+                model, defense = build_target(meta, num_classes, image_shape)
+            model.load_state_dict(state_dict, assign=True)
+            if not _holds_meta_tensors(model, defense):
+                # the layout a fresh build's parameters have, which a copying load keeps
+                return model.to(memory_format=torch.contiguous_format), defense
+        except (NotImplementedError, RuntimeError):
+            pass
     with torch.random.fork_rng():
         model, defense = build_target(meta, num_classes, image_shape)
     model.load_state_dict(state_dict)
