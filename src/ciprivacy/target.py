@@ -322,7 +322,9 @@ def rebuild_target(
                 return model.to(memory_format=torch.contiguous_format), defense
         except (NotImplementedError, RuntimeError):
             pass
-    with torch.random.fork_rng():
+    # Built on the CPU, so only the CPU generator is drawn from: no GPU's state is saved (which
+    # would start CUDA in a CPU job and warn on a node with several GPUs).
+    with torch.random.fork_rng(devices=[]):
         model, defense = build_target(meta, num_classes, image_shape)
     model.load_state_dict(state_dict)
     return model, defense
