@@ -4,6 +4,7 @@ training job and an attack job start ~1.2 s sooner."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ import yaml
 from conftest import tiny_target_settings
 
 from ciprivacy import optimizers
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CASES = [
     ("Adam", {"lr": 1e-2, "betas": (0.5, 0.999), "fused": True}),
@@ -65,18 +68,20 @@ def test_training_and_attacking_a_target_never_import_the_compiler(tiny_photos, 
     Adam); SiftFunnel's SE blocks do not import torchvision (which imports torch._dynamo). If
     PyTorch changes how its optimizers guard their methods, this fails: the pipeline still runs,
     each job ~1.2 s slower."""
-    with open("config.yaml") as fh:
-        sift = {**yaml.safe_load(fh)["defenses"]["siftfunnel"], "se_reduction": [4, 4], "cbam_ratio": 2}
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    sift = {**config["defenses"]["siftfunnel"], "se_reduction": [4, 4], "cbam_ratio": 2}
     settings = tiny_target_settings(defense, sift if defense == "siftfunnel" else {}, 1)
+    attack = {
+        **config["attacks"]["blackbox"],
+        **{"epochs": 1, "batch_size": 8, "amp": False, "seed": 0, "device": "cpu"},
+        **{"channels_last": False, "n_samples": 2},
+    }
     script = f"""
-import json, sys, yaml
+import json, sys
 from ciprivacy.target import train_target
 from ciprivacy.attacks import run_attack
-settings = json.loads({json.dumps(json.dumps(settings))})
+settings, attack = json.loads({json.dumps(json.dumps([settings, attack]))})
 train_target({str(tiny_photos)!r}, {str(tmp_path / "model.pt")!r}, settings, checkpoint={str(tmp_path / "ck.pt")!r})
-block = yaml.safe_load(open("config.yaml"))["attacks"]["blackbox"]
-attack = {{**block, "epochs": 1, "batch_size": 8, "amp": False, "seed": 0, "device": "cpu",
-          "channels_last": False, "n_samples": 2}}
 out = {str(tmp_path)!r}
 run_attack("blackbox", out + "/model.pt", {str(tiny_photos)!r}, out + "/m.json", out + "/s.pt", attack)
 print("dynamo imported:", "torch._dynamo" in sys.modules, "torchvision" in sys.modules)
