@@ -6,12 +6,13 @@ first-call compile seconds in ``compile_seconds``).
 A stage returns rows of: seconds, images processed, GFLOP per image (counted with
 FlopCounterMode; the same for both, except the inverse network, whose deterministic edge ours
 queries once instead of every epoch, and MINE, whose critic ours runs on z's footprint only)
-and the precision it ran in.
+and the precision it ran in. ``OURS`` builds each stage's implementation alone (breakdown.py
+profiles it).
 """
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import reference
@@ -82,17 +83,37 @@ def _row(
     }
 
 
-def _compiled_row(stage: str, s: Setup, warm_up, measure, images: int, flops: float, precision: str) -> list[dict]:
-    """The ``ours+compile`` row: ``warm_up`` (timed: it compiles) then ``measure``; none
-    without ``s.compile``."""
+@dataclass
+class Ours:
+    """Our implementation of one stage, built and warmed up: what the throughput rows time and
+    what breakdown.py profiles."""
+
+    run: Callable[[], object]  # the measured call: one epoch over the images (rMLE: a batch)
+    images: int  # images that call processes
+    flops: float  # per image (rMLE: per image at all its iterations)
+    precision: str
+    # compiles what ``run`` runs (compile: true) and returns (first call, measured call)
+    compiled: Callable[[], tuple[Callable[[], object], Callable[[], object]]]
+    reference_flops: float | None = None  # per image, where the reference does other work
+
+    def __post_init__(self) -> None:
+        if self.reference_flops is None:
+            self.reference_flops = self.flops
+
+
+def _compiled_row(stage: str, s: Setup, ours: Ours) -> list[dict]:
+    """The ``ours+compile`` row: the first call (timed: it compiles) then the measured one;
+    none without ``s.compile``."""
     if not s.compile:
         return []
-    compile_seconds = timed(warm_up, s.device, repeats=1)
+    first, measure = ours.compiled()
+    compile_seconds = timed(first, s.device, repeats=1)
     seconds = timed(measure, s.device)
-    return [_row(stage, "ours+compile", seconds, images, flops, precision, s.channels_last, compile_seconds)]
+    args = (ours.images, ours.flops, ours.precision, s.channels_last, compile_seconds)
+    return [_row(stage, "ours+compile", seconds, *args)]
 
 
-def target_training(s: Setup) -> list[dict]:
+def _ours_target_training(s: Setup) -> Ours:
     train = {"batch_size": s.batch, "hflip": True, "color_jitter": 0.2, "amp": s.amp}
     defense, model = _model(s)
     module_layout(model, s.channels_last)
@@ -101,25 +122,25 @@ def target_training(s: Setup) -> list[dict]:
     few = (s.images[: s.batch], s.labels[: s.batch])
     epoch = lambda imgs, lbls: target_train_epoch(model, defense, opt, imgs, lbls, train, gen, 0, s.channels_last)  # noqa: E731
     flops = flops_of(lambda: epoch(*few)) / s.batch
-    epoch(s.images[: 2 * s.batch], s.labels[: 2 * s.batch])  # warm-up: kernels chosen, primitives built
-    ours = timed(lambda: epoch(s.images, s.labels), s.device)
+    short = lambda: epoch(s.images[: 2 * s.batch], s.labels[: 2 * s.batch])  # noqa: E731
+    short()  # warm-up: kernels chosen, primitives built
+
+    def compiled():
+        compile_split_model(model, defense, True)
+        return short, lambda: epoch(s.images, s.labels)
+
+    return Ours(lambda: epoch(s.images, s.labels), s.images.shape[0], flops, s.precision(s.amp), compiled)
+
+
+def target_training(s: Setup) -> list[dict]:
+    ours = _ours_target_training(s)
+    seconds = timed(ours.run, s.device)
     _, plain = _model(s)
     ref = timed(lambda: reference.train_classifier_epoch(plain, s.folder, s.batch, s.device), s.device)
-    n = s.images.shape[0]
-    if s.compile:
-        compile_split_model(model, defense, True)
     return [
-        _row("target_training", "ours", ours, n, flops, s.precision(s.amp), s.channels_last),
-        _row("target_training", "reference", ref, n, flops, "fp32", False),
-        *_compiled_row(
-            "target_training",
-            s,
-            lambda: epoch(s.images[: 2 * s.batch], s.labels[: 2 * s.batch]),
-            lambda: epoch(s.images, s.labels),
-            n,
-            flops,
-            s.precision(s.amp),
-        ),
+        _row("target_training", "ours", seconds, ours.images, ours.flops, ours.precision, s.channels_last),
+        _row("target_training", "reference", ref, ours.images, ours.flops, "fp32", False),
+        *_compiled_row("target_training", s, ours),
     ]
 
 
@@ -133,12 +154,15 @@ def _edge(s: Setup, channels_last: bool, fold: bool = False):
     return module_layout(fold_batchnorm(edge) if fold else edge, channels_last)
 
 
-def inverse_training(s: Setup) -> list[dict]:
+def _fresh_inverse_net(s: Setup, z_shape: tuple[int, ...]) -> InverseNet:
+    torch.manual_seed(0)
+    return InverseNet(z_shape, s.shape).to(s.device)
+
+
+def _ours_inverse_training(s: Setup) -> Ours:
     edge = _edge(s, s.channels_last, fold=True)
     z_shape = tuple(edge(to_float(s.images[:1])).shape[1:])
-    torch.manual_seed(0)
-    fresh = InverseNet(z_shape, s.shape).to(s.device)
-    generator = module_layout(copy.deepcopy(fresh), s.channels_last)
+    generator = module_layout(_fresh_inverse_net(s, z_shape), s.channels_last)
     settings = {"batch_size": s.batch, "amp": s.amp, "channels_last": s.channels_last}
     opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     gen = torch.Generator().manual_seed(0)
@@ -152,72 +176,74 @@ def inverse_training(s: Setup) -> list[dict]:
 
     flops = flops_of(lambda: epoch(s.images[: s.batch], True)) / s.batch
     ref_flops = flops_of(lambda: epoch(s.images[: s.batch], False)) / s.batch  # the edge's queries too
-    epoch(s.images[: 2 * s.batch], True)  # warm-up
-    ours = timed(lambda: epoch(s.images, True), s.device)
-    plain_edge, plain = _edge(s, False), copy.deepcopy(fresh)
-    ref = timed(lambda: reference.train_inverse_epoch(plain_edge, plain, s.folder, s.batch, s.device), s.device)
-    n = s.images.shape[0]
-    if s.compile:
+    short = lambda: epoch(s.images[: 2 * s.batch], True)  # noqa: E731
+    short()  # warm-up
+
+    def compiled():
         compile_module(generator, True)
+        return short, lambda: epoch(s.images, True)
+
+    run = lambda: epoch(s.images, True)  # noqa: E731
+    return Ours(run, s.images.shape[0], flops, s.precision(s.amp), compiled, ref_flops)
+
+
+def inverse_training(s: Setup) -> list[dict]:
+    ours = _ours_inverse_training(s)
+    seconds = timed(ours.run, s.device)
+    plain_edge = _edge(s, False)
+    plain = _fresh_inverse_net(s, tuple(plain_edge(to_float(s.images[:1])).shape[1:]))
+    ref = timed(lambda: reference.train_inverse_epoch(plain_edge, plain, s.folder, s.batch, s.device), s.device)
     return [
-        _row("inverse_training", "ours", ours, n, flops, s.precision(s.amp), s.channels_last),
-        _row("inverse_training", "reference", ref, n, ref_flops, "fp32", False),
-        *_compiled_row(
-            "inverse_training",
-            s,
-            lambda: epoch(s.images[: 2 * s.batch], True),
-            lambda: epoch(s.images, True),
-            n,
-            flops,
-            s.precision(s.amp),
-        ),
+        _row("inverse_training", "ours", seconds, ours.images, ours.flops, ours.precision, s.channels_last),
+        _row("inverse_training", "reference", ref, ours.images, ours.reference_flops, "fp32", False),
+        *_compiled_row("inverse_training", s, ours),
     ]
+
+
+RMLE_SETTINGS = {
+    "optimizer": "adam",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "loss": "per_sample",
+    "tv": "l1",
+    "tv_weight": 0.01,
+    "init": "gray",
+    "clamp": "every_step",
+}
+
+
+def _ours_rmle(s: Setup) -> Ours:
+    """Images reconstructed at ``rmle_iterations`` steps each (bf16 as in config.yaml)."""
+    edge = _edge(s, s.channels_last)
+    settings = {**RMLE_SETTINGS, "amp": s.amp, "channels_last": s.channels_last}
+    z = edge(to_float(s.images[: s.rmle_batch]))
+    gen = torch.Generator().manual_seed(0)
+
+    def run(zz, iterations, compile=False):
+        step = {**settings, "iterations": iterations, "compile": compile}
+        return rmle_reconstruct(edge, zz, s.shape, step, gen, progress=False)
+
+    flops = flops_of(lambda: run(z[:1], 1)) * s.rmle_iterations  # per image, all iterations
+    run(z, 2)  # warm-up
+
+    def compiled():
+        return lambda: run(z, 2, True), lambda: run(z, s.rmle_iterations, True)
+
+    return Ours(lambda: run(z, s.rmle_iterations), s.rmle_batch, flops, s.precision(s.amp), compiled)
 
 
 def rmle(s: Setup) -> list[dict]:
     """Images reconstructed per second at ``rmle_iterations`` steps each (bf16 as in config.yaml)."""
-    edge = _edge(s, s.channels_last)
-    settings = {
-        "iterations": s.rmle_iterations,
-        "optimizer": "adam",
-        "lr": 0.05,
-        "momentum": 0.9,
-        "loss": "per_sample",
-        "tv": "l1",
-        "tv_weight": 0.01,
-        "init": "gray",
-        "clamp": "every_step",
-        "amp": s.amp,
-        "channels_last": s.channels_last,
-    }
-    x = to_float(s.images[: s.rmle_batch])
-    z = edge(x)
-    gen = torch.Generator().manual_seed(0)
-    run = lambda zz, it: rmle_reconstruct(edge, zz, s.shape, {**settings, "iterations": it}, gen, progress=False)  # noqa: E731
-    flops = flops_of(lambda: run(z[:1], 1))  # per image and iteration
-    run(z, 2)  # warm-up
-    ours = timed(lambda: run(z, s.rmle_iterations), s.device)
+    ours = _ours_rmle(s)
+    seconds = timed(ours.run, s.device)
     plain_edge = _edge(s, False)
     k = s.rmle_reference_images
     reference.rmle_per_image(plain_edge, s.folder, 2, 1, s.device)  # warm-up
     ref = timed(lambda: reference.rmle_per_image(plain_edge, s.folder, s.rmle_iterations, k, s.device), s.device)
-    per_image = flops * s.rmle_iterations
-
-    def run_compiled(zz, it):
-        return rmle_reconstruct(edge, zz, s.shape, {**settings, "compile": True, "iterations": it}, gen, progress=False)
-
     return [
-        _row("rmle", "ours", ours, s.rmle_batch, per_image, s.precision(s.amp), s.channels_last),
-        _row("rmle", "reference", ref, k, per_image, "fp32", False),
-        *_compiled_row(
-            "rmle",
-            s,
-            lambda: run_compiled(z, 2),
-            lambda: run_compiled(z, s.rmle_iterations),
-            s.rmle_batch,
-            per_image,
-            s.precision(s.amp),
-        ),
+        _row("rmle", "ours", seconds, ours.images, ours.flops, ours.precision, s.channels_last),
+        _row("rmle", "reference", ref, k, ours.flops, "fp32", False),
+        *_compiled_row("rmle", s, ours),
     ]
 
 
@@ -232,42 +258,56 @@ class _Stacked(torch.nn.Module):
         return self.critic.forward_stacked(x, z)
 
 
-def mine(s: Setup) -> list[dict]:
-    """Critic training pairs per second (MINE runs in fp32). Ours convolves z only over its
-    footprint in the padded image (PaperConvCritic.forward), the reference over the whole image."""
+def _fresh_critic(s: Setup, z_shape: tuple[int, ...]) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return CRITICS.get("paper_conv")(s.shape, z_shape).to(s.device)
+
+
+def _ours_mine(s: Setup) -> Ours:
+    """Critic training pairs (MINE runs in fp32). Ours convolves z only over its footprint in
+    the padded image (PaperConvCritic.forward)."""
     edge = _edge(s, s.channels_last, fold=True)
     observe = torch.no_grad()(edge)
     z_shape = tuple(edge(to_float(s.images[:1])).shape[1:])
-    torch.manual_seed(0)
-    fresh = CRITICS.get("paper_conv")(s.shape, z_shape).to(s.device)
-    critic = module_layout(copy.deepcopy(fresh), s.channels_last)
+    critic = module_layout(_fresh_critic(s, z_shape), s.channels_last)
     opt = torch.optim.Adam(critic.parameters(), lr=5e-4)
     gen = torch.Generator().manual_seed(0)
     pairs = lambda imgs: feature_pairs(observe, imgs, s.batch, True, gen, s.channels_last)  # noqa: E731
-    flops = flops_of(lambda: mine_train_epoch(critic, pairs(s.images[: s.batch]), opt, gen)) / s.batch
-    stacked = _Stacked(copy.deepcopy(fresh))
+    epoch = lambda imgs: mine_train_epoch(critic, pairs(imgs), opt, gen)  # noqa: E731
+    flops = flops_of(lambda: epoch(s.images[: s.batch])) / s.batch
+    stacked = _Stacked(_fresh_critic(s, z_shape))
     ref_opt = torch.optim.Adam(stacked.parameters(), lr=5e-4)
     ref_flops = flops_of(lambda: mine_train_epoch(stacked, pairs(s.images[: s.batch]), ref_opt, gen)) / s.batch
-    mine_train_epoch(critic, pairs(s.images[: 2 * s.batch]), opt, gen)  # warm-up
-    ours = timed(lambda: mine_train_epoch(critic, pairs(s.images), opt, gen), s.device)
-    plain_edge, plain = _edge(s, False), copy.deepcopy(fresh)
-    ref = timed(lambda: reference.mine_epoch(plain_edge, plain, s.folder, s.batch, s.device), s.device)
-    n = s.images.shape[0]
-    if s.compile:
+    short = lambda: epoch(s.images[: 2 * s.batch])  # noqa: E731
+    short()  # warm-up
+
+    def compiled():
         compile_module(critic, True)
+        return short, lambda: epoch(s.images)
+
+    return Ours(lambda: epoch(s.images), s.images.shape[0], flops, "fp32", compiled, ref_flops)
+
+
+def mine(s: Setup) -> list[dict]:
+    """Critic training pairs per second; the reference runs the critic over the whole image."""
+    ours = _ours_mine(s)
+    seconds = timed(ours.run, s.device)
+    plain_edge = _edge(s, False)
+    plain = _fresh_critic(s, tuple(plain_edge(to_float(s.images[:1])).shape[1:]))
+    ref = timed(lambda: reference.mine_epoch(plain_edge, plain, s.folder, s.batch, s.device), s.device)
     return [
-        _row("mine", "ours", ours, n, flops, "fp32", s.channels_last),
-        _row("mine", "reference", ref, n, ref_flops, "fp32", False),
-        *_compiled_row(
-            "mine",
-            s,
-            lambda: mine_train_epoch(critic, pairs(s.images[: 2 * s.batch]), opt, gen),
-            lambda: mine_train_epoch(critic, pairs(s.images), opt, gen),
-            n,
-            flops,
-            "fp32",
-        ),
+        _row("mine", "ours", seconds, ours.images, ours.flops, "fp32", s.channels_last),
+        _row("mine", "reference", ref, ours.images, ours.reference_flops, "fp32", False),
+        *_compiled_row("mine", s, ours),
     ]
+
+
+OURS = {
+    "target_training": _ours_target_training,
+    "inverse_training": _ours_inverse_training,
+    "rmle": _ours_rmle,
+    "mine": _ours_mine,
+}
 
 
 STAGES = {"target_training": target_training, "inverse_training": inverse_training, "rmle": rmle, "mine": mine}

@@ -51,9 +51,9 @@ def machine_kind(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_kind()
 
 
-def parse_args() -> argparse.Namespace:
+def add_size_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that say what is measured, where and at which sizes (shared with breakdown.py)."""
     resolution, width, batch = config_sizes()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     p.add_argument("--device", default="auto")
     p.add_argument("--resolution", type=int, default=resolution)
@@ -67,6 +67,47 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--stages", nargs="+", default=list(stages.STAGES), choices=list(stages.STAGES))
     p.add_argument("--no-amp", action="store_true", help="ours in fp32 too")
     p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--out", type=Path, default=OUT)
+
+
+def apply_quick(args: argparse.Namespace) -> argparse.Namespace:
+    if args.quick:
+        args.resolution, args.width, args.batch, args.images = 16, 8, 16, 32
+        args.rmle_iterations, args.rmle_batch, args.rmle_reference_images = 2, 4, 2
+        args.matmul_size = args.matmul_size or 128
+    return args
+
+
+def peaks(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Measured matmul FLOP/s in fp32 and, where ours runs in it, bf16 (else fp32's)."""
+    n_mm = args.matmul_size or (8192 if device.type == "cuda" else 2048)
+    peak = {"fp32": matmul_peak(device, torch.float32, n_mm)}
+    peak["bf16"] = matmul_peak(device, torch.bfloat16, n_mm) if amp_active(device, True) else peak["fp32"]
+    return peak
+
+
+def setup_for(args: argparse.Namespace, device: torch.device, folder: Path) -> stages.Setup:
+    """The smooth test images (also written to ``folder`` as an ImageFolder) at ``args``' sizes."""
+    images, labels = smooth_images(args.images, args.resolution, classes=10)
+    return stages.Setup(
+        device=device,
+        images=images.to(device),
+        labels=labels.to(device),
+        folder=str(write_image_folder(images, labels, folder)),
+        width=args.width,
+        batch=args.batch,
+        amp=not args.no_amp,
+        channels_last=not args.no_channels_last,
+        rmle_iterations=args.rmle_iterations,
+        rmle_batch=args.rmle_batch,
+        rmle_reference_images=args.rmle_reference_images,
+        compile=getattr(args, "compile", False),
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_size_arguments(p)
     p.add_argument(
         "--compile", action="store_true", help="also ours compiled (compile: true): ours+compile rows, compile seconds"
     )
@@ -83,35 +124,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--demo-only", action="store_true", help="only time the demo DAG (writes demo.md)")
     p.add_argument("--amp-compare", action="store_true", help="with --demo: run it with amp on and off, compare tables")
     p.add_argument("--cores", type=int, default=2, help="cores for the demo DAG")
-    p.add_argument("--out", type=Path, default=OUT)
-    args = p.parse_args()
-    if args.quick:
-        args.resolution, args.width, args.batch, args.images = 16, 8, 16, 32
-        args.rmle_iterations, args.rmle_batch, args.rmle_reference_images = 2, 4, 2
-        args.matmul_size = args.matmul_size or 128
-    return args
+    return apply_quick(p.parse_args())
 
 
 def measure(args: argparse.Namespace, device: torch.device) -> tuple[pd.DataFrame, dict[str, float]]:
-    n_mm = args.matmul_size or (8192 if device.type == "cuda" else 2048)
-    peak = {"fp32": matmul_peak(device, torch.float32, n_mm)}
-    peak["bf16"] = matmul_peak(device, torch.bfloat16, n_mm) if amp_active(device, True) else peak["fp32"]
-    images, labels = smooth_images(args.images, args.resolution, classes=10)
+    peak = peaks(args, device)
     with tempfile.TemporaryDirectory() as tmp:
-        setup = stages.Setup(
-            device=device,
-            images=images.to(device),
-            labels=labels.to(device),
-            folder=str(write_image_folder(images, labels, Path(tmp))),
-            width=args.width,
-            batch=args.batch,
-            amp=not args.no_amp,
-            channels_last=not args.no_channels_last,
-            rmle_iterations=args.rmle_iterations,
-            rmle_batch=args.rmle_batch,
-            rmle_reference_images=args.rmle_reference_images,
-            compile=args.compile,
-        )
+        setup = setup_for(args, device, Path(tmp))
         rows = []
         for name in args.stages:
             print(f"measuring {name} ...", flush=True)

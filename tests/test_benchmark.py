@@ -90,3 +90,53 @@ def test_paper_scale_times_a_training_and_an_inverse_network_as_the_workflow_run
         list(df["seconds"] * df["config_epochs"] / 3600)
     )
     assert "paper-scale" in (tmp_path / "paper_scale.md").read_text()
+
+
+def test_breakdown_puts_every_operator_of_each_stage_in_one_group(tmp_path):
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "breakdown.py"),
+            "--quick",
+            "--stages",
+            "target_training",
+            "rmle",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    df = pd.read_csv(tmp_path / "breakdown.csv")
+    assert list(df["stage"].unique()) == ["target_training", "rmle"]
+    groups = ["matrix", "normalisation", "pooling", "activation", "optimiser", "copies and fills", "other"]
+    for _, stage in df.groupby("stage"):
+        assert list(stage["group"]) == groups
+        assert stage["share"].sum() == pytest.approx(1)
+        assert stage.set_index("group").loc["matrix", "share"] > 0
+    training = df[df.stage == "target_training"].set_index("group")
+    assert training.loc["normalisation", "share"] > 0 and training.loc["pooling", "share"] > 0  # BatchNorm, MaxPool
+    # Without the rest, the same FLOPs take less time: the bound is above what was reached.
+    assert (df["fraction_if_only_matrix"] > df["fraction_of_peak"]).all()
+    md = (tmp_path / "breakdown.md").read_text()
+    assert "## target_training: slowest operators" in md and "aten::convolution_backward" in md
+
+
+def test_breakdown_groups_operators_by_the_work_they_do(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the scripts import each other
+    from breakdown import group_of
+
+    assert group_of("aten::convolution_backward") == "matrix"
+    assert group_of("aten::mkldnn_convolution") == "matrix"
+    assert group_of("aten::addmm") == "matrix"
+    assert group_of("aten::native_batch_norm_backward") == "normalisation"
+    assert group_of("aten::max_pool2d_with_indices_backward") == "pooling"
+    assert group_of("aten::threshold_backward") == "activation"
+    assert group_of("aten::tanh") == "activation"
+    assert group_of("aten::_fused_adam_") == "optimiser"
+    assert group_of("aten::fill_") == "copies and fills"
+    assert group_of("aten::sum") == "other"
