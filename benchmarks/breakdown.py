@@ -56,8 +56,7 @@ def self_seconds(event, device: torch.device) -> float:
 
 
 def profiled(run, device: torch.device):
-    """The operators of one call of ``run`` (shapes recorded), run once before it warm."""
-    run()
+    """The operators of one call of ``run`` (shapes recorded); ``run`` has run before (timed)."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities, record_shapes=True) as prof:
         run()
@@ -82,8 +81,8 @@ def breakdown(name: str, setup: stages.Setup, peak: dict[str, float], top: int) 
     )
     ops["group"] = ops["operator"].map(group_of)
     profiled_total = ops["seconds"].sum()
-    flop_rate = ours.flops * ours.images  # FLOPs of one call
-    fraction = flop_rate / seconds / peak[ours.precision]
+    call_flops = ours.flops * ours.images
+    fraction = call_flops / seconds / peak[ours.precision]
     per_group = ops.groupby("group")["seconds"].sum().reindex(GROUP_ORDER, fill_value=0.0)
     matrix = per_group["matrix"]
     rows = [
@@ -95,8 +94,8 @@ def breakdown(name: str, setup: stages.Setup, peak: dict[str, float], top: int) 
             "precision": ours.precision,
             "images_per_s": ours.images / seconds,
             "fraction_of_peak": fraction,
-            "matrix_tflops": flop_rate / matrix / 1e12 if matrix else float("nan"),
-            # If everything else took no time: the matrix work's share of the measured wall time.
+            "matrix_tflops": call_flops / matrix / 1e12 if matrix else float("nan"),
+            # The call shortened to its matrix work's share of the profiled time.
             "fraction_if_only_matrix": fraction * profiled_total / matrix if matrix else float("nan"),
         }
         for group, group_seconds in per_group.items()
