@@ -10,14 +10,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_quick_benchmark_writes_csv_markdown_and_projection(tmp_path):
+def run_quick(script: str, out, *args: str) -> None:
+    """A benchmark script at its tiny sizes, writing into ``out``."""
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--out", str(tmp_path)],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", *args, "--out", str(out)],
         check=True,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_quick_benchmark_writes_csv_markdown_and_projection(tmp_path):
+    run_quick("throughput.py", tmp_path)
     df = pd.read_csv(tmp_path / "throughput.csv")
     for col in (
         "stage",
@@ -46,24 +51,7 @@ def test_quick_benchmark_writes_csv_markdown_and_projection(tmp_path):
 
 
 def test_benchmark_of_some_stages_leaves_the_others_unprojected_and_times_compilation(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "throughput.py"),
-            "--quick",
-            "--stages",
-            "rmle",
-            "--compile",
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run_quick("throughput.py", tmp_path, "--stages", "rmle", "--compile", "--device", "cpu")
     df = pd.read_csv(tmp_path / "throughput.csv")
     assert set(df["stage"]) == {"rmle"}
     assert list(df["implementation"]) == ["ours", "reference", "ours+compile"]
@@ -76,13 +64,7 @@ def test_benchmark_of_some_stages_leaves_the_others_unprojected_and_times_compil
 
 
 def test_paper_scale_times_a_training_and_an_inverse_network_as_the_workflow_runs_them(tmp_path):
-    subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "paper_scale.py"), "--quick", "--out", str(tmp_path)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run_quick("paper_scale.py", tmp_path)
     df = pd.read_csv(tmp_path / "paper_scale.csv")
     assert list(df["stage"]) == ["target_training (cnn, unprotected)", "inverse_network (blackbox)"]
     assert (df["seconds"] > 0).all() and (df["epochs_run"] == 1).all() and not df["paper_scale"].any()
@@ -93,24 +75,7 @@ def test_paper_scale_times_a_training_and_an_inverse_network_as_the_workflow_run
 
 
 def test_breakdown_puts_every_operator_of_each_stage_in_one_group(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "breakdown.py"),
-            "--quick",
-            "--stages",
-            "target_training",
-            "rmle",
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run_quick("breakdown.py", tmp_path, "--stages", "target_training", "rmle", "--device", "cpu")
     df = pd.read_csv(tmp_path / "breakdown.csv")
     assert list(df["stage"].unique()) == ["target_training", "rmle"]
     groups = ["matrix", "normalisation", "pooling", "activation", "optimiser", "copies and fills", "other"]
